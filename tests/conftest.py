@@ -1,0 +1,20 @@
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch():
+    torch.manual_seed(0)
+
+
+from hypothesis import settings  # noqa: E402
+
+# Reproducible property tests: the same examples on every run and in CI.
+settings.register_profile("normlab", derandomize=True, deadline=None, max_examples=40)
+settings.load_profile("normlab")
