@@ -1,0 +1,103 @@
+"""Batch-norm kernels side by side: NumPy reference, normlab.nn.BatchNorm, torch.nn.BatchNormNd.
+
+Run: python benchmarks/bn_kernels.py [--repeats 9]
+float32, one thread, warm-up then the median of the repeats, all in this one process.
+Each time is also shown as a ratio to torch's native kernel for the same work and to a
+plain copy of the tensor (the memory floor: a kernel cannot beat reading x and writing y).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from normlab import functional as F  # noqa: E402
+from normlab import nn as nl  # noqa: E402
+
+SHAPES = [(256, 1024), (64, 64, 32, 32), (128, 32, 28, 28)]
+TORCH_BN = {2: nn.BatchNorm1d, 4: nn.BatchNorm2d}
+
+
+def median_seconds(kernels: dict, repeats: int, warmup: int = 2) -> dict:
+    """Median wall time of each kernel; the kernels take turns (round robin) so that a
+    change in machine load hits all of them alike."""
+    for fn in kernels.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in kernels}
+    for _ in range(repeats):
+        for name, fn in kernels.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def forward_backward(module, x, dout):
+    def run():
+        xg = x.detach().requires_grad_(True)
+        module(xg).backward(dout)
+    return run
+
+
+def measure(shape, repeats):
+    c = shape[1]
+    rng = np.random.default_rng(0)
+    x_np = rng.standard_normal(shape, dtype=np.float32)
+    gamma, beta = np.ones(c, np.float32), np.zeros(c, np.float32)
+    dout_np = rng.standard_normal(shape, dtype=np.float32)
+    _, cache = F.batchnorm_forward(x_np, gamma, beta)
+    x, dout = torch.from_numpy(x_np), torch.from_numpy(dout_np)
+    ours, native = nl.BatchNorm(c), TORCH_BN[len(shape)](c)
+
+    t = median_seconds({
+        "copy": lambda: x.clone(),
+        "numpy forward": lambda: F.batchnorm_forward(x_np, gamma, beta),
+        "numpy staged backward": lambda: F.batchnorm_backward(dout_np, cache),
+        "numpy closed-form backward": lambda: F.batchnorm_backward_fast(dout_np, cache),
+        "normlab forward": lambda: ours(x),
+        "normlab forward+backward": forward_backward(ours, x, dout),
+        "torch forward": lambda: native(x),
+        "torch forward+backward": forward_backward(native, x, dout),
+    }, repeats)
+    torch_for = {"numpy forward": "torch forward", "normlab forward": "torch forward",
+                 "torch forward": "torch forward", "numpy staged backward": "torch forward+backward",
+                 "numpy closed-form backward": "torch forward+backward",
+                 "normlab forward+backward": "torch forward+backward",
+                 "torch forward+backward": "torch forward+backward", "copy": "torch forward"}
+    rows = [(name, sec * 1e3, sec / t[torch_for[name]], sec / t["copy"]) for name, sec in t.items()]
+    return rows, t
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=9, help="timed runs per kernel (median; default 9)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, numpy {np.__version__}, float32, 1 thread, median of {args.repeats}\n")
+    print("| shape | kernel | ms | × torch | × copy |")
+    print("|---|---|---:|---:|---:|")
+    checks = []
+    for shape in SHAPES:
+        rows, t = measure(shape, args.repeats)
+        for name, ms, vs_torch, vs_copy in rows:
+            print(f"| {shape} | {name} | {ms:.2f} | {vs_torch:.2f} | {vs_copy:.2f} |")
+        checks.append((shape, t["numpy staged backward"] / t["numpy closed-form backward"],
+                       t["normlab forward+backward"] / t["torch forward+backward"],
+                       t["normlab forward"] / t["torch forward"]))
+    print("\n| shape | closed-form speed-up over staged (target ≥ 1.8) | normlab/torch fwd+bwd (≤ 1.5) | normlab/torch fwd (≤ 1.0 on 4-D) |")
+    print("|---|---:|---:|---:|")
+    for shape, speedup, fb, f in checks:
+        print(f"| {shape} | {speedup:.2f} | {fb:.2f} | {f:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
