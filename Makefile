@@ -10,7 +10,7 @@ venv:
 
 ## make course: build the course (executed lectures, slides, assignment releases) into build/
 course: venv
-	$(BIN)/normlab --help
+	$(BIN)/normlab build
 
 ## make test: run the whole test suite (CI runs exactly this)
 test: venv
