@@ -58,22 +58,39 @@ def test_groupnorm_with_c_groups_is_instancenorm(seed, n, c, h, w):
 
 
 DRAWS = 4000
+FAILURE_PROBABILITY = 1e-9
+
+
+def bernstein_bound(x, p, draws=DRAWS, delta=FAILURE_PROBABILITY):
+    """|mean of `draws` inverted-dropout outputs - x| <= bound with probability >= 1 - delta.
+
+    One output is x / (1 - p) with probability 1 - p, else 0: mean x, variance
+    x^2 p / (1 - p), range |x| / (1 - p). Bernstein's inequality holds for every p
+    (also tiny p, where a normal approximation of the rare drops fails).
+    """
+    log_term = np.log(2 / delta)
+    variance, spread = x**2 * p / (1 - p), np.abs(x) / (1 - p)
+    return np.sqrt(2 * variance * log_term / draws) + 2 * spread * log_term / (3 * draws) + 1e-12
 
 
 @given(p=st.floats(0.0, 0.9), seed=seeds)
 def test_dropout_preserves_the_expectation(p, seed):
-    """Each entry of the mean of K inverted-dropout draws has mean x and standard deviation
-    |x| sqrt(p / ((1 - p) K)); with K = 4000 and 20 entries, 6 standard deviations bound
-    the error with failure probability < 1e-7 per example (normal approximation)."""
+    """The mean of many dropout draws stays within a Bernstein bound of x (non-inverted
+    dropout, whose mean is (1 - p) x, falls outside it for p >= 0.05)."""
     x = torch.linspace(-2, 2, 20, dtype=torch.float64)
+    bound = torch.from_numpy(bernstein_bound(x.numpy(), p))
     torch.manual_seed(seed)
-    drop = nl.Dropout(p)
-    mean = drop(x.expand(DRAWS, -1)).mean(0)
-    bound = 6 * x.abs() * np.sqrt(p / ((1 - p) * DRAWS)) + 1e-12
+    mean = nl.Dropout(p)(x.expand(DRAWS, -1)).mean(0)
     assert torch.all((mean - x).abs() <= bound), (mean - x).abs().max()
     rng = np.random.default_rng(seed)
     out = np.stack([F.dropout_forward(x.numpy(), p, True, rng)[0] for _ in range(DRAWS)]).mean(0)
     assert np.all(np.abs(out - x.numpy()) <= bound.numpy())
+
+
+def test_the_dropout_bound_catches_non_inverted_dropout():
+    x = np.linspace(-2, 2, 20)
+    for p in (0.05, 0.5, 0.9):
+        assert np.all(p * np.abs(x[np.abs(x) > 0.5]) > bernstein_bound(x[np.abs(x) > 0.5], p))
 
 
 @given(p=st.floats(0.0, 0.95, exclude_max=True), seed=seeds)
