@@ -1,0 +1,174 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lecture 4 — worked solutions
+#
+# Solutions to the exercises of `course/04_inference_running_stats.py`.
+
+# %%
+import numpy as np
+import torch
+from torch import nn
+
+from normlab import data, models, train
+from normlab import nn as nl
+from normlab.plots import graphs
+
+torch.set_num_threads(1)
+_ = torch.manual_seed(0)
+
+# %% [markdown]
+# ## Exercise 1 — conventions
+#
+# (a) Keras keeps $k = 0.99$ of the old value; PyTorch's `momentum` is the weight of the
+# new batch, so Keras' 0.99 is PyTorch's $m = 1 - 0.99 = 0.01$.
+#
+# (b) From 0 with a constant batch value 3, after $t$ steps the running mean is
+# $3\,(1 - (1-m)^t)$. Within 1 % of 3 means $(1-m)^t \le 0.01$, i.e.
+# $t \ge \ln 0.01/\ln(1-m)$: 44 steps for $m = 0.1$, 459 for $m = 0.01$.
+
+# %%
+for m in (0.1, 0.01):
+    curve = graphs.running_average_curve(np.full(1000, 3.0), momentum=m)
+    first = int(np.argmax(curve >= 0.99 * 3.0)) + 1
+    print(f"PyTorch momentum {m}: within 1 % after {first} steps "
+          f"(formula {int(np.ceil(np.log(0.01) / np.log(1 - m)))})")
+
+# %% [markdown]
+# (c) The slides' formula `momentum * running + (1 - momentum) * sample` with 0.1 keeps
+# 10 % of the old value: PyTorch `momentum=0.9`, an average over about one batch. The
+# intended value in that (Keras) form is 0.9 (or Keras' default 0.99).
+
+# %% [markdown]
+# ## Exercise 2 — the cumulative average of variances
+#
+# With `momentum=None` the factor at step $t$ is $1/t$: $r_t = (1-\tfrac1t)r_{t-1} + \tfrac1t v_t$.
+# By induction, if $r_{t-1} = \frac{1}{t-1}\sum_{j<t} v_j$ then
+# $r_t = \frac{t-1}{t}\cdot\frac{1}{t-1}\sum_{j<t}v_j + \frac1t v_t = \frac1t\sum_{j\le t}v_j$.
+# So `running_var` is the mean of the unbiased batch variances $v_t$.
+#
+# The pooled unbiased variance of all $km$ values splits into within-batch and
+# between-batch parts:
+# $$s^2_{\text{pooled}} = \frac{(m-1)\sum_t v_t + m\sum_t(\mu_t-\bar\mu)^2}{km-1},$$
+# so the two differ by the spread of the **batch means**, which the average of
+# within-batch variances never sees.
+
+# %%
+bn = nl.BatchNorm(1, momentum=None).double()
+batches = [torch.randn(16, 1, dtype=torch.float64) + shift for shift in (0.0, 1.0, 2.0, 3.0)]
+for batch in batches:
+    bn(batch)
+pooled = torch.cat(batches)
+print(f"running_var                      {bn.running_var.item():.4f}")
+print(f"mean of unbiased batch variances {torch.stack([b.var() for b in batches]).mean().item():.4f}")
+print(f"pooled unbiased variance         {pooled.var().item():.4f}   (includes the spread of the means)")
+
+# %% [markdown]
+# With i.i.d. batches from a fixed distribution the batch means agree up to noise and both
+# estimate the same variance. During training they do not: the weights (and so the
+# batch means) move, and with sorted or non-shuffled data the batches differ on purpose.
+
+# %% [markdown]
+# ## Exercise 3 — the forgotten `eval()` on a test set sorted by label
+
+# %%
+splits = data.load_digits(flat=True)
+torch.manual_seed(0)
+model = models.mlp(64, 10, hidden=(128, 128), norm="batch")
+train_loader, val_loader, test_loader = splits.loaders(batch_size=32, seed=0)
+train.fit(model, train_loader, val_loader, epochs=10, lr=0.05, progress=False)
+order = torch.argsort(splits.y_test, stable=True)
+x_sorted, y_sorted = splits.x_test[order], splits.y_test[order]
+print(f"train mode, shuffled order, batches of 32 : {graphs.train_mode_accuracy(model, splits.x_test, splits.y_test, 32):.3f}")
+print(f"train mode, sorted by label, batches of 32: {graphs.train_mode_accuracy(model, x_sorted, y_sorted, 32):.3f}")
+print(f"eval mode                                 : {train.evaluate(model, test_loader)[1]:.3f}")
+
+# %% [markdown]
+# Sorted by label, most batches hold a single class. Batch norm subtracts the batch mean
+# of every feature, i.e. exactly what the digits of the batch have in common — the
+# evidence for their class — and rescales the rest. The network then sees "the
+# differences between several 3s" instead of "a 3" and guesses. Shuffled batches of 32
+# have statistics close to the training batches', so accuracy is close to eval mode; eval
+# mode does not care about order at all.
+
+# %% [markdown]
+# ## Exercise 4 — folding a CNN
+#
+# Every `Conv2d`/`Linear` directly followed by a `BatchNorm2d`/`BatchNorm1d` folds; the
+# same loop as the lecture's, with any batch-norm class:
+
+# %%
+def fold_all(sequential):
+    """Replace every (Linear/Conv, BatchNorm) pair of an nn.Sequential by one layer (eval mode)."""
+    layers, modules, i = [], list(sequential), 0
+    while i < len(modules):
+        if i + 1 < len(modules) and isinstance(modules[i + 1], nn.modules.batchnorm._BatchNorm):
+            layers.append(nl.fold_batchnorm(modules[i], modules[i + 1]))
+            i += 2
+        else:
+            layers.append(modules[i])
+            i += 1
+    return nn.Sequential(*layers).eval()
+
+
+# %%
+images = data.load_digits()
+torch.manual_seed(0)
+cnn = models.small_cnn(1, 10, 8, norm="batch")
+cnn_loaders = images.loaders(batch_size=32, seed=0)
+train.fit(cnn, cnn_loaders[0], cnn_loaders[1], epochs=3, lr=0.05, progress=False)
+cnn.eval()
+folded_cnn = fold_all(cnn)
+with torch.no_grad():
+    gap = (cnn(images.x_test) - folded_cnn(images.x_test)).abs().max().item()
+print(f"test accuracy {train.evaluate(cnn, cnn_loaders[2])[1]:.3f};  max |logit difference| after folding {gap:.1e}")
+print(f"parameters {models.count_parameters(cnn)} -> {models.count_parameters(folded_cnn)} "
+      f"(removed {models.count_parameters(cnn) - models.count_parameters(folded_cnn)})")
+
+# %% [markdown]
+# Each BN brings $2C$ parameters ($\gamma, \beta$); folding turns them into the $C$ biases
+# the bias-free Conv/Linear did not have, a net saving of $C$ per layer:
+# $16 + 32 + 64 = 112$ here, plus all running buffers.
+
+# %% [markdown]
+# ## Exercise 5 — BN after the activation folds into the *next* layer
+#
+# In eval mode $\mathrm{BN}(h) = s\odot h + t$ with $s = \gamma/\sqrt{\mathrm{running\_var}+\epsilon}$
+# and $t = \beta - s\odot\mathrm{running\_mean}$. The next Linear computes
+# $$W_2(s\odot h + t) + b_2 = \underbrace{W_2\,\mathrm{diag}(s)}_{W_2'}\,h + \underbrace{W_2\,t + b_2}_{b_2'} .$$
+# (It cannot go into the Linear *before*: the ReLU between them is not affine.)
+
+# %%
+@torch.no_grad()
+def fold_into_next(bn, linear):
+    """One Linear equal to linear(bn(h)) for an eval-mode BatchNorm1d followed by a Linear."""
+    s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    t = bn.bias - s * bn.running_mean
+    folded = nn.Linear(linear.in_features, linear.out_features)
+    folded.weight.copy_(linear.weight * s)  # scales column j by s_j: W diag(s)
+    folded.bias.copy_(linear.bias + linear.weight @ t)
+    return folded
+
+
+# %%
+torch.manual_seed(0)
+after = models.mlp(64, 10, hidden=(128, 128), norm="batch", norm_position="after")
+print(after)
+train.fit(after, train_loader, val_loader, epochs=3, lr=0.05, progress=False)
+after.eval()
+modules = list(after)  # Flatten, Linear, ReLU, BN, Linear, ReLU, BN, Linear
+folded_after = nn.Sequential(*modules[:3], fold_into_next(modules[3], modules[4]),
+                             modules[5], fold_into_next(modules[6], modules[7])).eval()
+with torch.no_grad():
+    gap = (after(splits.x_test) - folded_after(splits.x_test)).abs().max().item()
+print(f"max |logit difference| {gap:.1e}")
