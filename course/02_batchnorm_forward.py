@@ -1,0 +1,364 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # Lecture 02 — Batch normalization: the forward pass
+#
+# Lecture 01: standardizing the inputs makes gradient descent's job easy, but only the
+# first layer sees standardized inputs. Batch normalization (BN) standardizes the net
+# inputs of *hidden* layers, using the statistics of the current mini-batch.
+#
+# 1. Per-feature mini-batch statistics, $\epsilon$
+# 2. Scale and shift: $\gamma$ and $\beta$ (BN can learn the identity)
+# 3. The bias before BN is redundant
+# 4. BN for convolutional layers: per channel over $N, H, W$
+# 5. Where BN sits in a network; what BN is claimed to fix
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Sources: Raschka's lecture slides (steps 1 and 2, the bias remark, the PyTorch MLP),
+# Silva's CNN slides (the identity with γ = sqrt(σ²+ε), β = μ; the Keras examples),
+# Schilling's thesis talk (the formula with μ_B, σ_B), the BN notes, and the UCLA
+# discussion sheet (its multiple-choice question 6 is exercise 1). Everything is checked
+# numerically against the library and against torch.nn. Runs in a few seconds.
+
+# %% slideshow={"slide_type": "skip"}
+import numpy as np
+import torch
+
+from normlab import data, models
+from normlab import functional as F
+from normlab.notebook import show_source
+from normlab.plots.inputs import plot_batchnorm_statistics
+
+torch.set_num_threads(1)
+rng = np.random.default_rng(0)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The setting: one hidden layer, one mini-batch
+#
+# A mini-batch of $n$ examples passes a linear layer: net inputs $z_j^{[i]}$ for example
+# $i = 1..n$ and hidden unit $j$ — a matrix $Z$ of shape $(n, d)$. BN works on each
+# **column** (unit) separately, with the statistics of this mini-batch.
+#
+# | | Raschka's slides | BN paper, Schilling, UCLA sheet | code (`normlab`) |
+# |---|---|---|---|
+# | batch size | $n$ | $m$, $\mathcal B$ | `N = x.shape[0]` |
+# | batch mean, variance | $\mu_j,\ \sigma_j^2$ | $\mu_\mathcal{B},\ \sigma^2_\mathcal{B}$ | `mu`, `var` |
+# | normalized input | $z'^{[i]}_j$ | $\hat x_i$ | `xhat` |
+# | output | $a'^{[i]}_j$ | $y_i$ | `out` |
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Step 1: standardize each unit over the mini-batch
+#
+# $$\mu_j = \frac1n\sum_{i=1}^n z_j^{[i]},\qquad
+#   \sigma_j^2 = \frac1n\sum_{i=1}^n \left(z_j^{[i]}-\mu_j\right)^2,\qquad
+#   z'^{[i]}_j = \frac{z_j^{[i]}-\mu_j}{\sqrt{\sigma_j^2+\epsilon}}$$
+#
+# * $\sigma_j^2$ is the **biased** variance (divide by $n$, not $n-1$).
+# * $\epsilon$ (e.g. $10^{-5}$) sits **inside** the square root, "for numerical stability"
+#   (Raschka's slides).
+
+# %%
+z = rng.normal(loc=[5.0, -2.0, 0.0], scale=[10.0, 0.1, 1.0], size=(8, 3))  # n = 8, d = 3 units
+eps = 1e-5
+mu = z.mean(axis=0)                     # one mean per unit (column)
+var = ((z - mu) ** 2).mean(axis=0)      # biased: divides by n
+z_hat = (z - mu) / np.sqrt(var + eps)
+print("mu          ", mu.round(3))
+print("sigma       ", np.sqrt(var).round(3))
+print("z_hat mean  ", z_hat.mean(axis=0).round(6))
+print("z_hat std   ", z_hat.std(axis=0).round(6))
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Three units on wildly different scales (spreads 10, 0.1 and 1) come out with mean 0 and
+# standard deviation 1 each — to six digits; the tiny deviation from 1 is ε. This is
+# lecture 01's standardization, applied to a hidden layer, with batch statistics.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Biased or unbiased variance?
+#
+# NumPy's `var` divides by $n$; torch's `var` by default by $n-1$. BN normalizes with the
+# biased one (we check against `torch.nn.BatchNorm1d` below); the $n-1$ version appears
+# only in the running average used at test time (lecture 04).
+
+# %%
+n = len(z)
+print("biased   (1/n)    :", z.var(axis=0).round(5))
+print("unbiased (1/(n-1)):", torch.from_numpy(z).var(dim=0).numpy().round(5))
+print("ratio n/(n-1) =", n / (n - 1))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Why $\epsilon$: a unit that is constant on the batch
+#
+# A ReLU that is off for every example, or a batch of identical inputs, has
+# $\sigma_j^2 = 0$: without $\epsilon$ the normalization is $0/0$.
+
+# %%
+constant = np.full((4, 1), 3.0)                      # one unit, the same value 4 times
+with np.errstate(invalid="ignore"):                  # silence NumPy's 0/0 warning
+    print("without eps:", ((constant - constant.mean(0)) / np.sqrt(constant.var(0))).ravel())
+print("with eps:   ", ((constant - constant.mean(0)) / np.sqrt(constant.var(0) + eps)).ravel())
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The library's implementation
+#
+# `normlab.functional.batchnorm_forward(x, gamma, beta, eps)` returns `(out, cache)`; the
+# cache is what the backward pass (lecture 03) needs.
+
+# %%
+show_source(F.batchnorm_forward, docstring=False)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# `_forward` reshapes and applies $\gamma, \beta$; the statistics are computed here — the
+# three formulas of step 1:
+
+# %%
+show_source(F._normalize)
+
+# %%
+out, cache = F.batchnorm_forward(z, gamma=np.ones(3), beta=np.zeros(3), eps=eps)
+print("max |library - by hand| =", np.abs(out - z_hat).max())
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Step 2: scale and shift
+#
+# $$a'^{[i]}_j = \gamma_j\, z'^{[i]}_j + \beta_j$$
+#
+# $\gamma_j$ (scale) and $\beta_j$ (shift) are **learned** by gradient descent, one pair per
+# unit. They are initialized to $\gamma = 1, \beta = 0$: BN starts as plain
+# standardization and the network can move away from it.
+#
+# Why not keep mean 0 and variance 1? Forcing them "can limit the expressive power of the
+# network" (the BN notes), e.g. a sigmoid would only ever see its nearly linear middle.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## BN can learn the identity
+#
+# Silva's CNN slides: if $\gamma = \sqrt{\sigma^2+\epsilon}$ and $\beta = \mu$, the layer
+# returns its input. Check it:
+
+# %%
+gamma_identity, beta_identity = np.sqrt(var + eps), mu
+out, _ = F.batchnorm_forward(z, gamma_identity, beta_identity, eps)
+print("this batch:    max |out - z| =", np.abs(out - z).max())
+other_batch = rng.normal(loc=[5.0, -2.0, 0.0], scale=[10.0, 0.1, 1.0], size=(8, 3))
+out_other, _ = F.batchnorm_forward(other_batch, gamma_identity, beta_identity, eps)
+print("another batch: max |out - z| =", np.abs(out_other - other_batch).max().round(3))
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# The identity is exact for the batch whose statistics we copied, and only approximate for
+# another batch from the same distribution: γ and β are fixed numbers, while μ and σ change
+# from batch to batch. So BN "can represent the identity" in the sense that it can undo
+# the *typical* normalization — with γ and β equal to the population σ and μ. The
+# batch-to-batch noise that remains is what gives BN its slight regularizing effect
+# (Silva's slides), and what makes it fragile with tiny batches (lecture 05).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The bias before BN is redundant
+#
+# Raschka's slides: "This parameter [$\beta$] makes the bias units redundant." A linear
+# layer $z = Wx + b$ followed by BN: the batch mean of $z_j$ is $\mu_j + b_j$, so
+#
+# $$z_j - \text{mean}(z_j) = (Wx)_j + b_j - (\mu_j + b_j) = (Wx)_j - \mu_j \quad
+#   \Rightarrow\quad \mathrm{BN}(Wx + b) = \mathrm{BN}(Wx).$$
+#
+# $\beta$ plays the bias's role; BN's $\gamma, \beta$ are vectors of the bias's size.
+
+# %%
+torch.manual_seed(0)
+x = torch.randn(16, 4, dtype=torch.float64)
+with_bias = torch.nn.Linear(4, 3, dtype=torch.float64)
+torch.nn.init.uniform_(with_bias.bias, -100.0, 100.0)          # a large bias, to be sure
+without_bias = torch.nn.Linear(4, 3, bias=False, dtype=torch.float64)
+without_bias.weight.data.copy_(with_bias.weight.data)
+bn = torch.nn.BatchNorm1d(3, dtype=torch.float64)
+out_with, out_without = bn(with_bias(x)), bn(without_bias(x))
+print("bias:", with_bias.bias.data.numpy().round(1))
+print("max |BN(Wx + b) - BN(Wx)| =", (out_with - out_without).abs().max().item())
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The bias does not change the output, so its gradient is zero — training never moves it:
+
+# %%
+loss = (out_with * torch.randn_like(out_with)).sum()   # any loss downstream of BN
+loss.backward()
+print("d loss / d bias =", with_bias.bias.grad.numpy())
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# The gradient is zero up to rounding (about 1e-14 in float64, for a bias of size ~50). That is why
+# normlab.models builds Linear(..., bias=False) in front of a BatchNorm, and why PyTorch
+# model code usually does the same: the bias would be a parameter that costs memory and
+# does nothing. Note the random upstream gradient: with an all-ones upstream gradient, the
+# gradient through BN is zero for every input, not only the bias (lecture 03).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Same numbers as PyTorch
+#
+# In training mode `torch.nn.BatchNorm1d` (for $(N, D)$) and `BatchNorm2d` (for
+# $(N, C, H, W)$) normalize with the batch statistics. With the same $\gamma, \beta$:
+
+# %%
+for shape, TorchBN in (((32, 5), torch.nn.BatchNorm1d), ((8, 3, 5, 5), torch.nn.BatchNorm2d)):
+    x = rng.normal(3.0, 2.0, size=shape)
+    gamma, beta = rng.normal(size=shape[1]), rng.normal(size=shape[1])
+    ours, _ = F.batchnorm_forward(x, gamma, beta, eps=1e-5)
+    torch_bn = TorchBN(shape[1], eps=1e-5, dtype=torch.float64)   # train mode by default
+    with torch.no_grad():
+        torch_bn.weight.copy_(torch.from_numpy(gamma))
+        torch_bn.bias.copy_(torch.from_numpy(beta))
+        theirs = torch_bn(torch.from_numpy(x)).numpy()
+    print(f"{TorchBN.__name__} on {shape}: max |ours - torch| = {np.abs(ours - theirs).max():.1e}")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## BN for convolutional layers: per channel
+#
+# A conv layer applies the same filter at every position, so all $H \times W$ positions of a
+# channel are *the same feature*. BN therefore takes one $\mu, \sigma^2$ (and one
+# $\gamma, \beta$) **per channel**, over $N \cdot H \cdot W$ values:
+
+# %%
+fig = plot_batchnorm_statistics(batch=4, features=5, channels=3, height=3, width=3)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# After BN on an $(N, C, H, W)$ batch, every channel has mean 0 and variance 1 over
+# $(N, H, W)$; a single position need not:
+
+# %%
+images = rng.normal(2.0, 3.0, size=(8, 3, 5, 5)) + np.linspace(0, 4, 5)  # brighter to the right
+out, _ = F.batchnorm_forward(images, np.ones(3), np.zeros(3))
+print("per channel, over (N, H, W): mean", out.mean(axis=(0, 2, 3)).round(6),
+      " var", out.var(axis=(0, 2, 3)).round(4))
+print("channel 0, per column (over N, H):", out[:, 0].mean(axis=(0, 1)).round(2))
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# The alternative — flatten the image and treat every (channel, position) as its own
+# feature, as BatchNorm1d on (N, C·H·W) would — gives C·H·W statistics from only N values
+# each, C·H·W parameters γ and β instead of C, and treats the same feature differently at
+# different positions, which breaks the convolution's translation equivariance. The BN
+# paper chose per channel for these reasons. Exercise 3 builds the per-channel version from
+# the 2-D one by a reshape.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Where BN sits in a network
+#
+# Raschka's lecture slides, PyTorch — "batchnorm is in the classic sense placed before the
+# activation" (hidden sizes made arguments):
+
+# %%
+class MultilayerPerceptron(torch.nn.Module):
+    def __init__(self, num_features, num_classes, num_hidden_1=128, num_hidden_2=64):
+        super().__init__()
+        self.linear_1 = torch.nn.Linear(num_features, num_hidden_1)
+        self.linear_1_bn = torch.nn.BatchNorm1d(num_hidden_1)
+        self.linear_2 = torch.nn.Linear(num_hidden_1, num_hidden_2)
+        self.linear_2_bn = torch.nn.BatchNorm1d(num_hidden_2)
+        self.linear_out = torch.nn.Linear(num_hidden_2, num_classes)
+
+    def forward(self, x):
+        out = torch.relu(self.linear_1_bn(self.linear_1(x)))   # Linear -> BN -> ReLU
+        out = torch.relu(self.linear_2_bn(self.linear_2(out)))
+        logits = self.linear_out(out)
+        return logits, torch.softmax(logits, dim=1)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# On a batch of 128 digits (standardized pixels), at initialization: the net inputs of
+# hidden layer 2 before and after BN, per unit.
+
+# %%
+digits = data.load_digits(flat=True)
+torch.manual_seed(0)
+seed_mlp = MultilayerPerceptron(64, 10)
+batch = digits.x_train[:128]
+with torch.no_grad():
+    z2 = seed_mlp.linear_2(torch.relu(seed_mlp.linear_1_bn(seed_mlp.linear_1(batch))))
+    z2_bn = seed_mlp.linear_2_bn(z2)
+for name, values in (("before BN", z2), ("after BN ", z2_bn)):
+    means, stds = values.mean(0), values.std(0, correction=0)
+    print(f"{name}: unit means in [{means.min():+.2f}, {means.max():+.2f}], "
+          f"unit stds in [{stds.min():.2f}, {stds.max():.2f}]")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# `normlab.models.mlp` builds the same stack, without the redundant biases:
+
+# %%
+print(models.mlp(64, 10, hidden=(128, 64), norm="batch"))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Before or after the activation?
+#
+# Silva's CNN slides show both in Keras: `Dense → BatchNormalization → Activation`
+# ("[Original Paper]") and `Dense(activation=relu) → BatchNormalization`, and a
+# `BatchNormalization` as the very first layer, standardizing the raw inputs. Raschka's
+# slides quote a benchmark where *after* ReLU scored higher (0.499 vs 0.474 accuracy).
+# `normlab.models.mlp(..., norm_position="after")` builds the second kind; lecture 05
+# measures both.
+
+# %%
+print(models.mlp(64, 10, hidden=(128,), norm="batch", norm_position="after"))
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Note the bias: after the activation, the Linear keeps its bias — the ReLU sits between
+# the bias and the BN's mean subtraction, so the bias is no longer cancelled. Exercise 5
+# asks for the parameter count.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## What is BN claimed to fix?
+#
+# | claim | seed | where we measure it |
+# |---|---|---|
+# | keeps net inputs standardized (here: mean 0, std 1 per unit) | all | this lecture ✓ |
+# | "helps with exploding/vanishing gradient problems" | Raschka's slides | lecture 07 |
+# | faster, more stable training; larger learning rates | Raschka, Schilling, BN notes | lecture 08 |
+# | "slight regularization effect", weaker for large batches | Silva's slides | lectures 06, 08 |
+# | reduces internal covariate shift | BN paper via the seeds | disputed — lectures 01, 08 |
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Summary
+#
+# * BN standardizes each unit (column) of a hidden layer's net inputs over the mini-batch:
+#   $\mu_j$, biased $\sigma_j^2$, and $\epsilon$ inside the square root against
+#   $\sigma_j^2 = 0$.
+# * It then scales and shifts with learned $\gamma_j, \beta_j$ (initially 1 and 0). With
+#   $\gamma = \sqrt{\sigma^2+\epsilon}, \beta = \mu$ it returns its input — exactly for that
+#   batch, approximately for others.
+# * A bias right before BN cancels exactly (measured in float64: output difference and
+#   bias gradient both ~1e-14, i.e. rounding): drop it.
+# * Conv layers: one $\mu, \sigma^2, \gamma, \beta$ per channel, over $N \cdot H \cdot W$ values.
+# * Our NumPy implementation matches `torch.nn.BatchNorm1d/2d` in training mode to ~1e-15.
+# * Classic placement: Linear/Conv → BN → activation (Raschka); after the activation is
+#   also used (Silva's Keras example) — lecture 05.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercises
+#
+# 1. **The UCLA discussion sheet, question 6.** Which of the following neural network
+#    training challenges can be solved using batch normalization? (a) Overfitting
+#    (b) Restrict activations to become too high or low (c) Training is too slow (d) All of
+#    the above. Answer, then discuss each option: which does BN do *by construction*, which
+#    is an empirical effect, and how would you measure it?
+# 2. **When $\epsilon$ is not negligible.** A unit's net inputs have standard deviation
+#    $10^{-3}$ on a batch. Predict the standard deviation of BN's output (with $\gamma = 1$,
+#    $\epsilon = 10^{-5}$), then check with `F.batchnorm_forward`. For which spreads does BN
+#    stop standardizing?
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# 3. **Conv BN from the 2-D one.** Write `batchnorm_2d(x, gamma, beta)` for $(N, C, H, W)$
+#    input that moves the channel axis last, reshapes to $(N H W, C)$, calls
+#    `F.batchnorm_forward` on that 2-D array and reshapes back. Check it against
+#    `F.batchnorm_forward` on the 4-D input and against `torch.nn.BatchNorm2d`.
+# 4. **Invariance.** Show numerically that $\mathrm{BN}(a \odot z + b) = \mathrm{BN}(z)$ for any
+#    per-unit $a > 0$ and $b$. What happens for a negative $a_j$? How does this explain the
+#    redundant bias, and why does it make the *scale* of the preceding weights irrelevant
+#    to the output (lecture 07)?
+# 5. **Parameters.** Count the parameters of `models.mlp(64, 10, hidden=(128, 64), norm=...)`
+#    for `norm="none"`, `"batch"` with `norm_position="before"` and with `"after"`, and
+#    explain every difference. Are BN's running mean and variance parameters?

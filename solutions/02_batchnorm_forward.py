@@ -1,0 +1,213 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lecture 02 — worked solutions
+#
+# Solutions to the exercises of `course/02_batchnorm_forward.py`. Every number is computed
+# here with fixed seeds.
+
+# %%
+import numpy as np
+import torch
+from torch import nn
+
+from normlab import data, models, train
+from normlab import functional as F
+
+torch.set_num_threads(1)
+rng = np.random.default_rng(0)
+digits = data.load_digits(flat=True)
+
+# %% [markdown]
+# ## Exercise 1 — the UCLA discussion sheet, question 6
+#
+# *Which of the following neural network training challenges can be solved using batch
+# normalization? (a) Overfitting (b) Restrict activations to become too high or low
+# (c) Training is too slow (d) All of the above.*
+#
+# **Answer: (d)**, the answer the question is built for — but the three parts are of very
+# different strength, and it pays to know which is which:
+#
+# * **(b) is true by construction.** Whatever the weights, BN's output has per-unit batch
+#   mean $\beta$ and standard deviation $\approx\gamma$; activations cannot blow up or die
+#   out from layer to layer *at the BN layers*.
+# * **(c) is an empirical effect**, often large: BN allows larger learning rates and makes
+#   training less sensitive to initialization (Raschka's slides, Schilling's thesis talk,
+#   the BN notes). It is not guaranteed: at a small learning rate BN can even be slower.
+# * **(a) is a side effect.** The batch-to-batch noise of $\mu_\mathcal{B}, \sigma_\mathcal{B}$
+#   regularizes "slightly" (Silva's slides), less for larger batches. Schilling's thesis
+#   talk reports near-zero training losses — overfitting — *with* BN on every data set. BN
+#   is not a cure for overfitting; dropout, weight decay, data are.
+#
+# Measured below on digits (one seed — lecture 08 uses several).
+
+# %% [markdown]
+# **(b)** A 6-hidden-layer ReLU MLP with weights drawn from $\mathcal N(0, 1)$ (Schilling's
+# bad-initialization condition): spread of each hidden layer's activations at initialization.
+
+# %%
+batch = digits.x_train[:256]
+for norm in ("none", "batch"):
+    torch.manual_seed(0)
+    net = models.mlp(64, 10, hidden=(256,) * 6, norm=norm, init="normal", init_std=1.0)
+    spreads, h = [], batch
+    with torch.no_grad():
+        for layer in net:
+            h = layer(h)
+            if isinstance(layer, nn.ReLU):
+                spreads.append(f"{h.std().item():.3g}")
+    print(f"{norm:5s} activation std per hidden layer: {', '.join(spreads)}")
+
+# %% [markdown]
+# Without BN the activations grow by a factor of about $\sqrt{256/2} \approx 11$ per layer
+# (to $\sim 10^6$); with BN they stay at the spread of a ReLU of a standard normal
+# ($\approx 0.58$) in every layer.
+
+# %% [markdown]
+# **(c) and (a)** Three hidden layers of 128 (Kaiming init), the course's training loop, 15
+# epochs, at three learning rates:
+
+# %%
+train_loader, val_loader, _ = digits.loaders(batch_size=64, seed=0)
+print(f"{'lr':>5s} {'norm':6s}{'loss ep. 3':>11s}{'loss ep. 15':>12s}{'train acc':>10s}{'val acc':>8s}")
+for lr in (0.01, 0.1, 1.0):
+    for norm in ("none", "batch"):
+        torch.manual_seed(0)
+        net = models.mlp(64, 10, hidden=(128, 128, 128), norm=norm)
+        history = train.fit(net, train_loader, val_loader, epochs=15, lr=lr, progress=False)
+        if history.diverged:
+            print(f"{lr:5.2f} {norm:6s}  diverged in epoch {history.num_epochs}")
+            continue
+        print(f"{lr:5.2f} {norm:6s}{history.train_loss[2]:11.4f}{history.train_loss[-1]:12.4f}"
+              f"{history.train_acc[-1]:10.3f}{history.val_acc[-1]:8.3f}")
+
+# %% [markdown]
+# * **(c)**: at $\eta = 1$ the plain network diverges and the BN network trains; at
+#   $\eta = 0.1$ BN is ahead early (epoch 3) but the plain network is lower by epoch 15;
+#   at $\eta = 0.01$ — the thesis' default — the *plain* network is ahead throughout. "BN makes training faster" is true in the
+#   sense "BN lets you use a larger learning rate", not at every learning rate.
+# * **(a)**: both networks reach (nearly) 100 % training accuracy; the validation
+#   accuracies differ by at most 4 of the 180 validation images (0.961 vs 0.983 at
+#   $\eta = 0.01$, in BN's favour; equal at $\eta = 0.1$). One seed and 180 images cannot
+#   separate that from noise: on this data BN neither clearly prevents nor causes overfitting.
+
+# %% [markdown]
+# ## Exercise 2 — when $\epsilon$ is not negligible
+#
+# The output of BN with $\gamma = 1$ has standard deviation
+# $\sqrt{\sigma^2/(\sigma^2+\epsilon)}$. For $\sigma = 10^{-3}$: $\sigma^2 = 10^{-6}$ and
+# $\sqrt{10^{-6}/(1.1\cdot 10^{-5})} = \sqrt{1/11} \approx 0.302$.
+
+# %%
+print(f"{'input std':>10s}{'predicted':>11s}{'measured':>10s}")
+for spread in (1e-4, 1e-3, 3e-3, 1e-2, 1e-1, 1.0):
+    z = rng.normal(0.0, 1.0, size=(256, 1))
+    z = (z - z.mean()) / z.std() * spread          # exactly this batch standard deviation
+    out, _ = F.batchnorm_forward(z, np.ones(1), np.zeros(1), eps=1e-5)
+    predicted = np.sqrt(spread**2 / (spread**2 + 1e-5))
+    print(f"{spread:10.0e}{predicted:11.3f}{out.std():10.3f}")
+
+# %% [markdown]
+# BN stops standardizing when $\sigma^2$ is not large compared with $\epsilon$, i.e. for
+# spreads below about $\sqrt{\epsilon} \approx 3\cdot10^{-3}$ (at $\sigma = \sqrt\epsilon$ the output
+# std is $1/\sqrt2$). Tiny units are shrunk rather than blown up — which is the purpose of
+# $\epsilon$ (no division by ~0), but it means "BN output has unit variance" is only true
+# for units whose spread is well above $\sqrt\epsilon$.
+
+# %% [markdown]
+# ## Exercise 3 — conv BN from the 2-D one
+
+# %%
+def batchnorm_2d(x, gamma, beta, eps=1e-5):
+    """BN for (N, C, H, W): channels last, flatten to (N*H*W, C), 2-D BN, and back."""
+    n, c, h, w = x.shape
+    columns = x.transpose(0, 2, 3, 1).reshape(-1, c)        # one row per (sample, position)
+    out, _ = F.batchnorm_forward(columns, gamma, beta, eps)
+    return out.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+x = rng.normal(1.0, 2.0, size=(6, 4, 5, 7))
+gamma, beta = rng.normal(size=4), rng.normal(size=4)
+ours = batchnorm_2d(x, gamma, beta)
+library, _ = F.batchnorm_forward(x, gamma, beta)
+torch_bn = nn.BatchNorm2d(4, dtype=torch.float64)
+with torch.no_grad():
+    torch_bn.weight.copy_(torch.from_numpy(gamma))
+    torch_bn.bias.copy_(torch.from_numpy(beta))
+    reference = torch_bn(torch.from_numpy(x)).numpy()
+print("max |reshape version - library| =", np.abs(ours - library).max())
+print("max |reshape version - torch|   =", np.abs(ours - reference).max())
+
+# %% [markdown]
+# The reshape makes the point of the lecture's figure explicit: for BN, a conv layer's
+# feature map is just a batch of $N \cdot H \cdot W$ vectors with $C$ features each.
+
+# %% [markdown]
+# ## Exercise 4 — invariance
+#
+# $\mathrm{mean}(a_j z_j + b_j) = a_j\mu_j + b_j$ and $\mathrm{var}(a_j z_j + b_j) = a_j^2\sigma_j^2$, so
+#
+# $$\frac{a_j z_j + b_j - (a_j\mu_j + b_j)}{\sqrt{a_j^2\sigma_j^2 + \epsilon}}
+#   = \frac{a_j}{|a_j|}\cdot\frac{z_j - \mu_j}{\sqrt{\sigma_j^2 + \epsilon/a_j^2}}
+#   \approx \operatorname{sign}(a_j)\,\frac{z_j-\mu_j}{\sqrt{\sigma_j^2+\epsilon}} .$$
+#
+# Equal up to how $\epsilon$ enters; exactly equal for $\epsilon = 0$.
+
+# %%
+z = rng.normal(3.0, 2.0, size=(32, 4))
+a, b = np.array([0.01, 1.0, 7.0, -2.0]), rng.normal(0.0, 50.0, size=4)
+ones, zeros = np.ones(4), np.zeros(4)
+reference, _ = F.batchnorm_forward(z, ones, zeros)
+transformed, _ = F.batchnorm_forward(a * z + b, ones, zeros)
+print("max |BN(az+b) - BN(z)| per unit:", np.abs(transformed - reference).max(axis=0).round(4))
+print("unit 3 (a = -2): max |BN(az+b) + BN(z)| =", np.abs(transformed[:, 3] + reference[:, 3]).max().round(6))
+flat, _ = F.batchnorm_forward(0.0 * z + b, ones, np.full(4, 0.5))
+print("a = 0: output", flat[0].round(3), "(= beta for every sample)")
+
+# %% [markdown]
+# * $a_j > 0$: same output. The unit with $a = 0.01$ differs by a few hundredths: its
+#   variance, $0.01^2 \cdot 4 = 4\cdot10^{-4}$, is no longer huge compared with $\epsilon$, so
+#   $\epsilon/a^2$ is 2.5 % of $\sigma^2$ — exercise 2 again.
+# * $a_j < 0$: the unit's output flips sign, $\mathrm{BN}(-z) = -\mathrm{BN}(z)$.
+# * $a_j = 0$: the unit is constant, normalizes to 0, and the output is $\beta_j$ for every
+#   sample — all information is gone.
+#
+# **Bias.** $z = Wx + b$ is the case $a = 1$: BN removes $b$ exactly — the lecture's redundant
+# bias. **Weight scale.** Scaling the weights, $W \to \alpha W$ with $\alpha > 0$, is the case
+# $a_j = \alpha$ for every unit: $\mathrm{BN}(\alpha W x) = \mathrm{BN}(Wx)$, so the output does not
+# depend on the scale of the preceding weights — only on their direction. Lecture 07
+# follows this to the gradient, which scales like $1/\alpha$ (Schilling's thesis talk).
+
+# %% [markdown]
+# ## Exercise 5 — parameters
+
+# %%
+for label, kwargs in (("no norm", dict(norm="none")),
+                      ("BN before activation", dict(norm="batch", norm_position="before")),
+                      ("BN after activation", dict(norm="batch", norm_position="after"))):
+    net = models.mlp(64, 10, hidden=(128, 64), **kwargs)
+    buffers = sum(b.numel() for b in net.buffers())
+    print(f"{label:22s} parameters {models.count_parameters(net):6d}   buffers {buffers}")
+
+# %% [markdown]
+# * **No norm:** $64\cdot128 + 128 + 128\cdot64 + 64 + 64\cdot10 + 10 = 17{,}226$.
+# * **BN before the activation:** the two hidden Linear layers lose their biases
+#   ($-128 - 64$) and each BN adds $\gamma$ and $\beta$ ($+2\cdot128 + 2\cdot64 = +384$):
+#   $17{,}226 - 192 + 384 = 17{,}418$. Net cost of BN: one extra vector per layer.
+# * **BN after the activation:** the ReLU sits between bias and BN, so the bias is not
+#   cancelled and stays: $17{,}226 + 384 = 17{,}610$.
+# * **Running mean and variance are not parameters**: they are *buffers* — saved in the
+#   `state_dict`, but not trained by gradient descent (they are averages updated in the
+#   forward pass, lecture 04). Per BN layer: running mean and variance ($2 \times$ width)
+#   plus the counter `num_batches_tracked`: $2\cdot128 + 1 + 2\cdot64 + 1 = 386$ for either
+#   placement.
