@@ -336,17 +336,7 @@ for layer in (nn.BatchNorm1d(3), nl.BatchNorm(3)):
 # `normlab.nn.fold_batchnorm(layer, bn)` returns that single layer. Fold the whole MLP:
 
 # %%
-def fold_all(sequential):
-    """Replace every (Linear, BatchNorm1d) pair of an eval-mode nn.Sequential by one Linear."""
-    layers, modules, i = [], list(sequential), 0
-    while i < len(modules):
-        if i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm1d):
-            layers.append(nl.fold_batchnorm(modules[i], modules[i + 1]))
-            i += 2
-        else:
-            layers.append(modules[i])
-            i += 1
-    return nn.Sequential(*layers).eval()
+show_source(nl.fold_sequential, docstring=False)
 
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -354,7 +344,7 @@ def fold_all(sequential):
 
 # %%
 model.eval()
-folded = fold_all(model)
+folded = nl.fold_sequential(model)
 seconds = {model: [], folded: []}
 with torch.no_grad():
     gap = (model(splits.x_test) - folded(splits.x_test)).abs().max().item()

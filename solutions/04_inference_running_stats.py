@@ -104,22 +104,9 @@ print(f"eval mode                                 : {train.evaluate(model, test_
 # %% [markdown]
 # ## Exercise 4 — folding a CNN
 #
-# Every `Conv2d`/`Linear` directly followed by a `BatchNorm2d`/`BatchNorm1d` folds; the
-# same loop as the lecture's, with any batch-norm class:
-
-# %%
-def fold_all(sequential):
-    """Replace every (Linear/Conv, BatchNorm) pair of an nn.Sequential by one layer (eval mode)."""
-    layers, modules, i = [], list(sequential), 0
-    while i < len(modules):
-        if i + 1 < len(modules) and isinstance(modules[i + 1], nn.modules.batchnorm._BatchNorm):
-            layers.append(nl.fold_batchnorm(modules[i], modules[i + 1]))
-            i += 2
-        else:
-            layers.append(modules[i])
-            i += 1
-    return nn.Sequential(*layers).eval()
-
+# Every `Conv2d`/`Linear` directly followed by a `BatchNorm2d`/`BatchNorm1d` folds, so the
+# lecture's `normlab.nn.fold_sequential` (it accepts any batch-norm class) folds the CNN
+# as it is:
 
 # %%
 images = data.load_digits()
@@ -128,7 +115,7 @@ cnn = models.small_cnn(1, 10, 8, norm="batch")
 cnn_loaders = images.loaders(batch_size=32, seed=0)
 train.fit(cnn, cnn_loaders[0], cnn_loaders[1], epochs=3, lr=0.05, progress=False)
 cnn.eval()
-folded_cnn = fold_all(cnn)
+folded_cnn = nl.fold_sequential(cnn)
 with torch.no_grad():
     gap = (cnn(images.x_test) - folded_cnn(images.x_test)).abs().max().item()
 print(f"test accuracy {train.evaluate(cnn, cnn_loaders[2])[1]:.3f};  max |logit difference| after folding {gap:.1e}")

@@ -225,3 +225,16 @@ def test_bad_input_raises_clear_value_error(call, message):
 def test_a_batch_of_one_in_eval_mode_is_fine():
     bn = nl.BatchNorm(3).eval()
     assert bn(torch.randn(1, 3)).shape == (1, 3)
+
+
+def test_fold_sequential_folds_every_layer_bn_pair_and_keeps_the_rest():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 5 * 5, 6), nl.BatchNorm(6), nn.ReLU(), nn.Linear(6, 3))
+    for _ in range(3):
+        model(torch.randn(8, 1, 5, 5))
+    model.eval()
+    folded = nl.fold_sequential(model)
+    assert [type(m) for m in folded] == [nn.Conv2d, nn.ReLU, nn.Flatten, nn.Linear, nn.ReLU, nn.Linear]
+    x = torch.randn(4, 1, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=0, atol=1e-5)

@@ -14,7 +14,7 @@ from torch import nn
 
 from normlab import _checks
 
-__all__ = ["BatchNorm", "LayerNorm", "GroupNorm", "Dropout", "fold_batchnorm"]
+__all__ = ["BatchNorm", "LayerNorm", "GroupNorm", "Dropout", "fold_batchnorm", "fold_sequential"]
 
 
 def _per_channel(t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -283,6 +283,24 @@ def fold_batchnorm(layer: nn.Module, bn: nn.Module) -> nn.Module:
     folded.weight.copy_(layer.weight * scale.view((-1,) + (1,) * (layer.weight.ndim - 1)))
     folded.bias.copy_(new_bias)
     return folded
+
+
+_BATCHNORMS = (BatchNorm, nn.modules.batchnorm._BatchNorm)
+
+
+def fold_sequential(model: nn.Sequential) -> nn.Sequential:
+    """A copy of an nn.Sequential for inference with every (Linear/Conv, BatchNorm) pair
+    folded into one layer by `fold_batchnorm`; other modules are kept as they are."""
+    layers, modules, i = [], list(model), 0
+    while i < len(modules):
+        if (i + 1 < len(modules) and isinstance(modules[i], _FOLDABLE)
+                and isinstance(modules[i + 1], _BATCHNORMS)):
+            layers.append(fold_batchnorm(modules[i], modules[i + 1]))
+            i += 2
+        else:
+            layers.append(modules[i])
+            i += 1
+    return nn.Sequential(*layers).eval()
 
 
 def _copy_layer_with_bias(layer):
