@@ -1,0 +1,342 @@
+r"""Activations and gradients through the depth of an MLP, and weight norms through training.
+
+**Through depth.** `activation_statistics` builds a deep `normlab.models.mlp` (``depth``
+hidden layers of ``width`` units, a choice of activation, initialization and norm), sends
+one batch through it in training mode (batch norm uses the batch's statistics, as at the
+first training step) and records, for every hidden layer :math:`l = 1..L`, its output
+:math:`h_l` (what the next Linear layer sees):
+
+* the mean and standard deviation of :math:`h_l` over the batch and the units, and a
+  histogram of its values;
+* after one backward pass of the cross-entropy loss, the gradient magnitudes
+  :math:`\lVert \partial L / \partial W_l \rVert_F` (the weights of the Linear layer that
+  produces :math:`h_l`) and :math:`\operatorname{std}(\partial L / \partial h_l)`.
+
+The variance argument behind Xavier and Kaiming initialization is
+:math:`\operatorname{Var}(z_j) = \text{fan\_in}\,\operatorname{Var}(w)\,\mathbb E[x^2]`
+for :math:`z = Wx` with independent zero-mean weights; `plot_depth_profiles` shows where
+it holds and where it fails, `plot_activation_histograms` shows the distributions.
+Computations run in float64: an :math:`\mathcal N(0, 1)`-initialized ReLU net grows its
+activations by about :math:`\sqrt{\text{width}/2}` per layer, past float32's range.
+
+**Through training.** `fit_tracking_weight_norms` is a plain mini-batch SGD loop that
+records :math:`\lVert W_l\rVert_F` of every hidden Linear layer after every epoch, the
+raw material of the "BN likes weight decay" argument: a Linear layer followed by batch
+norm is scale-invariant, so its gradient scales as :math:`1/\lVert W\rVert` and a step of
+size :math:`\eta` turns its direction by an *effective* learning rate
+:math:`\eta / \lVert W \rVert^2` (`WeightNormHistory.effective_lr`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from normlab import models, train
+
+__all__ = [
+    "DepthStatistics",
+    "activation_statistics",
+    "plot_activation_histograms",
+    "plot_depth_profiles",
+    "WeightNormHistory",
+    "fit_tracking_weight_norms",
+    "plot_weight_norms",
+]
+
+# Output range of the bounded activations (used for fixed histogram bins).
+_BOUNDED = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+
+
+# --------------------------------------------------------------------------------------
+# Activations and gradients through depth
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DepthStatistics:
+    """What `activation_statistics` measured, one entry per hidden layer l = 1..depth.
+
+    ``means``, ``stds``: mean and standard deviation of the layer's output over the batch
+    and all units. ``sample_stds``: the standard deviation over the batch, averaged over
+    the units: how much the layer's output still differs from one input to the next
+    (a layer whose units are all different constants has a large ``stds`` but
+    ``sample_stds`` near 0: it has forgotten the input). ``hist_fractions`` (depth, bins): fraction of the output values in
+    each bin (each row sums to 1); ``hist_edges`` (depth, bins + 1): the bins.
+    ``fraction_zero``: fraction of output values exactly 0 (for ReLU: units switched off
+    for that sample). ``weight_grad_norms``: Frobenius norm of dL/dW of the Linear layer
+    producing the output; ``output_grad_stds``: std of dL/dh over batch and units.
+    """
+
+    activation: str
+    init: str
+    init_std: float
+    norm: str
+    means: np.ndarray
+    stds: np.ndarray
+    sample_stds: np.ndarray
+    hist_fractions: np.ndarray
+    hist_edges: np.ndarray
+    fraction_zero: np.ndarray
+    weight_grad_norms: np.ndarray
+    output_grad_stds: np.ndarray
+
+    @property
+    def depth(self) -> int:
+        return len(self.means)
+
+    @property
+    def label(self) -> str:
+        """Short description, e.g. ``"tanh, Xavier, no norm"`` or ``"relu, N(0, 0.01²), BN"``."""
+        init = {"kaiming": "Kaiming", "xavier": "Xavier"}.get(self.init)
+        if init is None:
+            init = f"N(0, {self.init_std:g}²)"
+        norm = {"none": "no norm", "batch": "BN"}.get(self.norm, f"{self.norm} norm")
+        return f"{self.activation}, {init}, {norm}"
+
+
+def activation_statistics(depth=20, width=128, activation="tanh", init="xavier", init_std=1.0, norm="none",
+                          norm_position="before", inputs=None, targets=None, num_samples=256,
+                          num_classes=10, bins=40, seed=0) -> DepthStatistics:
+    r"""Statistics of every hidden layer's output, and of the gradients, at initialization.
+
+    The network is ``models.mlp(in_features, num_classes, hidden=(width,) * depth, norm=norm,
+    norm_position=norm_position, activation=activation, init=init, init_std=init_std)``,
+    built after ``torch.manual_seed(seed)`` and run in float64 in training mode.
+
+    ``inputs``: an (N, in_features) batch (e.g. standardized digits); default ``num_samples``
+    draws from :math:`\mathcal N(0, I_{\text{width}})`. ``targets``: N class labels for the
+    cross-entropy loss whose gradients are measured; default: random labels (at
+    initialization the labels carry no structure the network has learned anyway).
+
+    Histogram bins: the output range of sigmoid (0, 1) or tanh (-1, 1) when that is the
+    layer's last operation; otherwise from the smallest to the largest value of that layer.
+    """
+    if depth < 1 or width < 1:
+        raise ValueError(f"depth and width must be >= 1, got depth={depth!r}, width={width!r}")
+    generator = torch.Generator().manual_seed(seed)
+    if inputs is None:
+        inputs = torch.randn(num_samples, width, generator=generator, dtype=torch.float64)
+    inputs = torch.as_tensor(inputs, dtype=torch.float64).reshape(len(inputs), -1)
+    if targets is None:
+        targets = torch.randint(num_classes, (len(inputs),), generator=generator)
+    targets = torch.as_tensor(targets, dtype=torch.int64)
+    if len(targets) != len(inputs):
+        raise ValueError(f"got {len(inputs)} inputs but {len(targets)} targets")
+
+    torch.manual_seed(seed)
+    model = models.mlp(inputs.shape[1], num_classes, hidden=(width,) * depth, norm=norm,
+                       norm_position=norm_position, activation=activation, init=init,
+                       init_std=init_std).double().train()
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    outputs = []  # h_1..h_depth: the inputs of Linear layers 2..depth+1
+
+    def keep_input(_module, args):
+        args[0].retain_grad()
+        outputs.append(args[0])
+
+    handles = [linear.register_forward_pre_hook(keep_input) for linear in linears[1:]]
+    try:
+        loss = F.cross_entropy(model(inputs), targets)
+        loss.backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    bounded = _BOUNDED.get(activation) if norm == "none" or norm_position == "before" else None
+    fractions, edges = zip(*(_histogram(h.detach().numpy().ravel(), bins, bounded) for h in outputs))
+    return DepthStatistics(
+        activation=activation, init=init, init_std=float(init_std), norm=norm,
+        means=np.array([h.detach().mean().item() for h in outputs]),
+        stds=np.array([h.detach().std().item() for h in outputs]),
+        sample_stds=np.array([h.detach().std(dim=0).mean().item() for h in outputs]),
+        hist_fractions=np.stack(fractions), hist_edges=np.stack(edges),
+        fraction_zero=np.array([(h == 0).double().mean().item() for h in outputs]),
+        weight_grad_norms=np.array([linear.weight.grad.norm().item() for linear in linears[:-1]]),
+        output_grad_stds=np.array([h.grad.std().item() for h in outputs]),
+    )
+
+
+def _histogram(values, bins, bounds):
+    """(fraction of values per bin, bin edges); the range is ``bounds`` or the values' own."""
+    low, high = bounds if bounds is not None else (values.min(), values.max())
+    if not high > low:  # all values equal (e.g. every unit dead): one bin around them
+        low, high = low - 0.5, high + 0.5
+    counts, edges = np.histogram(values, bins=bins, range=(low, high))
+    return counts / len(values), edges
+
+
+def _layers_to_show(depth, count):
+    """``count`` layer numbers from 1 to depth, evenly spread, first and last included."""
+    return sorted({int(round(x)) for x in np.linspace(1, depth, min(count, depth))})
+
+
+def plot_activation_histograms(stats, layers=None, row_labels=None, figsize=None):
+    """Histograms of hidden-layer outputs: one row per `DepthStatistics` in ``stats``,
+    one column per layer number in ``layers`` (1-based; default: 5 layers spread from the
+    first to the last). Each panel gives the layer's standard deviation. Where more than
+    10 % of a layer's values are exactly 0 (ReLU), the y-axis is cut above the other bins
+    so the spike at 0 does not flatten them, and the panel says how many are 0.
+    Returns the Figure (default size 9 inches wide, about 1 inch per row)."""
+    stats = [stats] if isinstance(stats, DepthStatistics) else list(stats)
+    layers = _layers_to_show(stats[0].depth, 5) if layers is None else list(layers)
+    row_labels = [s.label for s in stats] if row_labels is None else list(row_labels)
+    figsize = figsize or (9, 0.6 + 0.95 * len(stats))
+    fig, axes = plt.subplots(len(stats), len(layers), figsize=figsize, squeeze=False)
+    height = figsize[1]  # fixed margins in inches (tight_layout would draw the grid twice)
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.3 / height, top=1 - 0.3 / height,
+                        wspace=0.08, hspace=0.45)
+    for row, (s, row_label) in enumerate(zip(stats, row_labels)):
+        for col, layer in enumerate(layers):
+            ax = axes[row, col]
+            fractions, edges = s.hist_fractions[layer - 1], s.hist_edges[layer - 1]
+            ax.stairs(fractions, edges, fill=True, color=f"C{row}")
+            note = f"σ = {s.stds[layer - 1]:.2g}"
+            zero = s.fraction_zero[layer - 1]
+            if zero > 0.1:
+                others = np.delete(fractions, np.searchsorted(edges, 0.0, side="right") - 1)
+                if others.max() > 0:
+                    ax.set_ylim(0, 1.6 * others.max())
+                note += f"\n{zero:.0%} at 0"
+            ax.text(0.97, 0.93, note, transform=ax.transAxes, ha="right", va="top", fontsize=7,
+                    bbox=dict(facecolor="white", alpha=0.8, edgecolor="none", pad=1))
+            ax.set_yticks([])
+            ax.locator_params(axis="x", nbins=4)
+            ax.tick_params(labelsize=6)
+            ax.xaxis.get_offset_text().set_fontsize(6)
+            if row == 0:
+                ax.set_title(f"layer {layer}", fontsize=9)
+            if col == 0:
+                ax.set_ylabel(row_label.replace(", ", "\n", 1), fontsize=7)
+    return fig
+
+
+def plot_depth_profiles(stats, spread="stds", figsize=(9, 3.8)):
+    """Two panels, one line per `DepthStatistics`, against the layer number on log scales:
+    the spread of each hidden layer's output and the gradient norm ||dL/dW_l|| of its
+    weights; the legend sits below. ``spread="stds"`` plots the standard deviation over
+    batch and units, ``"sample_stds"`` the one over the batch only (how much the output
+    still depends on the input). Returns the Figure."""
+    if spread not in ("stds", "sample_stds"):
+        raise ValueError(f"spread must be 'stds' or 'sample_stds', got {spread!r}")
+    stats = [stats] if isinstance(stats, DepthStatistics) else list(stats)
+    fig, (ax_act, ax_grad) = plt.subplots(1, 2, figsize=figsize)
+    tiny = np.finfo(float).tiny  # a std of exactly 0 cannot sit on a log axis
+    for i, s in enumerate(stats):
+        layer = np.arange(1, s.depth + 1)
+        style = dict(color=f"C{i % 10}", marker="o", markersize=3, label=s.label)
+        ax_act.plot(layer, np.maximum(getattr(s, spread), tiny), **style)
+        ax_grad.plot(layer, np.maximum(s.weight_grad_norms, tiny), **style)
+    ylabel = "std of layer output" if spread == "stds" else "std over the batch"
+    ax_act.set(yscale="log", xlabel="hidden layer", ylabel=ylabel, title="activations")
+    for ax in (ax_act, ax_grad):  # show at least two decades, so that flat lines look flat
+        values = np.concatenate([line.get_ydata() for line in ax.lines])
+        low, high = values.min(), values.max()
+        if high < 100 * low:
+            middle = np.sqrt(low) * np.sqrt(high)
+            ax.set_ylim(middle / 10, middle * 10)
+    ax_grad.set(yscale="log", xlabel="hidden layer", ylabel=r"$\|\partial L/\partial W_l\|_F$",
+                title="weight gradients")
+    columns = min(4, len(stats))
+    rows = -(-len(stats) // columns)
+    fig.legend(*ax_act.get_legend_handles_labels(), loc="lower center", ncol=columns, fontsize=8, frameon=False)
+    legend_height = 0.25 * rows + 0.1  # inches; fixed margins instead of tight_layout (faster)
+    fig.subplots_adjust(left=0.09, right=0.98, top=1 - 0.35 / figsize[1],
+                        bottom=(legend_height + 0.5) / figsize[1], wspace=0.3)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Weight norms through training
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class WeightNormHistory:
+    r"""What `fit_tracking_weight_norms` measured.
+
+    ``weight_norms`` (epochs + 1, L): :math:`\lVert W_l \rVert_F` of the L hidden Linear
+    layers at the start and after every epoch. ``grad_norms`` (epochs, L): mean over the
+    epoch's steps of :math:`\lVert \partial L/\partial W_l \rVert_F` (loss gradient only,
+    weight decay not included). ``train_loss``, ``val_acc``: per epoch; ``test_acc`` at the end.
+    """
+
+    lr: float
+    weight_decay: float
+    weight_norms: np.ndarray
+    grad_norms: np.ndarray
+    train_loss: np.ndarray
+    val_acc: np.ndarray
+    test_acc: float
+
+    @property
+    def effective_lr(self) -> np.ndarray:
+        r""":math:`\eta / \lVert W_l \rVert^2`, shape (epochs + 1, L): the step size of a
+        scale-invariant layer's *direction* (layers followed by batch norm)."""
+        return self.lr / self.weight_norms ** 2
+
+
+def fit_tracking_weight_norms(model, splits, *, epochs=10, lr=0.1, momentum=0.0, weight_decay=0.0,
+                              batch_size=64, seed=0) -> WeightNormHistory:
+    r"""Train ``model`` in place on ``splits`` (a `normlab.data.DataSplits`) with mini-batch
+    SGD on the cross-entropy loss and record the norms of its hidden Linear weights.
+
+    Update (torch's SGD): :math:`\theta \leftarrow \theta - \eta\,(\nabla_\theta L + \lambda\theta)`
+    (with momentum when ``momentum > 0``), so weight decay :math:`\lambda` shrinks every
+    parameter by the factor :math:`1 - \eta\lambda` per step. Shuffling is seeded with
+    ``seed``; seed the model's initialization yourself. "Hidden" Linear layers are all but
+    the last Linear layer of the model.
+    """
+    train.set_seed(seed)
+    train_loader, val_loader, test_loader = splits.loaders(batch_size, seed=seed)
+    hidden = [m for m in model.modules() if isinstance(m, nn.Linear)][:-1]
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    def norms():
+        return [layer.weight.detach().norm().item() for layer in hidden]
+
+    weight_norms, grad_norms, losses, val_accs = [norms()], [], [], []
+    for _ in range(epochs):
+        model.train()
+        grad_sums, loss_sum, steps = np.zeros(len(hidden)), 0.0, 0
+        for x, y in train_loader:
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_sums += [layer.weight.grad.norm().item() for layer in hidden]
+            optimizer.step()
+            loss_sum, steps = loss_sum + loss.item(), steps + 1
+        weight_norms.append(norms())
+        grad_norms.append(grad_sums / steps)
+        losses.append(loss_sum / steps)
+        val_accs.append(train.evaluate(model, val_loader)[1])
+    return WeightNormHistory(lr=lr, weight_decay=weight_decay, weight_norms=np.array(weight_norms),
+                             grad_norms=np.array(grad_norms), train_loss=np.array(losses),
+                             val_acc=np.array(val_accs), test_acc=train.evaluate(model, test_loader)[1])
+
+
+def plot_weight_norms(histories, labels, layer=0, figsize=(9, 3.4)):
+    r"""Two panels, one line per `WeightNormHistory`: :math:`\lVert W\rVert` of hidden layer
+    ``layer`` (0-based) and the effective learning rate :math:`\eta/\lVert W\rVert^2`, both
+    against the epoch. Histories given as lists (e.g. several seeds of one condition) are
+    drawn as their mean with a min-max band. Returns the Figure."""
+    fig, (ax_norm, ax_lr) = plt.subplots(1, 2, figsize=figsize)
+    for i, (group, label) in enumerate(zip(histories, labels)):
+        group = group if isinstance(group, (list, tuple)) else [group]
+        for ax, values in ((ax_norm, [h.weight_norms[:, layer] for h in group]),
+                           (ax_lr, [h.effective_lr[:, layer] for h in group])):
+            values = np.array(values)
+            epoch = np.arange(values.shape[1])
+            ax.plot(epoch, values.mean(0), color=f"C{i}", label=label)
+            if len(values) > 1:
+                ax.fill_between(epoch, values.min(0), values.max(0), color=f"C{i}", alpha=0.2)
+    ax_norm.set(xlabel="epoch", ylabel=r"$\|W\|_F$", title=f"weight norm, hidden layer {layer + 1}")
+    ax_lr.set(xlabel="epoch", ylabel=r"$\eta / \|W\|_F^2$", title="effective learning rate")
+    ax_norm.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,245 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lecture 07 — Worked solutions
+#
+# Solutions to the exercises of `course/07_initialization.py`. Every number below is
+# computed here, on scikit-learn's digits or on random inputs, with fixed seeds.
+
+# %%
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from normlab import data, models, train
+from normlab.nn import BatchNorm
+from normlab.plots.depth import activation_statistics, fit_tracking_weight_norms
+
+torch.set_num_threads(1)
+digits = data.load_digits(flat=True)
+SEEDS = (0, 1, 2)
+
+# %% [markdown]
+# ## Exercise 1 — zero and constant initialization (discussion sheet, MCQ 2)
+#
+# **Answer: (b)** — statement 2 is true, statement 1 is false. With all weights 0 every
+# hidden unit computes the same value and receives the same gradient, so the units stay
+# identical forever and the layer is worth one unit (with ReLU or tanh, $g(0) = 0$, the
+# hidden weights do not even move). Zero *biases* are harmless: the random weights already
+# make the units differ (`normlab.models.mlp` initializes every bias to 0).
+#
+# A *nonzero* constant does not help: the argument only needs all units to start equal.
+
+# %%
+torch.manual_seed(0)
+net = models.mlp(64, 10, hidden=(32,), activation="tanh")
+with torch.no_grad():
+    for layer in (net[1], net[3]):
+        layer.weight.fill_(0.05)  # the same constant everywhere; biases are already 0
+train_loader, val_loader, _ = digits.loaders(batch_size=64, seed=0)
+history = train.fit(net, train_loader, val_loader, epochs=10, progress=False)
+hidden_rows = net[1].weight.detach()
+print(f"max difference between two hidden units' weights: {(hidden_rows - hidden_rows[0]).abs().max():.2g}")
+print(f"the weights did move: ||W1 - 0.05|| = {(hidden_rows - 0.05).norm():.3f}")
+print(f"best validation accuracy: {history.best_val_acc:.3f}")
+
+# %% [markdown]
+# The 32 hidden units moved — together: they are still exactly equal, so the network is a
+# one-hidden-unit network, copied 32 times, and its accuracy shows it.
+
+# %% [markdown]
+# ## Exercise 2 — Kaiming for leaky ReLU
+#
+# For $z$ symmetric around 0 with variance $v$, $g(z) = \max(z, az)$ gives
+#
+# $$\mathbb E[g(z)^2] = \mathbb E[z^2\,;\,z > 0] + a^2\,\mathbb E[z^2\,;\,z < 0] = \tfrac12 v + \tfrac12 a^2 v
+#   = \frac{1 + a^2}{2}\,v .$$
+#
+# With $\operatorname{Var}(z^{(l+1)}) = n_\text{in}\operatorname{Var}(w)\,\mathbb E[g(z^{(l)})^2]$,
+# the variance is preserved iff $\operatorname{Var}(w) = \dfrac{2}{(1 + a^2)\,n_\text{in}}$
+# ($a = 0$: Kaiming for ReLU; $a = 1$: the identity, $1/n_\text{in}$). This is the gain
+# $\sqrt{2/(1+a^2)}$ of `torch.nn.init.kaiming_normal_(w, a=a, nonlinearity="leaky_relu")`.
+
+# %%
+def leaky_std_ratio(var_w_times_fan_in, a=0.2, depth=20, width=128, seed=0):
+    """std(layer 20) / std(layer 1) of the pre-activations of a bias-free leaky-ReLU net
+    with Var(w) = var_w_times_fan_in / width, for one random network and input batch."""
+    generator = torch.Generator().manual_seed(seed)
+    h = torch.randn(256, width, generator=generator, dtype=torch.float64)
+    stds = []
+    for _ in range(depth):
+        w = (var_w_times_fan_in / width) ** 0.5 * torch.randn(width, width, generator=generator, dtype=torch.float64)
+        z = h @ w.T
+        stds.append(z.std().item())
+        h = F.leaky_relu(z, negative_slope=a)
+    return stds[-1] / stds[0]
+
+
+a = 0.2
+for name, c in (("Xavier", 1.0), ("Kaiming (ReLU)", 2.0), ("leaky 2/(1+a²)", 2 / (1 + a ** 2))):
+    ratios = np.array([leaky_std_ratio(c, a, seed=seed) for seed in range(8)])
+    theory = (c * (1 + a ** 2) / 2) ** (19 / 2)
+    print(f"{name:15s} n_in Var(w) = {c:.3f}: std ratio layer 20 / layer 1 over 8 nets: geometric mean "
+          f"{np.exp(np.log(ratios).mean()):.3g} (min {ratios.min():.3g}, max {ratios.max():.3g}); theory {theory:.3g}")
+
+# %% [markdown]
+# The theory predicts the factor per layer $\sqrt{n_\text{in}\operatorname{Var}(w)\,(1+a^2)/2}$:
+# Xavier loses $\sqrt{0.52} \approx 0.72$ per layer — 0.002 after 19 layers, as measured.
+# Plain Kaiming gains only $\sqrt{1.04} = 1.02$ per layer (1.45 after 19 layers), the
+# leaky-ReLU formula exactly 1. That 4 % per layer is smaller than the scatter of single
+# networks of width 128 (their ratios range over a factor 2–3), so one network cannot tell
+# Kaiming from the leaky formula; the geometric means over 8 networks are in the predicted
+# order (the leaky formula's is the closer one to 1). Width is what shrinks the scatter.
+
+# %% [markdown]
+# ## Exercise 3 — the σ that preserves the scale of a 20-layer ReLU net
+#
+# Theory: $\sigma^2 = 2/n_\text{in} = 2/128$, $\sigma = 0.125$; the std then changes by the
+# factor $(\sigma^2 n_\text{in}/2)^{1/2}$ per layer, $(64\sigma^2)^{19/2}$ from layer 1 to 20.
+
+# %%
+sigmas = np.geomspace(0.08, 0.2, 13)
+ratios = np.array([
+    (lambda s: s.stds[-1] / s.stds[0])(activation_statistics(depth=20, width=128, activation="relu",
+                                                             init="normal", init_std=sigma, num_samples=256))
+    for sigma in sigmas
+])
+for sigma, ratio in zip(sigmas, ratios):
+    print(f"sigma = {sigma:.4f}   std(layer 20) / std(layer 1) = {ratio:9.3g}   theory {(64 * sigma ** 2) ** 9.5:9.3g}")
+best = np.interp(0.0, np.log(ratios), np.log(sigmas))  # log ratio is increasing in log sigma
+print(f"ratio 1 at sigma ≈ {np.exp(best):.4f}; Kaiming: sqrt(2/128) = {np.sqrt(2 / 128):.4f}")
+
+# %% [markdown]
+# The measured crossing is close to Kaiming's 0.125 (one random network of finite width
+# deviates from the expectation by a few per cent). The steepness is the lesson: a σ only
+# 20 % off changes the scale after 20 layers by $1.2^{19} \approx 30$ times.
+
+# %% [markdown]
+# ## Exercise 4 — scale invariance and the growth of ‖w‖
+#
+# Let $f(\alpha w) = f(w)$ for all $\alpha > 0$.
+#
+# * Differentiate with respect to $w$: $\alpha\,\nabla f(\alpha w) = \nabla f(w)$, so
+#   $\nabla f(\alpha w) = \frac1\alpha\nabla f(w)$.
+# * Differentiate with respect to $\alpha$ at $\alpha = 1$: $\langle w, \nabla f(w)\rangle = 0$.
+# * One plain SGD step $w' = w - \eta\nabla f(w)$:
+#   $\lVert w'\rVert^2 = \lVert w\rVert^2 - 2\eta\langle w, \nabla f(w)\rangle + \eta^2\lVert\nabla f(w)\rVert^2
+#   = \lVert w\rVert^2 + \eta^2\lVert\nabla f(w)\rVert^2 \ge \lVert w\rVert^2$.
+#
+# So without weight decay the norm of a layer followed by BN can only grow (and its
+# effective learning rate $\eta/\lVert w\rVert^2$ only shrink). Numerically, with $\epsilon = 0$
+# so that the invariance is exact:
+
+# %%
+torch.manual_seed(0)
+x = torch.randn(64, 20, dtype=torch.float64)
+labels = torch.randint(5, (64,))
+head = torch.randn(5, 8, dtype=torch.float64)  # a fixed layer after BN, then cross-entropy
+bn = BatchNorm(8, eps=0.0, dtype=torch.float64)
+W = torch.randn(8, 20, dtype=torch.float64, requires_grad=True)
+loss = F.cross_entropy(bn(x @ W.T) @ head.T, labels)
+(grad,) = torch.autograd.grad(loss, W)
+eta = 0.5
+W_next = W.detach() - eta * grad
+print(f"<W, grad> / (||W|| ||grad||) = {(W.detach() * grad).sum() / (W.norm() * grad.norm()):.1e}")
+print(f"||W'||^2 = {W_next.norm() ** 2:.10f}")
+print(f"||W||^2 + eta^2 ||grad||^2 = {W.detach().norm() ** 2 + eta ** 2 * grad.norm() ** 2:.10f}")
+
+# %% [markdown]
+# ## Exercise 5 — why is BN + N(0, 1) worse than BN + Kaiming?
+#
+# Two differences: (i) the hidden layers' weights are $\sqrt{n_\text{in}/2}$ times larger, which
+# BN removes from the forward pass but which makes their effective learning rate
+# $n_\text{in}/2$ = 32–64 times smaller; (ii) the output layer is not followed by BN, so its
+# $\mathcal N(0,1)$ weights give large logits. Separate the two:
+
+# %%
+def hidden_linears(net):
+    return [m for m in net if isinstance(m, nn.Linear)][:-1]
+
+
+def bn_normal_net(seed, fix_hidden, fix_output):
+    torch.manual_seed(seed)
+    net = models.mlp(64, 10, hidden=(128, 128, 128), norm="batch", init="normal", init_std=1.0)
+    with torch.no_grad():
+        if fix_hidden:  # to Kaiming's scale: Var(w) = 2 / n_in
+            for layer in hidden_linears(net):
+                layer.weight.mul_((2 / layer.in_features) ** 0.5)
+        if fix_output:
+            nn.init.kaiming_normal_(net[-1].weight, nonlinearity="relu")
+    return net
+
+
+# The rescaling of the hidden layers does not change the training-mode output:
+batch = digits.x_train[:64]
+before = copy.deepcopy(bn_normal_net(0, False, False)).train()(batch)
+after = copy.deepcopy(bn_normal_net(0, True, False)).train()(batch)
+print(f"max |output change| after rescaling the hidden weights: {(after - before).abs().max():.1e}"
+      f" (outputs of size {before.abs().max():.0f})")
+
+# %%
+def test_accuracy(net, seed, epochs=5):
+    train_loader, val_loader, test_loader = digits.loaders(batch_size=64, seed=seed)
+    train.fit(net, train_loader, val_loader, epochs=epochs, seed=seed, progress=False)
+    return train.evaluate(net, test_loader)[1]
+
+
+variants = {"BN + N(0, 1)": (False, False), "(a) hidden weights rescaled": (True, False),
+            "(b) output layer Kaiming": (False, True), "(a) and (b)": (True, True)}
+for name, (fix_hidden, fix_output) in variants.items():
+    accs = [test_accuracy(bn_normal_net(seed, fix_hidden, fix_output), seed) for seed in SEEDS]
+    print(f"{name:28s} {'  '.join(f'{a:.3f}' for a in accs)}   mean {np.mean(accs):.3f}")
+kaiming = []
+for seed in SEEDS:
+    torch.manual_seed(seed)
+    kaiming.append(test_accuracy(models.mlp(64, 10, hidden=(128, 128, 128), norm="batch"), seed))
+print(f"{'BN + Kaiming (reference)':28s} {'  '.join(f'{a:.3f}' for a in kaiming)}   mean {np.mean(kaiming):.3f}")
+
+# %% [markdown]
+# Rescaling the hidden weights — a change the forward pass cannot see (up to $\epsilon$) —
+# recovers the whole gap to BN + Kaiming, within the seed spread; fixing only the output
+# layer recovers little. So with BN the
+# initialization still matters, mainly through the **effective learning rate** of the
+# scale-invariant layers: $\mathcal N(0,1)$ weights make every step $n_\text{in}/2$ times
+# smaller in angle. Raising the learning rate of those layers (or weight decay, which
+# shrinks the norm over time) would have the same effect.
+
+# %% [markdown]
+# ## Exercise 6 — the timescale of weight decay
+#
+# Decay alone multiplies $W$ by $1 - \eta\lambda$ per step, so $\lVert W\rVert$ falls by
+# $1/e$ after $t = -1/\ln(1 - \eta\lambda) \approx 1/(\eta\lambda)$ steps: with $\eta = 0.1$ and
+# $\lambda = 5\cdot10^{-4}$, **20 000 steps** — 1000 epochs of digits at 20 steps per epoch,
+# and even on Schilling's MNIST (≈ 850 steps per epoch at batch 64) about 24 epochs.
+
+# %%
+eta, decay, epochs = 0.1, 5e-4, 5
+steps = epochs * len(digits.loaders(batch_size=64)[0])
+print(f"steps to shrink by 1/e: {-1 / np.log(1 - eta * decay):.0f}; this run has {steps} steps")
+for weight_decay in (0.0, decay):
+    torch.manual_seed(0)
+    net = models.mlp(64, 10, hidden=(128, 128, 128), norm="batch")
+    h = fit_tracking_weight_norms(net, digits, epochs=epochs, lr=eta, weight_decay=weight_decay, seed=0)
+    print(f"λ = {weight_decay:<6g} ||W2|| {h.weight_norms[0, 1]:.3f} → {h.weight_norms[-1, 1]:.3f}"
+          f"  (ratio {h.weight_norms[-1, 1] / h.weight_norms[0, 1]:.4f};"
+          f" decay alone predicts {(1 - eta * weight_decay) ** steps:.4f})")
+
+# %% [markdown]
+# With Schilling's $\lambda$ the norm shrinks by about 0.4 per cent in our 100 steps —
+# as predicted, since the gradient's own contribution ($+\eta^2\lVert\nabla L\rVert^2$ per step)
+# is tiny against $\lVert W\rVert^2 \approx 256$. The effective-learning-rate effect of such a
+# small $\lambda$ needs long training (many thousands of steps), which is what the thesis'
+# runs had; that is why the lecture used $\lambda = 0.03$ to see it within 100 steps.

@@ -1,0 +1,140 @@
+"""Tests for normlab.plots.depth: statistics through depth, weight norms through training, figures."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from normlab import data, models  # noqa: E402
+from normlab.plots.depth import (  # noqa: E402
+    activation_statistics,
+    fit_tracking_weight_norms,
+    plot_activation_histograms,
+    plot_depth_profiles,
+    plot_weight_norms,
+)
+
+SMALL = dict(depth=8, width=64, num_samples=128)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_shapes_and_histograms_are_fractions():
+    s = activation_statistics(activation="tanh", init="xavier", bins=30, **SMALL)
+    assert s.depth == 8
+    for name in ("means", "stds", "sample_stds", "fraction_zero", "weight_grad_norms", "output_grad_stds"):
+        assert getattr(s, name).shape == (8,), name
+    assert s.hist_fractions.shape == (8, 30) and s.hist_edges.shape == (8, 31)
+    np.testing.assert_allclose(s.hist_fractions.sum(axis=1), 1.0)
+    # tanh output: fixed bins over (-1, 1)
+    assert s.hist_edges[:, 0] == pytest.approx(-1.0) and s.hist_edges[:, -1] == pytest.approx(1.0)
+    assert s.label == "tanh, Xavier, no norm"
+
+
+def test_small_init_vanishes_and_kaiming_preserves_relu():
+    small = activation_statistics(activation="tanh", init="normal", init_std=0.01, **SMALL)
+    assert small.stds[-1] < 1e-5 * small.stds[0]  # shrinks by ~0.01 * sqrt(64) per layer
+    assert small.label == "tanh, N(0, 0.01²), no norm"
+    xavier = activation_statistics(activation="relu", init="xavier", **SMALL)
+    kaiming = activation_statistics(activation="relu", init="kaiming", **SMALL)
+    assert xavier.stds[-1] < 0.1 * xavier.stds[0]  # loses a factor ~sqrt(2) per layer
+    assert 0.3 < kaiming.stds[-1] / kaiming.stds[0] < 3
+    assert kaiming.fraction_zero[0] == pytest.approx(0.5, abs=0.1)  # ReLU zeroes about half
+
+
+def test_batchnorm_makes_the_forward_pass_independent_of_the_weight_scale():
+    # Same seed: the N(0, 1) and N(0, 0.1²) nets have the same weights up to a factor 10,
+    # and BN(alpha W x) = BN(W x) up to eps (which matters once alpha^2 Var(Wx) nears eps).
+    big = activation_statistics(activation="relu", init="normal", init_std=1.0, norm="batch", **SMALL)
+    small = activation_statistics(activation="relu", init="normal", init_std=0.1, norm="batch", **SMALL)
+    np.testing.assert_allclose(big.stds, small.stds, rtol=1e-3)
+    np.testing.assert_allclose(big.hist_fractions, small.hist_fractions, atol=0.02)
+    assert big.label.endswith("BN")
+
+
+def test_deep_sigmoid_forgets_its_input_without_batchnorm():
+    plain = activation_statistics(activation="sigmoid", init="xavier", **SMALL)
+    normed = activation_statistics(activation="sigmoid", init="xavier", norm="batch", **SMALL)
+    assert plain.sample_stds[-1] < 0.05 * plain.sample_stds[0]
+    assert normed.sample_stds[-1] > 0.5 * normed.sample_stds[0]
+
+
+def test_given_inputs_and_errors():
+    x = torch.randn(32, 10)
+    s = activation_statistics(depth=3, width=16, inputs=x, targets=torch.zeros(32, dtype=torch.long))
+    assert s.depth == 3
+    with pytest.raises(ValueError, match="targets"):
+        activation_statistics(depth=3, width=16, inputs=x, targets=torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="depth"):
+        activation_statistics(depth=0)
+
+
+def test_histogram_figure_grid_and_relu_spike_cut():
+    stats = [activation_statistics(activation="relu", init="kaiming", **SMALL),
+             activation_statistics(activation="tanh", init="xavier", **SMALL)]
+    fig = plot_activation_histograms(stats, layers=[1, 4, 8])
+    axes = np.array(fig.axes).reshape(2, 3)
+    assert [ax.get_title() for ax in axes[0]] == ["layer 1", "layer 4", "layer 8"]
+    relu_ax = axes[0, 0]
+    assert relu_ax.get_ylim()[1] < stats[0].hist_fractions[0].max()  # spike at 0 is cut
+    assert any("at 0" in t.get_text() for t in relu_ax.texts)
+    assert fig.get_size_inches()[0] <= 10 and fig.get_size_inches()[1] <= 4.5
+
+
+def test_profile_figure_draws_one_line_per_condition():
+    stats = [activation_statistics(activation="relu", init=init, **SMALL) for init in ("xavier", "kaiming")]
+    fig = plot_depth_profiles(stats, spread="sample_stds")
+    ax_act, ax_grad = fig.axes[:2]
+    assert len(ax_act.lines) == len(ax_grad.lines) == 2
+    np.testing.assert_allclose(ax_act.lines[1].get_ydata(), stats[1].sample_stds)
+    np.testing.assert_allclose(ax_grad.lines[0].get_ydata(), stats[0].weight_grad_norms)
+    with pytest.raises(ValueError, match="spread"):
+        plot_depth_profiles(stats, spread="variance")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load_digits(flat=True)
+
+
+def _train(splits, norm, weight_decay, seed=0):
+    torch.manual_seed(seed)
+    model = models.mlp(64, 10, hidden=(32, 32), norm=norm)
+    return fit_tracking_weight_norms(model, splits, epochs=2, lr=0.1, weight_decay=weight_decay, seed=seed)
+
+
+def test_weight_decay_shrinks_scale_invariant_weights_and_raises_the_effective_lr(digits):
+    plain = _train(digits, "batch", 0.0)
+    decayed = _train(digits, "batch", 0.05)
+    assert plain.weight_norms.shape == (3, 2) and plain.grad_norms.shape == (2, 2)
+    assert plain.val_acc.shape == (2,) and 0 <= plain.test_acc <= 1
+    # Without decay the gradient is orthogonal to W, so plain SGD can only grow ||W||.
+    assert np.all(np.diff(plain.weight_norms, axis=0) >= -1e-4)
+    assert np.all(decayed.weight_norms[-1] < plain.weight_norms[-1])
+    np.testing.assert_allclose(decayed.effective_lr, 0.1 / decayed.weight_norms ** 2)
+    assert np.all(decayed.effective_lr[-1] > plain.effective_lr[-1])
+
+
+def test_weight_norm_figure_lines_and_bands(digits):
+    groups = [[_train(digits, "batch", 0.0, seed) for seed in (0, 1)], _train(digits, "batch", 0.05)]
+    fig = plot_weight_norms(groups, ["no decay", "decay"])
+    ax_norm, ax_lr = fig.axes
+    assert len(ax_norm.lines) == len(ax_lr.lines) == 2
+    assert len(ax_norm.collections) == 1  # a band only for the group of two seeds
+    np.testing.assert_allclose(ax_lr.lines[1].get_ydata(), groups[1].effective_lr[:, 0])
