@@ -1,0 +1,340 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # Lecture 06 — Dropout, and dropout together with batch norm
+#
+# Dropout switches units off at random during training. Batch norm estimates statistics
+# during training and reuses them at test time. Put the two together and the statistics
+# are estimated on the wrong distribution.
+#
+# 1. Dropout: drop probability and keep probability
+# 2. Inverted dropout: scale in training, do nothing at test time
+# 3. Non-inverted dropout: the same expectation, scaled at test time
+# 4. Dropout before batch norm: the variance shift, measured
+# 5. What the seeds claim about BN and dropout, measured
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Sources: Silva's CNN slides (Srivastava et al.'s abstract, "Implementing dropout
+# (inverted dropout)" with keep_prob and `a3 /= keep_prob`, the Keras example, the "rule of
+# the thumb"), Schilling's thesis talk ("a quick intro to dropout", "Batchnorm suffers
+# under dropout"), Raschka's slides (the caffenet "BN and dropout" table), the BN notes and
+# the UCLA discussion sheet ("BN reduces the demand for regularization"; "dropout could be
+# dropped or reduced"), and Ioffe & Szegedy's abstract as quoted in Silva's slides ("in
+# some cases eliminating the need for Dropout"). Beyond the seeds: Li et al. (CVPR 2019),
+# "Understanding the disharmony between dropout and batch normalization by variance
+# shift". All training is a small MLP on the digits; the notebook runs in about 30 s.
+
+# %% slideshow={"slide_type": "skip"}
+import numpy as np
+import torch
+from IPython.display import Markdown
+
+import normlab.nn as nlnn
+from normlab import data, functional, models
+from normlab.notebook import show_source
+from normlab.plots import variants
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+rng = np.random.default_rng(0)
+digits = data.load_digits(flat=True)  # 1258 train / 180 val / 359 test vectors of 64 pixels
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The idea (Srivastava et al. 2014, quoted in Silva's slides)
+#
+# "The key idea is to randomly drop units (along with their connections) from the neural
+# network during training. This prevents units from co-adapting too much."
+# Schilling's talk adds: dropout "can be seen as ensemble learning" — every step trains
+# one of exponentially many *thinned* networks that share weights.
+
+# %%
+fig = variants.plot_thinned_network(layer_sizes=(5, 7, 7, 3), p=0.5, seed=2)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Drop probability $p$, keep probability $q = 1 - p$
+#
+# Each unit $a_j$ gets an independent mask $m_j \sim \text{Bernoulli}(q)$.
+# The seeds use both conventions — read every number twice:
+#
+# | source | writes | drop probability $p$ |
+# |---|---|---|
+# | Silva's slides | `keep_prob = 0.8` | 0.2 |
+# | Schilling's talk | "keep probability $p = 0.5$" | 0.5 |
+# | caffenet table (Raschka's slides) | "Dropout = 0.2" | 0.2 |
+# | PyTorch, `normlab` | `Dropout(p=0.2)` | 0.2 |
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# The classic exam slip: "dropout of 0.8" meaning keep 80 % in one text and drop 80 % in
+# another. PyTorch and Keras both take the drop probability; the keep probability comes
+# from Srivastava et al.'s paper and Andrew Ng's course, which Silva's slides follow.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Inverted dropout (Silva's slides)
+#
+# ```python
+# d3 = np.random.rand(a3.shape[0], a3.shape[1]) < keep_prob
+# a3 = np.multiply(a3, d3)
+# a3 /= keep_prob
+# ```
+#
+# Why divide? The next layer computes $z^{[4]} = W^{[4]} a^{[3]} + b^{[4]}$ and "it is
+# necessary not to impact the value of $Z$": in expectation,
+#
+# $$\mathbb E\!\left[\frac{m_j a_j}{q}\right] = \frac{q\,a_j}{q} = a_j
+# \quad\Rightarrow\quad \mathbb E[z^{[4]}] \text{ is unchanged.}$$
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## The same in `normlab.functional`
+
+# %%
+show_source(functional.dropout_forward, docstring=False)
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Two details: the mask is stored already divided by q, so the backward pass is a single
+# multiplication (`dropout_backward`: dx = dout * mask — dropped units get no gradient);
+# and in eval mode (`train=False`) the function is the identity. `normlab.nn.Dropout`
+# does the same with torch tensors and draws its mask exactly as torch does.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Silva's Keras example, redone
+#
+# `Dropout(.2)` on the numbers 0..9, training mode: kept entries are multiplied by
+# $1/0.8 = 1.25$, dropped ones are 0 (our mask differs from Keras': another generator).
+
+# %%
+numbers = np.arange(10, dtype=np.float64).reshape(5, 2)
+dropped, cache = functional.dropout_forward(numbers, p=0.2, train=True, rng=np.random.default_rng(0))
+print(np.column_stack([numbers, dropped]))  # left: input, right: after dropout
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Train mode vs eval mode
+#
+# Silva's "rule of the thumb": apply dropout "only while training … you do not want any
+# randomness in your predictions". `normlab.nn.Dropout` in both modes:
+
+# %%
+layer = nlnn.Dropout(p=0.2)
+x = torch.arange(10.0).reshape(5, 2)
+layer.train()
+print("train:", layer(x).flatten().tolist())
+layer.eval()
+print("eval: ", layer(x).flatten().tolist())
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Non-inverted dropout: scale at test time instead
+#
+# Srivastava et al.'s original: keep units *without* rescaling in training,
+# $\mathbb E[m_j a_j] = q\,a_j$, and multiply by $q$ at test time (equivalently, scale the
+# outgoing weights by $q$). Both versions agree in expectation — measured over 20 000
+# masks for one vector $a$ and $p = 0.5$:
+
+# %%
+a = np.array([1.0, -2.0, 3.0, 0.5])
+masks = np.random.default_rng(1)
+inverted = np.mean([functional.dropout_forward(a, 0.5, True, masks)[0] for _ in range(20_000)], axis=0)
+plain = np.mean([variants.dropout_forward_not_inverted(a, 0.5, True, masks) for _ in range(20_000)], axis=0)
+print("a                         ", a)
+print("inverted: mean in training", inverted.round(3), " test:", functional.dropout_forward(a, 0.5, False)[0])
+print("plain:    mean in training", plain.round(3), " test:", variants.dropout_forward_not_inverted(a, 0.5, False))
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Inverted: training mean ≈ a, test output a. Non-inverted: training mean ≈ a/2, test output
+# a/2. Each version's test-time output equals its training-time expectation; that is all
+# that matters for the next layer. Inverted dropout won because the test-time network is
+# just the network — nothing to remember at deployment. Forgetting the q at test time with
+# the non-inverted version is exercise 3.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Dropout meets batch norm: the variance shift
+#
+# Same mean, *different variance*. For a unit with mean $\mu$ and variance $\sigma^2$,
+#
+# $$\operatorname{Var}_{\text{train}}\!\left[\frac{m\,a}{q}\right] = \frac{\sigma^2+\mu^2}{q} - \mu^2
+# \;>\; \sigma^2 = \operatorname{Var}_{\text{test}}[a].$$
+#
+# A BN layer after the dropout stores (in `running_var`) the *training* variance, and at
+# test time divides inputs of the smaller test variance by it (Li et al. 2019).
+
+# %%
+relu_units = np.maximum(rng.standard_normal(200_000), 0)  # a ReLU of N(0, 1): mu = 0.40, var = 0.34
+mu, var, q = relu_units.mean(), relu_units.var(), 0.5
+trained = functional.dropout_forward(relu_units, p=1 - q, train=True, rng=rng)[0]
+print(f"variance in training: measured {trained.var():.3f}, formula {(var + mu**2) / q - mu**2:.3f}")
+print(f"variance at test:     measured {relu_units.var():.3f}")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## In a trained network
+#
+# `models.mlp(norm="batch", dropout=0.5)`: Linear → BN → ReLU → Dropout in each hidden
+# layer, so the second BN sees dropped-out inputs (through a Linear layer). The remedy Li
+# et al. propose: dropout only after the last BN. Both trained 6 epochs, 3 seeds, batch 64
+# (BN networks with $p = 0.2$ and without dropout too, for the tables that follow).
+
+# %%
+with_bn = {p: (lambda p=p: models.mlp(64, 10, norm="batch", dropout=p)) for p in (0.5, 0.2, 0.0)}
+bn_runs = variants.compare_conditions({f"dropout {p:g}": build for p, build in with_bn.items()}, digits, epochs=6)
+after_last_bn = variants.compare_conditions(
+    {"dropout 0.5 after the last BN": lambda: variants.mlp_with_dropout_after_bn(64, 10, 0.5)}, digits, epochs=6)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## The variance of each BN layer's input: training, stored, test
+#
+# Measured on the training set with the seed-0 networks (`variants.bn_input_variances`):
+
+# %%
+shift = {"dropout before BN 2": variants.bn_input_variances(bn_runs["dropout 0.5"][0].model, digits.x_train),
+         "dropout after the last BN": variants.bn_input_variances(
+             after_last_bn["dropout 0.5 after the last BN"][0].model, digits.x_train)}
+fig = variants.plot_variance_shift(shift)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The ratio running_var / test variance, per BN layer (1 = no shift; seed 0):
+
+# %%
+for title, layers in shift.items():
+    print(f"{title:26s}" + "   ".join(f"BN {v.layer + 1}: {v.shift:.2f}" for v in layers))
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# BN 1 sees the raw pixels through a Linear layer — no dropout before it, no shift. BN 2
+# sits behind a dropout: its running_var remembers the training variance, noticeably larger
+# than what arrives at test time, so at test time its outputs are shrunk by
+# sqrt(test / running). With dropout only after the last BN, both ratios stay near 1.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Does the shift cost accuracy?
+#
+# Three networks with $p = 0.5$, and a fourth that isolates the shift: the *same* trained
+# weights as "dropout 0.5", with BN's statistics recomputed on the training set with
+# dropout off (`variants.recalibrate_batchnorm`).
+
+# %%
+placement = {"no dropout": bn_runs["dropout 0"],
+             "dropout 0.5 before BN": bn_runs["dropout 0.5"],
+             "  … BN statistics recomputed": variants.with_recalibrated_batchnorm(bn_runs["dropout 0.5"], digits),
+             "dropout 0.5 after the last BN": after_last_bn["dropout 0.5 after the last BN"]}
+Markdown(variants.results_table({"test accuracy": placement, "test loss": (placement, "test_loss")}))
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Read the recomputed row against the row above it: same weights, only the statistics
+# differ, so any change is the variance shift's doing. In our run the test loss improves
+# clearly and the accuracy hardly moves: a smaller output variance makes the logits less
+# confident (higher loss) but rarely changes their argmax. The "after the last BN" network
+# is better on both counts — but it also has less dropout (one layer instead of two), so
+# that comparison mixes two changes. Li et al. report larger accuracy losses for deep
+# networks, where the shift compounds over many BN layers.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The seeds' table: "BN and dropout" (caffenet, Raschka's slides)
+#
+# Quoted: with BN and ReLU, dropout in the fully connected layers only, ImageNet: dropout
+# 0.5 → 0.499, 0.2 → 0.527, 0 → 0.513. Ours: BN in every hidden layer, dropout after
+# every hidden layer, digits, 3 seeds:
+
+# %%
+Markdown(variants.results_table({"measured test accuracy": bn_runs}, quoted=variants.CAFFENET_BN_DROPOUT,
+                                quoted_label="caffenet (quoted)"))
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# The quoted table peaks at dropout 0.2 (0.527) with 0.5 the worst; in our run accuracy
+# falls as the dropout rate grows — 0 best, 0.5 clearly worst — so the quoted peak at 0.2
+# does not reproduce here. Two caveats to say aloud: the caffenet numbers are single runs
+# (no spread is given), and our networks had six epochs — dropout slows training, so a
+# short budget is biased against it.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Schilling: "Batchnorm suffers under dropout"
+#
+# His talk: with keep probability 0.5 both models "converge much slower than before, best
+# accuracies!" (trained to convergence, dropout gave his best results), and BN is "not
+# ahead of vanilla" — "we'll call this a draw"; his guess: "batch statistics might be of
+# lower value with dropped activations". The same networks without BN:
+
+# %%
+no_bn = variants.compare_conditions({f"dropout {p:g}": (lambda p=p: models.mlp(64, 10, dropout=p))
+                                     for p in (0.5, 0.0)}, digits, epochs=6)
+print(variants.verdict("BN", bn_runs["dropout 0"], "no BN", no_bn["dropout 0"]), "(no dropout)")
+print(variants.verdict("BN", bn_runs["dropout 0.5"], "no BN", no_bn["dropout 0.5"]), "(dropout 0.5)")
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Read the two verdict lines together. In our run (six epochs) BN's lead without dropout
+# is small, and with dropout 0.5 BN loses its lead — here the plain network even comes
+# out ahead: BN does suffer under dropout, at least as much as the talk's "draw". (With
+# eight epochs, in a trial run, BN was clearly ahead without dropout and the two drew with
+# it — the talk's pattern exactly; the sizes depend on the budget, the direction did not.)
+# Li et al.'s variance shift is one mechanism behind "batch statistics might be of lower
+# value with dropped activations": the statistics BN keeps are those of the dropped-out
+# training network.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## "BN reduces the need for dropout"
+#
+# The BN notes ("reduces the demand for regularization"), the UCLA sheet ("dropout could be
+# dropped or reduced in strength") and Ioffe & Szegedy ("in some cases eliminating the need
+# for Dropout"). What dropout 0.5 does, without and with BN:
+
+# %%
+print(variants.verdict("dropout 0.5", no_bn["dropout 0.5"], "no dropout", no_bn["dropout 0"]), "(no BN)")
+print(variants.verdict("dropout 0.5", bn_runs["dropout 0.5"], "no dropout", bn_runs["dropout 0"]), "(BN)")
+same_rates = {name: bn_runs[name] for name in no_bn}
+Markdown(variants.results_table({"generalization gap, no BN": (no_bn, "gap"),
+                                 "generalization gap, BN": (same_rates, "gap")}))
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# The gap is train accuracy minus test accuracy after training. Three readings of our run:
+# (1) without dropout, BN alone already has a smaller gap than the plain network — BN's
+# regularizing effect, in the direction the seeds claim; (2) dropout shrinks the plain
+# network's gap a lot and BN's only a little; (3) but in our short budget dropout does not
+# raise test accuracy for either network — with BN it clearly lowers it: the networks with
+# dropout are still underfitting after six epochs (Schilling: "converge much slower"). So
+# "BN reduces the need for dropout" is supported only in the weak sense of (1)–(2); that
+# dropout is needed at all, and that BN removes the need, requires a setting where dropout
+# helps the plain network first (longer training, a bigger network) — as in Schilling's
+# runs, trained to convergence, where dropout gave the best accuracies. The seeds' numbers
+# come from long training on ImageNet and CIFAR — keep them as their claims.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Summary
+#
+# * Dropout zeroes each unit with probability $p$ (keep probability $q = 1-p$; the seeds use
+#   both). Inverted dropout divides the kept units by $q$ in training, so the expectation
+#   is unchanged and the test-time network is the plain network.
+# * Non-inverted dropout leaves training unscaled and multiplies by $q$ at test time: the
+#   same expectation (measured), more to remember at deployment.
+# * Dropout keeps the mean but raises the variance, $\frac{\sigma^2+\mu^2}{q}-\mu^2 > \sigma^2$;
+#   a BN layer after it stores the training variance and misnormalizes at test time (the
+#   variance shift, measured in a trained network). Remedies: dropout after the last BN,
+#   or recompute BN's statistics with dropout off.
+# * The seeds' claims on BN with dropout were measured on a short budget: the numbers
+#   are in the tables above; where the difference is within the seed spread we say so.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Exercises
+#
+# 1. **Multiple choice (UCLA discussion sheet).** Which of the following neural network
+#    training challenges can be solved using batch normalization? (a) Overfitting
+#    (b) Restrict activations to become too high or low (c) Training is too slow (d) All of
+#    the above. Argue each option with this lecture's and lecture 05's measurements.
+# 2. **Keep probability.** Silva's example applies `Dropout(.2)` to ten numbers. What is
+#    `keep_prob`? How many zeros do you expect, what is the probability of seeing exactly
+#    one zero (as in the slide), and why are the kept values multiplied by 1.25?
+# 3. **Forgetting the test-time scale.** Write a non-inverted dropout `nn.Module` (train:
+#    multiply by the mask; eval: multiply by $q$), train `models.mlp`-like networks with it
+#    and with `nn.Dropout` ($p = 0.5$), and compare test accuracy and loss — and what happens
+#    when the eval-time multiplication by $q$ is forgotten.
+# 4. **The shift as a function of p.** For ReLU units of $\mathcal N(0,1)$ inputs, measure
+#    the ratio $\operatorname{Var}_\text{train}/\operatorname{Var}_\text{test}$ after dropout for
+#    $p \in \{0.1, 0.2, \dots, 0.7\}$ and compare with the formula. By what factor does a BN
+#    layer right after such a dropout shrink its test-time outputs?
+# 5. **Gradient check.** Check `functional.dropout_backward` with `normlab.gradcheck`
+#    (hint: draw the mask from a generator re-seeded in every call, so the finite
+#    differences see the same mask).
