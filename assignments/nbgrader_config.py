@@ -1,0 +1,43 @@
+"""nbgrader settings of the normlab course (nbgrader 0.9).
+
+`normlab build` copies this file into the course directory it makes (build/nbgrader/);
+put it in any course directory you grade from. The values shared with `normlab check`
+(per-cell timeout, benign stderr, kernel) come from `normlab.assignments`, so a student's
+check and the grader cannot disagree.
+"""
+
+import sys
+
+try:
+    from normlab import assignments
+except ImportError:  # BaseException, so nbgrader cannot swallow it and grade with defaults
+    raise SystemExit(
+        f"nbgrader_config.py: the normlab package is not importable by {sys.executable}; "
+        "grade from the course's environment (e.g. .venv/bin/nbgrader), or every "
+        "submission scores 0"
+    ) from None
+
+c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
+
+c.CourseDirectory.course_id = "normlab"
+
+# Every notebook runs on a kernel named "normlab" that starts *this* Python
+# (sys.executable), never on whatever "python3" kernelspec happens to be installed.
+c.Execute.kernel_name = assignments.grading_kernel()
+c.KernelManager.transport_encryption = assignments.transport_encryption()
+# nbgrader runs `alembic` from PATH to create a gradebook: use this environment's.
+assignments.scripts_on_path()
+
+# Seconds per cell (nbgrader's default is 30). An endless loop costs this much per cell.
+c.Execute.timeout = assignments.CELL_TIMEOUT
+
+# What replaces ### BEGIN SOLUTION ... ### END SOLUTION in the student release.
+c.ClearSolutions.code_stub = {"python": assignments.CODE_STUB}
+
+# Any stderr in a test cell scores it 0. Drop stderr that is not the student's doing.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = assignments.BENIGN_STDERR
+
+# A test cell a student deleted is put back and run (otherwise it is silently skipped
+# and left for manual grading).
+c.OverwriteCells.add_missing_cells = True

@@ -1,0 +1,473 @@
+"""The graded assignments: build them with nbgrader, and let students check their work.
+
+Sources are Jupytext percent files with nbgrader metadata on the cell markers::
+
+    assignments/nbgrader_config.py          the course's nbgrader settings
+    assignments/source/psK/psK.py           one notebook per assignment (solutions, hidden tests)
+
+`build_assignments` turns them into an nbgrader course directory and answer keys::
+
+    OUT/nbgrader/nbgrader_config.py         copied from assignments/
+    OUT/nbgrader/source/psK/psK.ipynb       Jupytext -> notebook (what nbgrader reads)
+    OUT/nbgrader/release/psK/psK.ipynb      student version: solutions stubbed, hidden tests removed
+    OUT/answers/psK/psK.ipynb               answer key: the source, executed
+
+``normlab check psK NOTEBOOK`` runs a student's notebook the way the grader does (same
+kernel, same timeout, same stderr rules) and prints the points of each visible test and
+why a test failed. It reads only the student's notebook: hidden tests are in the
+instructor's source, never in a release, and any it finds are removed before running.
+
+Grading settings shared by nbgrader (through nbgrader_config.py) and `normlab check`
+live here, so the two cannot drift: `CELL_TIMEOUT`, `BENIGN_STDERR` and the kernel
+(`grading_kernel`).
+
+Every graded cell's ``grade_id`` starts with its assignment, e.g. ``ps1_test_bn_forward_2d``,
+so a notebook says which assignment it belongs to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from normlab.cli import UserError
+
+COURSE_ID = "normlab"
+KERNEL_NAME = "normlab"
+CELL_TIMEOUT = 60  # seconds per cell, when grading and in `normlab check`
+ANSWER_KEY_TIMEOUT = 600  # seconds per cell for the full-length answer-key runs
+CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+# Stderr lines that are not the student's doing; nbgrader drops a stderr output that matches.
+BENIGN_STDERR = (
+    r"Matplotlib is building the font cache"
+    r"|Debugger warning: It seems that frozen modules are being used"
+    r"|Kernel is running over TCP without encryption"
+)
+ASSIGNMENT_ID = re.compile(r"ps\d+")
+HIDDEN_TESTS_MARK = "### BEGIN HIDDEN TESTS"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # lib/normlab/assignments.py -> the project
+
+_kernel_data_dir: Path | None = None
+
+
+# --- the grading kernel ------------------------------------------------------------------
+
+
+def grading_kernel() -> str:
+    """Make the kernel named `KERNEL_NAME` start this interpreter, and return the name.
+
+    nbgrader runs each notebook on the kernel its source names, and 'python3' resolves
+    to whatever kernelspec is installed first (a user's ~/.local one wins over the
+    environment's): grading on a Python without torch scores everyone 0. nbgrader's
+    executor always uses jupyter_client's kernelspec lookup (it cannot be handed a kernel
+    manager), so we write a kernelspec for ``sys.executable`` into a private temporary
+    data directory and put that first on JUPYTER_PATH. Idempotent within a process; the
+    directory is removed at exit.
+    """
+    global _kernel_data_dir
+    from ipykernel.kernelspec import make_ipkernel_cmd
+
+    if _kernel_data_dir is None:
+        data_dir = Path(tempfile.mkdtemp(prefix="normlab-kernel-"))
+        spec_dir = data_dir / "kernels" / KERNEL_NAME
+        spec_dir.mkdir(parents=True)
+        spec = {
+            "argv": make_ipkernel_cmd(executable=sys.executable),
+            "display_name": f"normlab grading ({sys.executable})",
+            "language": "python",
+            "metadata": {"debugger": False, "supported_encryption": ["curve"]},
+        }
+        (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
+        atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
+        _kernel_data_dir = data_dir
+    paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    if not paths or paths[0] != str(_kernel_data_dir):
+        paths = [str(_kernel_data_dir)] + [p for p in paths if p != str(_kernel_data_dir)]
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(paths)
+    return KERNEL_NAME
+
+
+def scripts_on_path() -> None:
+    """Put this environment's scripts folder (next to sys.executable) first on PATH.
+
+    nbgrader runs the `alembic` command from PATH when it creates a gradebook: from an
+    environment that is not activated (``.venv/bin/normlab ...``) it fails, or runs
+    another environment's alembic.
+    """
+    scripts = str(Path(sys.executable).parent)
+    paths = os.environ.get("PATH", "").split(os.pathsep)
+    if paths[0] != scripts:
+        os.environ["PATH"] = os.pathsep.join([scripts] + [p for p in paths if p != scripts])
+
+
+def transport_encryption() -> str:
+    """'auto' (CurveZMQ between grader and kernel) when pyzmq supports it, else 'disabled'."""
+    import zmq
+
+    return "auto" if zmq.has("curve") else "disabled"
+
+
+def execution_config():
+    """The traitlets Config of notebook execution: kernel, timeout, stderr filter.
+
+    nbgrader_config.py sets the same values from the same constants; `normlab check`
+    uses this directly.
+    """
+    from traitlets.config import Config
+
+    config = Config()
+    config.Execute.kernel_name = grading_kernel()
+    config.Execute.timeout = CELL_TIMEOUT
+    config.KernelManager.transport_encryption = transport_encryption()
+    config.IgnorePattern.enabled = True
+    config.IgnorePattern.pattern = BENIGN_STDERR
+    return config
+
+
+# --- nbgrader course directories ------------------------------------------------------------
+
+
+def load_course_config(course_dir):
+    """The Config of an nbgrader course directory: its nbgrader_config.py, rooted there.
+
+    In-process `NbGraderAPI` objects do not read nbgrader_config.py themselves.
+    """
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    course_dir = Path(course_dir).resolve()
+    config = Config()
+    if (course_dir / "nbgrader_config.py").is_file():
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(course_dir)).load_config()
+    config.CourseDirectory.root = str(course_dir)
+    return config
+
+
+def nbgrader_api(course_dir):
+    """An in-process `NbGraderAPI` for the course directory (≈ 1 s per autograde, against
+    ≈ 4 s for the `nbgrader` command, most of it start-up)."""
+    from nbgrader.apps import NbGraderAPI
+
+    scripts_on_path()
+    return NbGraderAPI(config=load_course_config(course_dir))
+
+
+def assignment_ids(root) -> list[str]:
+    """The assignments of the project at `root`: the psK folders of assignments/source/."""
+    source = Path(root) / "assignments" / "source"
+    folders = sorted(source.iterdir(), key=lambda p: (len(p.name), p.name)) if source.is_dir() else []
+    return [p.name for p in folders if p.is_dir() and ASSIGNMENT_ID.fullmatch(p.name)]
+
+
+def read_jupytext(path):
+    """A Jupytext percent file as a notebook, without Jupytext pairing metadata (a paired
+    file in nbgrader's folders could carry solutions into a release)."""
+    import jupytext
+
+    notebook = jupytext.read(path, fmt="py:percent")
+    notebook.metadata.get("jupytext", {}).pop("formats", None)
+    return notebook
+
+
+def convert_sources(root, course_dir, assignment_id: str) -> list[Path]:
+    """assignments/source/psK/*.py -> COURSE/source/psK/*.ipynb (the folder is replaced)."""
+    import nbformat
+
+    source = Path(root) / "assignments" / "source" / assignment_id
+    target = Path(course_dir) / "source" / assignment_id
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    written = []
+    for path in sorted(source.iterdir()):
+        if path.suffix == ".py":
+            out = target / f"{path.stem}.ipynb"
+            nbformat.write(read_jupytext(path), out)
+            written.append(out)
+        elif path.is_file():
+            shutil.copy2(path, target / path.name)  # data files the notebook reads
+    return written
+
+
+class AssignmentRow(NamedTuple):
+    """One line of the build table."""
+
+    name: str
+    seconds: float
+    status: str  # "ok" or "failed: <one line>"
+
+
+def build_assignments(root, out, only=None) -> list[AssignmentRow]:
+    """Build the assignments of the project at `root` into `out` (see the module docstring):
+    all of them, or those named in `only` (e.g. ``["ps2"]``).
+
+    Per assignment: the student release (nbgrader generate_assignment, in-process) and the
+    answer key (the source notebook executed on the grading kernel). Returns one row per
+    product; a failure is reported in its row and stops nothing else.
+    """
+    root, out = Path(root).resolve(), Path(out).resolve()
+    config_file = root / "assignments" / "nbgrader_config.py"
+    if not config_file.is_file():
+        raise UserError(f"{config_file} is missing: the assignments need the course's nbgrader settings")
+    known = assignment_ids(root)
+    unknown = [name for name in (only or []) if name not in known]
+    if unknown:
+        raise UserError(f"no assignment {', '.join(unknown)} in {root / 'assignments' / 'source'} "
+                        f"(assignments: {', '.join(known) or 'none'})")
+    course_dir = out / "nbgrader"
+    course_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(config_file, course_dir / "nbgrader_config.py")
+    rows = []
+    for assignment_id in [name for name in known if not only or name in only]:
+        start = time.perf_counter()
+        try:
+            notebooks = convert_sources(root, course_dir, assignment_id)
+            status = _generate_release(course_dir, assignment_id)
+        except Exception as error:  # one broken assignment stops nothing else
+            notebooks, status = [], f"failed: {type(error).__name__}: {error}"
+        rows.append(AssignmentRow(f"nbgrader/release/{assignment_id}", time.perf_counter() - start, status))
+        for notebook in notebooks:
+            start = time.perf_counter()
+            target = out / "answers" / assignment_id / notebook.name
+            status = _execute_answer_key(notebook, target)
+            rows.append(AssignmentRow(f"answers/{assignment_id}/{notebook.stem}",
+                                      time.perf_counter() - start, status))
+    return rows
+
+
+def _generate_release(course_dir: Path, assignment_id: str) -> str:
+    result = nbgrader_api(course_dir).generate_assignment(assignment_id)
+    if result.get("success"):
+        return "ok"
+    return "failed: " + nbgrader_error(result)
+
+
+def nbgrader_error(result: dict) -> str:
+    """The most telling line of a failed NbGraderAPI call's log: the exception, if any."""
+    lines = [line.strip() for line in (result.get("log") or "").splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"\w+(\.\w+)*(Error|Exception): ", line)]
+    if errors:
+        return errors[0]
+    marked = [line for line in lines if line.startswith("[ERROR]")]
+    if marked:
+        return marked[0]
+    error = (result.get("error") or "").strip().splitlines()
+    return error[-1] if error else "nbgrader failed"
+
+
+def _execute_answer_key(notebook_path: Path, target: Path) -> str:
+    """Run the source notebook top to bottom (full length: not in grading mode) and save it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(notebook_path, as_version=4)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    client = NotebookClient(notebook, timeout=ANSWER_KEY_TIMEOUT, kernel_name=grading_kernel(),
+                            config=execution_config(),
+                            resources={"metadata": {"path": str(notebook_path.parent)}})
+    try:
+        client.execute()
+        status = "ok"
+    except Exception as error:  # a failing cell is a result
+        first = str(error).strip().splitlines()
+        status = f"failed: {type(error).__name__}" + (f": {first[-1]}" if first else "")
+    nbformat.write(notebook, target)
+    return status
+
+
+# --- normlab check -----------------------------------------------------------------------------
+
+
+@dataclass
+class TestResult:
+    """One test cell of a checked notebook."""
+
+    grade_id: str
+    points: float
+    max_points: float
+    failure: str | None = None  # why it lost its points, one or a few lines
+    edited: bool = False  # its source differs from the release (the grader restores it)
+
+
+@dataclass
+class CheckReport:
+    assignment_id: str
+    notebook: Path
+    tests: list[TestResult] = field(default_factory=list)
+    hidden_removed: bool = False
+
+    @property
+    def points(self) -> float:
+        return sum(t.points for t in self.tests)
+
+    @property
+    def max_points(self) -> float:
+        return sum(t.max_points for t in self.tests)
+
+
+def read_student_notebook(path, assignment_id: str):
+    """Read a notebook to check, or raise UserError saying in one line what is wrong."""
+    import nbformat
+
+    if not ASSIGNMENT_ID.fullmatch(assignment_id):
+        raise UserError(f"{assignment_id!r} is not an assignment name like ps1")
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"no such file: {path}")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give the notebook file, e.g. {path / (assignment_id + '.ipynb')}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        json.loads(text)
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a notebook: it is not text (UTF-8)") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not a valid notebook: invalid JSON at line {error.lineno}, "
+                        f"column {error.colno} ({error.msg}); restore it from a checkpoint or "
+                        "re-download the release") from None
+    try:
+        notebook = nbformat.reads(text, as_version=4)
+        nbformat.validate(notebook)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path} is not a valid Jupyter notebook ({reason})") from None
+    _check_belongs_to(notebook, path, assignment_id)
+    return notebook
+
+
+def _grade_ids(notebook) -> list[str]:
+    return [cell.metadata["nbgrader"]["grade_id"] for cell in notebook.cells
+            if "grade_id" in cell.get("metadata", {}).get("nbgrader", {})]
+
+
+def _check_belongs_to(notebook, path: Path, assignment_id: str) -> None:
+    ids = _grade_ids(notebook)
+    if not ids:
+        raise UserError(f"{path} has no nbgrader cells: check the notebook released for "
+                        f"{assignment_id} (with your answers in it), not a new one")
+    foreign = [gid for gid in ids if not gid.startswith(assignment_id + "_")]
+    if foreign:
+        owner = re.match(r"(ps\d+)_", foreign[0])
+        if owner and all(gid.startswith(owner.group(1) + "_") for gid in ids):
+            raise UserError(f"{path} is a notebook of {owner.group(1)}, not {assignment_id}: "
+                            f"run `normlab check {owner.group(1)} {path}`")
+        raise UserError(f"{path} is not a {assignment_id} notebook: its graded cells "
+                        f"({', '.join(foreign[:3])}) are not {assignment_id}'s")
+
+
+def check_notebook(assignment_id: str, path) -> CheckReport:
+    """Run a student's notebook as the grader does and score its visible tests.
+
+    Outputs are cleared first, hidden tests (present only in an instructor's source) are
+    removed, the notebook runs on the grading kernel with NBGRADER_EXECUTION=autograde,
+    `CELL_TIMEOUT` per cell, and stderr matching `BENIGN_STDERR` dropped; each test cell
+    then scores by nbgrader's own rule (an error or any stderr: 0). The file is not changed.
+    """
+    from nbgrader import utils
+    from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, Execute, IgnorePattern
+
+    path = Path(path)
+    notebook = read_student_notebook(path, assignment_id)
+    report = CheckReport(assignment_id, path)
+    edited = {cell.metadata.nbgrader["grade_id"] for cell in notebook.cells
+              if utils.is_grade(cell) and utils.is_locked(cell)
+              and "checksum" in cell.metadata.nbgrader
+              and cell.metadata.nbgrader["checksum"] != utils.compute_checksum(cell)}
+    report.hidden_removed = any(HIDDEN_TESTS_MARK in cell.source for cell in notebook.cells)
+    config = execution_config()
+    resources = {"metadata": {"path": str(path.resolve().parent)}}
+    notebook, resources = ClearHiddenTests(config=config).preprocess(notebook, resources)
+    notebook, resources = ClearOutput(config=config).preprocess(notebook, resources)
+    with utils.setenv(NBGRADER_EXECUTION="autograde"):
+        notebook, resources = Execute(config=config).preprocess(notebook, resources)
+    notebook, resources = IgnorePattern(config=config).preprocess(notebook, resources)
+    for cell in notebook.cells:
+        if utils.is_grade(cell) and cell.cell_type == "code":
+            points, max_points = utils.determine_grade(cell)
+            report.tests.append(TestResult(cell.metadata.nbgrader["grade_id"], float(points or 0),
+                                           float(max_points), _failure(cell, points, max_points),
+                                           cell.metadata.nbgrader["grade_id"] in edited))
+    return report
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _failure(cell, points, max_points) -> str | None:
+    """Why a test cell lost points: its error, else its stderr, else a partial score."""
+    for output in cell.outputs:
+        if output.output_type == "error":
+            return _describe_error(output)
+    for output in cell.outputs:
+        if output.output_type == "stream" and output.name == "stderr":
+            first = output.text.strip().splitlines()
+            return "wrote to stderr (the grader scores that 0): " + (first[0] if first else "")
+    if points is not None and points < max_points:
+        return f"partial credit {points:g} of {max_points:g}"
+    return None
+
+
+def _describe_error(output) -> str:
+    ename, evalue = output.ename, _ANSI.sub("", output.evalue or "").strip()
+    if ename == "NotImplementedError":
+        return "not answered yet (NotImplementedError: replace the `raise NotImplementedError()`)"
+    if ename == "NameError":
+        return f"NameError: {evalue} (did the cell defining it run without errors?)"
+    if evalue:
+        return f"{ename}: {evalue}"
+    # A bare `assert condition`: show the failing line of the test cell.
+    lines = [_ANSI.sub("", line) for line in output.traceback]
+    arrows = [line for chunk in lines for line in chunk.splitlines() if line.lstrip().startswith("---->")]
+    where = re.sub(r"^\s*---->\s*\d*\s*", "", arrows[-1]).strip() if arrows else ""
+    return f"{ename}" + (f" at: {where}" if where else "")
+
+
+def format_report(report: CheckReport) -> str:
+    width = max([len("test"), *(len(t.grade_id) for t in report.tests)])
+    lines = [f"{'test':<{width}}  points"]
+    for test in report.tests:
+        mark = "" if test.failure is None else "  FAILED"
+        lines.append(f"{test.grade_id:<{width}}  {test.points:g}/{test.max_points:g}{mark}")
+        if test.failure:
+            lines += ["    " + line for line in test.failure.splitlines()]
+        if test.edited:
+            lines.append("    note: this test cell was edited; the grader runs the original instead")
+    lines.append(f"visible tests: {report.points:g} of {report.max_points:g} points")
+    if report.hidden_removed:
+        lines.append("note: this notebook has hidden tests (an instructor's source?); they were not run")
+    lines.append("The grader also runs hidden tests: passing every visible test does not "
+                 "guarantee full marks.")
+    return "\n".join(lines)
+
+
+def check_main(args: argparse.Namespace) -> int:
+    path = Path(args.notebook)
+    read_student_notebook(path, args.assignment)  # fail fast, before starting a kernel
+    print(f"normlab check: running {path} on the grading kernel "
+          f"({CELL_TIMEOUT} s per cell); this takes a few seconds...", flush=True)
+    report = check_notebook(args.assignment, path)
+    print(format_report(report))
+    return 0 if report.points == report.max_points else 1
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "check", help="run an assignment notebook's visible tests as the grader would",
+        description="Run NOTEBOOK (your copy of assignment ASSIGNMENT) top to bottom the way "
+        "the grader does (same kernel, same per-cell timeout, stderr in a test cell scores 0) "
+        "and print the points of each visible test with the reason it failed. Exit code 0 "
+        "when every visible test passes, 1 when some fail, 2 for a wrong or unreadable notebook.")
+    parser.add_argument("assignment", help="the assignment, e.g. ps1")
+    parser.add_argument("notebook", help="your notebook, e.g. ps1.ipynb")
+    parser.set_defaults(handler=check_main)
+    return check_main

@@ -1,0 +1,528 @@
+"""The graded assignments, end to end with real nbgrader, and `normlab check`.
+
+Slow tests (``-m slow``) build an nbgrader course from assignments/ once per module and
+check, per assignment: the source scores full marks and its test cells write no stderr
+(nbgrader validate); the release scores 0; one plausible mistake per graded function
+loses that function's points and no others (exact scores per grade_id from the
+gradebook); a deleted test cell is put back. The mistake catalogue (every planted
+mistake, `MISTAKES`) is replayed in one kernel per assignment, scored with nbgrader's
+own rule. Fast tests cover the sources' metadata, the configuration, and `normlab check`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from normlab import assignments
+from normlab.cli import main as normlab_main
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = ["ps1", "ps2"]
+TOTAL_POINTS = {"ps1": 25, "ps2": 25}
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A plausible mistake, planted by editing one solution cell of the source."""
+
+    name: str
+    cell: str  # grade_id of the solution cell
+    edits: tuple  # (old, new) pairs; each old text occurs exactly once in the cell
+    loses: frozenset  # grade_ids of the test cells that must score 0; all others full
+    nbgrader: bool = False  # also graded end to end by nbgrader (one per graded cell)
+
+
+def mistake(name, cell, old, new, loses, nbgrader=False, more=()):
+    return Mistake(name, cell, ((old, new), *more), frozenset(loses), nbgrader)
+
+
+MISTAKES = {
+    "ps1": [
+        mistake("kappa from singular values (np.linalg.cond(x))", "ps1_curvature",
+                "return float(eigenvalues[-1] / eigenvalues[0])",
+                "return float(np.sqrt(eigenvalues[-1] / eigenvalues[0]))", {"ps1_test_curvature"}, True),
+        mistake("x @ x.T instead of x.T @ x", "ps1_curvature",
+                "hessian = x.T @ x / x.shape[0]", "hessian = x @ x.T / x.shape[0]", {"ps1_test_curvature"}),
+        mistake("centred covariance instead of x.T @ x / N", "ps1_curvature",
+                "hessian = x.T @ x / x.shape[0]", "hessian = np.cov(x.T, bias=True)", {"ps1_test_curvature"}),
+        mistake("unbiased std (ddof=1)", "ps1_standardize",
+                "    std = x_train.std(axis=0)\n", "    std = x_train.std(axis=0, ddof=1)\n",
+                {"ps1_test_standardize_train", "ps1_test_standardize_splits"}),
+        mistake("statistics per sample (axis=1)", "ps1_standardize",
+                "mean = x_train.mean(axis=0)\n    std = x_train.std(axis=0)",
+                "mean = x_train.mean(axis=1, keepdims=True)\n    std = x_train.std(axis=1, keepdims=True)",
+                {"ps1_test_standardize_train", "ps1_test_standardize_splits"}),
+        mistake("each split standardized with its own statistics", "ps1_standardize",
+                "((x - mean) / std for x in (x_train, x_val, x_test))",
+                "((x - x.mean(axis=0)) / np.where(x.std(axis=0) < min_std, 1.0, x.std(axis=0))"
+                " for x in (x_train, x_val, x_test))", {"ps1_test_standardize_splits"}, True),
+        mistake("constant feature divided by 0", "ps1_standardize",
+                "    std = np.where(std < min_std, 1.0, std)\n", "", {"ps1_test_standardize_splits"}),
+        mistake("threshold hard-coded instead of min_std", "ps1_standardize",
+                "np.where(std < min_std, 1.0, std)", "np.where(std < 1e-8, 1.0, std)",
+                {"ps1_test_standardize_splits"}),
+        mistake("inputs modified in place", "ps1_standardize",
+                "z_train, z_val, z_test = ((x - mean) / std for x in (x_train, x_val, x_test))",
+                "for x in (x_train, x_val, x_test):\n        x -= mean\n        x /= std\n"
+                "    z_train, z_val, z_test = x_train, x_val, x_test",
+                {"ps1_test_standardize_train", "ps1_test_standardize_splits"}),
+        mistake("unbiased variance (ddof=1)", "ps1_bn_forward",
+                "var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)",
+                "var = x.var(axis=axes, ddof=1, keepdims=True)",
+                {"ps1_test_bn_forward_2d", "ps1_test_bn_forward_4d"}),
+        mistake("eps outside the square root", "ps1_bn_forward",
+                "np.sqrt(var + eps)", "(np.sqrt(var) + eps)",
+                {"ps1_test_bn_forward_2d", "ps1_test_bn_forward_4d"}),
+        mistake("eps forgotten", "ps1_bn_forward", "np.sqrt(var + eps)", "np.sqrt(var)",
+                {"ps1_test_bn_forward_2d", "ps1_test_bn_forward_4d"}),
+        mistake("eps argument ignored (1e-5 hard-coded)", "ps1_bn_forward",
+                "np.sqrt(var + eps)", "np.sqrt(var + 1e-5)",
+                {"ps1_test_bn_forward_2d", "ps1_test_bn_forward_4d"}),
+        mistake("statistics per sample (layer norm)", "ps1_bn_forward",
+                "axes = (0,) + tuple(range(2, x.ndim))", "axes = tuple(range(1, x.ndim))",
+                {"ps1_test_bn_forward_2d", "ps1_test_bn_forward_4d"}),
+        mistake("4-D: statistics over N only", "ps1_bn_forward",
+                "axes = (0,) + tuple(range(2, x.ndim))", "axes = (0,)", {"ps1_test_bn_forward_4d"}, True),
+        mistake("4-D: gamma and beta broadcast along the last axis", "ps1_bn_forward",
+                "per_feature = (1, -1) + (1,) * (x.ndim - 2)", "per_feature = (1,) * (x.ndim - 1) + (-1,)",
+                {"ps1_test_bn_forward_4d"}),
+        mistake("gamma and beta swapped", "ps1_bn_forward",
+                "gamma.reshape(per_feature) * xhat + beta.reshape(per_feature)",
+                "beta.reshape(per_feature) * xhat + gamma.reshape(per_feature)",
+                {"ps1_test_bn_forward_2d", "ps1_test_bn_forward_4d"}),
+        mistake("x modified in place", "ps1_bn_forward",
+                "xhat = (x - mu) / np.sqrt(var + eps)", "x -= mu\n    xhat = x / np.sqrt(var + eps)",
+                {"ps1_test_bn_forward_2d"}),
+        mistake("identity gamma without eps", "ps1_identity",
+                "gamma = np.sqrt(x.var(axis=axes) + eps)", "gamma = x.std(axis=axes)", {"ps1_test_identity"}, True),
+        mistake("identity gamma from the unbiased variance", "ps1_identity",
+                "x.var(axis=axes)", "x.var(axis=axes, ddof=1)", {"ps1_test_identity"}),
+        mistake("identity gamma and beta swapped", "ps1_identity",
+                "return gamma, beta", "return beta, gamma", {"ps1_test_identity"}),
+        mistake("identity: statistics over axis 0 only", "ps1_identity",
+                "axes = (0,) + tuple(range(2, x.ndim))", "axes = 0", {"ps1_test_identity"}),
+        mistake("q_train_only wrong", "ps1_q_train_only", '\nq_train_only = "b"', '\nq_train_only = "c"',
+                {"ps1_test_q_train_only"}),
+        mistake("q_axes wrong (per channel and position)", "ps1_q_axes", '\nq_axes = "b"', '\nq_axes = "c"',
+                {"ps1_test_q_axes"}),
+        mistake("q_identity wrong", "ps1_q_identity", '\nq_identity = "b"', '\nq_identity = "c"',
+                {"ps1_test_q_identity"}),
+        mistake("q_bias wrong", "ps1_q_bias", '\nq_bias = "c"', '\nq_bias = "a"', {"ps1_test_q_bias"}),
+        mistake("q_batch_of_one wrong", "ps1_q_batch_of_one", '\nq_batch_of_one = "c"', '\nq_batch_of_one = "d"',
+                {"ps1_test_q_batch_of_one"}),
+        mistake("q_sheet wrong", "ps1_q_sheet", '\nq_sheet = "d"', '\nq_sheet = "c"', {"ps1_test_q_sheet"}),
+        mistake("q_sheet not a letter", "ps1_q_sheet", '\nq_sheet = "d"', '\nq_sheet = "all of the above"',
+                {"ps1_test_q_sheet"}),
+    ],
+    "ps2": [
+        mistake("path through the variance forgotten (hidden by all-ones dout)", "ps2_backward",
+                "dx = dxhat * inv_std + dvar * 2.0 * (x - mu) / m + dmu / m", "dx = dxhat * inv_std + dmu / m",
+                {"ps2_test_backward_dx_2d", "ps2_test_backward_dx_4d"}),
+        mistake("4-D: m = N", "ps2_backward", "m = x.size // x.shape[1]", "m = x.shape[0]",
+                {"ps2_test_backward_dx_4d"}, True),
+        mistake("dgamma from x instead of xhat", "ps2_backward",
+                "dgamma = (dout * xhat).sum(axis=axes)", "dgamma = (dout * x).sum(axis=axes)",
+                {"ps2_test_backward_params"}),
+        mistake("4-D: parameter gradients summed over axis 0 only", "ps2_backward",
+                "dbeta = dout.sum(axis=axes)\n    dgamma = (dout * xhat).sum(axis=axes)",
+                "dbeta = dout.sum(axis=0)\n    dgamma = (dout * xhat).sum(axis=0)", {"ps2_test_backward_params"}),
+        mistake("dvar with (var + eps)^(-1/2) instead of ^(-3/2)", "ps2_backward",
+                "* -0.5 * inv_std**3", "* -0.5 * inv_std",
+                {"ps2_test_backward_dx_2d", "ps2_test_backward_dx_4d"}),
+        mistake("gamma forgotten in dxhat", "ps2_backward",
+                "dxhat = dout * gamma.reshape(per_feature)", "dxhat = dout",
+                {"ps2_test_backward_dx_2d", "ps2_test_backward_dx_4d"}),
+        mistake("wrong sign in dmu", "ps2_backward", "np.sum(-dxhat * inv_std,", "np.sum(dxhat * inv_std,",
+                {"ps2_test_backward_dx_2d", "ps2_test_backward_dx_4d"}),
+        mistake("all-ones upstream gradient", "ps2_gradient_check",
+                "dout = np.random.default_rng(seed).standard_normal(out.shape)", "dout = np.ones(out.shape)",
+                {"ps2_test_gradient_check"}, True),
+        mistake("float32 inputs kept", "ps2_gradient_check",
+                "np.array(value, dtype=np.float64)", "np.array(value)", {"ps2_test_gradient_check"}),
+        mistake("closed form without gamma", "ps2_backward_fast",
+                "scale = gamma.reshape(per_feature) / (m * np.sqrt(var + eps))",
+                "scale = 1.0 / (m * np.sqrt(var + eps))", {"ps2_test_fast_2d", "ps2_test_fast_4d"}),
+        mistake("closed form: wrong sign of the xhat term", "ps2_backward_fast",
+                "- xhat * dgamma.reshape(per_feature)", "+ xhat * dgamma.reshape(per_feature)",
+                {"ps2_test_fast_2d", "ps2_test_fast_4d"}),
+        mistake("closed form without eps", "ps2_backward_fast", "np.sqrt(var + eps)", "np.sqrt(var)",
+                {"ps2_test_fast_2d", "ps2_test_fast_4d"}),
+        mistake("closed form, 4-D: m = N", "ps2_backward_fast", "m = x.size // x.shape[1]", "m = x.shape[0]",
+                {"ps2_test_fast_4d"}, True),
+        mistake("size 2: d var / d a_i = 2 a_i (the 1/2 forgotten)", "ps2_sympy",
+                "+ dL_dvar * a1", "+ dL_dvar * 2 * a1", {"ps2_test_sympy_dx", "ps2_test_sympy_limit"}, True,
+                more=(("+ dL_dvar * a2", "+ dL_dvar * 2 * a2"),)),
+        mistake("size 2: unbiased variance (divide by n - 1 = 1)", "ps2_sympy",
+                "var = (a1**2 + a2**2) / 2", "var = a1**2 + a2**2", {"ps2_test_sympy_dx", "ps2_test_sympy_params"},
+                more=(("+ dL_dvar * a1", "+ dL_dvar * 2 * a1"), ("+ dL_dvar * a2", "+ dL_dvar * 2 * a2"))),
+        mistake("size 2: path through mu forgotten", "ps2_sympy",
+                "dL_dx1 = sp.simplify(dL_da1 + dL_dmu / 2)\ndL_dx2 = sp.simplify(dL_da2 + dL_dmu / 2)",
+                "dL_dx1 = sp.simplify(dL_da1)\ndL_dx2 = sp.simplify(dL_da2)",
+                {"ps2_test_sympy_dx", "ps2_test_sympy_limit"}),
+        mistake("size 2: wrong sign of dL/dvar", "ps2_sympy",
+                "(-sp.Rational(1, 2))", "sp.Rational(1, 2)", {"ps2_test_sympy_dx", "ps2_test_sympy_limit"}),
+        mistake("size 2: dgamma from a instead of p", "ps2_sympy",
+                "dL_dgamma = g1 * p1 + g2 * p2", "dL_dgamma = g1 * a1 + g2 * a2", {"ps2_test_sympy_params"}),
+        mistake("size 2: dbeta averaged", "ps2_sympy", "dL_dbeta = g1 + g2", "dL_dbeta = (g1 + g2) / 2",
+                {"ps2_test_sympy_params"}),
+        mistake("size 2: limit not taken", "ps2_sympy",
+                'dL_dx1_limit = sp.limit(dL_dx1, epsilon, 0, "+")', "dL_dx1_limit = dL_dx1",
+                {"ps2_test_sympy_limit"}),
+        mistake("q_all_ones wrong", "ps2_q_all_ones", '\nq_all_ones = "b"', '\nq_all_ones = "a"',
+                {"ps2_test_q_all_ones"}),
+        mistake("q_sum_zero wrong", "ps2_q_sum_zero", '\nq_sum_zero = "b"', '\nq_sum_zero = "a"',
+                {"ps2_test_q_sum_zero"}),
+        mistake("q_eps_limit wrong", "ps2_q_eps_limit", '\nq_eps_limit = "a"', '\nq_eps_limit = "b"',
+                {"ps2_test_q_eps_limit"}),
+    ],
+}
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def source_notebook(assignment_id):
+    return assignments.read_jupytext(ROOT / "assignments" / "source" / assignment_id / f"{assignment_id}.py")
+
+
+def cell_by_id(notebook, grade_id):
+    cells = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    assert len(cells) == 1, f"{len(cells)} cells with grade_id {grade_id}"
+    return cells[0]
+
+
+def graded_cells(notebook):
+    """grade_id -> points of every test cell."""
+    return {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader["points"] for c in notebook.cells
+            if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def plant(notebook, m: Mistake):
+    """A copy of `notebook` with mistake `m` planted in its solution cell."""
+    notebook = nbformat.from_dict(json.loads(json.dumps(notebook)))
+    cell = cell_by_id(notebook, m.cell)
+    for old, new in m.edits:
+        assert cell.source.count(old) == 1, f"{m.name}: {old!r} is not exactly once in {m.cell}"
+        cell.source = cell.source.replace(old, new)
+    return notebook
+
+
+def expected_scores(assignment_id, loses=frozenset()):
+    points = graded_cells(source_notebook(assignment_id))
+    return {gid: (0.0 if gid in loses else float(p)) for gid, p in points.items()}
+
+
+def submit(course, assignment_id, student, notebook):
+    folder = course / "submitted" / student / assignment_id
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, folder / f"{assignment_id}.ipynb")
+
+
+def autograde(course, assignment_id, student):
+    """Autograde in-process; return {grade_id: score} from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    result = assignments.nbgrader_api(course).autograde(assignment_id, student)
+    assert result["success"], result["log"][-3000:]
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=assignments.COURSE_ID) as gradebook:
+        submission = gradebook.find_submission(assignment_id, student)
+        assert not submission.needs_manual_grade
+        (notebook,) = submission.notebooks
+        return {grade.name: grade.score for grade in notebook.grades}
+
+
+# --- fast: the sources and the configuration -----------------------------------------------------
+
+
+def test_no_notebook_files_are_committed():
+    assert not list((ROOT / "assignments").rglob("*.ipynb"))
+
+
+def test_assignment_ids_and_unknown_names():
+    assert set(ASSIGNMENTS) <= set(assignments.assignment_ids(ROOT))
+    with pytest.raises(assignments.UserError, match="no assignment ps99"):
+        assignments.build_assignments(ROOT, ROOT / "build-never-made", only=["ps99"])
+    assert not (ROOT / "build-never-made").exists()
+
+
+@pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
+def test_source_metadata(assignment_id):
+    notebook = source_notebook(assignment_id)
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in notebook.cells if "nbgrader" in c.metadata]
+    assert len(ids) == len(set(ids)), "duplicate grade_ids"
+    assert all(gid.startswith(assignment_id + "_") for gid in ids), "every grade_id names its assignment"
+    tests = graded_cells(notebook)
+    assert all(points > 0 for points in tests.values())
+    assert sum(tests.values()) == TOTAL_POINTS[assignment_id]
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade"):
+            assert meta["locked"] and not meta["solution"], meta["grade_id"]
+        if meta.get("solution"):
+            assert "### BEGIN SOLUTION" in cell.source and not meta["locked"], meta["grade_id"]
+    every_mistake_cell = {m.cell for m in MISTAKES[assignment_id]}
+    solution_cells = {c.metadata.nbgrader["grade_id"] for c in notebook.cells
+                      if c.metadata.get("nbgrader", {}).get("solution")}
+    assert every_mistake_cell == solution_cells, "every solution cell has planted mistakes"
+    graded_end_to_end = {m.cell for m in MISTAKES[assignment_id] if m.nbgrader}
+    functions = {cell for cell in solution_cells if not cell.startswith(f"{assignment_id}_q_")}
+    assert graded_end_to_end == functions, "one mistake per graded function goes through nbgrader"
+
+
+@pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
+def test_every_test_cell_is_covered_by_a_mistake(assignment_id):
+    """Each test cell has at least one planted mistake that it alone (or with its siblings) catches."""
+    caught = set().union(*(m.loses for m in MISTAKES[assignment_id]))
+    assert caught == set(graded_cells(source_notebook(assignment_id)))
+
+
+def test_course_config(tmp_path):
+    shutil.copy(ROOT / "assignments" / "nbgrader_config.py", tmp_path)
+    config = assignments.load_course_config(tmp_path)
+    assert config.CourseDirectory.course_id == "normlab"
+    assert config.CourseDirectory.root == str(tmp_path.resolve())
+    assert config.Execute.timeout == assignments.CELL_TIMEOUT
+    assert config.Execute.kernel_name == assignments.KERNEL_NAME
+    assert config.ClearSolutions.code_stub == {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+    assert config.IgnorePattern.enabled and config.IgnorePattern.pattern == assignments.BENIGN_STDERR
+    assert config.OverwriteCells.add_missing_cells is True
+
+
+def test_grading_kernel_is_this_python():
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec(assignments.grading_kernel())
+    assert spec.argv[0] == sys.executable
+    assert assignments.grading_kernel() == assignments.KERNEL_NAME  # idempotent
+
+
+def test_benign_stderr_pattern():
+    pattern = re.compile(assignments.BENIGN_STDERR)
+    assert pattern.search("Matplotlib is building the font cache; this may take a moment.\n")
+    assert not pattern.search("RuntimeWarning: divide by zero encountered in divide")
+
+
+# --- fast: normlab check -----------------------------------------------------------------------
+
+
+def run_cli(capsys, *argv):
+    code = normlab_main(["check", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def source_ipynb(tmp_path):
+    """The source notebooks as .ipynb files (what an instructor would have)."""
+    def write(assignment_id, notebook=None):
+        path = tmp_path / assignment_id / f"{assignment_id}.ipynb"
+        path.parent.mkdir(exist_ok=True)
+        nbformat.write(notebook or source_notebook(assignment_id), path)
+        return path
+    return write
+
+
+def test_check_correct_notebook_scores_full_visible_points(source_ipynb, capsys):
+    """Also: known benign stderr (BENIGN_STDERR) in a test cell costs nothing, as in grading."""
+    notebook = source_notebook("ps2")
+    cell_by_id(notebook, "ps2_test_q_all_ones").source += (
+        '\nimport sys\nprint("Matplotlib is building the font cache; this may take a moment.", file=sys.stderr)')
+    code, out, err = run_cli(capsys, "ps2", source_ipynb("ps2", notebook))
+    assert code == 0, out + err
+    assert "visible tests: 25 of 25 points" in out
+    assert "FAILED" not in out
+
+
+def test_check_reports_failures_runs_no_hidden_tests_reads_no_source(source_ipynb, capsys):
+    """A visible test's failure is reported with its message and hint; a wrong answer
+    that only a hidden test catches passes the check (hidden tests are not run); and the
+    check never opens anything under assignments/source."""
+    notebook = source_notebook("ps2")
+    for m in MISTAKES["ps2"]:
+        if m.name in ("4-D: m = N", "q_all_ones wrong"):
+            notebook = plant(notebook, m)
+    path = source_ipynb("ps2", notebook)
+    opened, recording = [], [True]
+
+    def audit(event, args):
+        if recording[0] and event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            opened.append(os.fsdecode(args[0]))
+
+    sys.addaudithook(audit)  # cannot be removed; it stops recording below
+    try:
+        code, out, err = run_cli(capsys, "ps2", path)
+    finally:
+        recording[0] = False
+    assert code == 1, out + err
+    assert re.search(r"ps2_test_backward_dx_4d\s+0/3\s+FAILED\n\s+AssertionError: dx for \(N, C, H, W\) input", out)
+    assert "should be" in out and "hint: for feature maps m = N * H * W" in out
+    assert "visible tests: 22 of 25 points" in out
+    assert re.search(r"ps2_test_q_all_ones\s+1/1\n", out) and "not the right choice" not in out
+    assert "hidden tests" in out
+    source_dir = str(ROOT / "assignments" / "source")
+    assert opened and not [p for p in opened if p.startswith(source_dir)]
+
+
+def test_check_wrong_assignment(source_ipynb, capsys):
+    path = source_ipynb("ps2")
+    code, _, err = run_cli(capsys, "ps1", path)
+    assert code == 2
+    assert err.count("\n") == 1 and "is a notebook of ps2, not ps1" in err
+
+
+def test_check_missing_file(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "ps1", tmp_path / "nope.ipynb")
+    assert code == 2 and err.count("\n") == 1 and "no such file" in err
+
+
+def test_check_invalid_json(tmp_path, capsys):
+    path = tmp_path / "ps1.ipynb"
+    path.write_text('{"cells": [{"cell_type": "code",', encoding="utf-8")
+    code, _, err = run_cli(capsys, "ps1", path)
+    assert code == 2 and err.count("\n") == 1 and "invalid JSON at line 1" in err
+
+
+def test_check_not_a_notebook_of_the_course(tmp_path, capsys):
+    path = tmp_path / "mine.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), path)
+    code, _, err = run_cli(capsys, "ps1", path)
+    assert code == 2 and "has no nbgrader cells" in err
+    code, _, err = run_cli(capsys, "homework", path)
+    assert code == 2 and "not an assignment name" in err
+
+
+# --- slow: the real nbgrader pipeline --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """build_assignments into a fresh folder: (out, rows)."""
+    out = tmp_path_factory.mktemp("build")
+    return out, assignments.build_assignments(ROOT, out, only=ASSIGNMENTS)
+
+
+@pytest.mark.slow
+def test_build_assignments(built):
+    out, rows = built
+    assert [(row.name, row.status) for row in rows] == [
+        (name, "ok") for aid in ASSIGNMENTS for name in (f"nbgrader/release/{aid}", f"answers/{aid}/{aid}")]
+    for aid in ASSIGNMENTS:
+        release = (out / "nbgrader" / "release" / aid / f"{aid}.ipynb").read_text()
+        assert "BEGIN SOLUTION" not in release and "BEGIN HIDDEN TESTS" not in release
+        assert "raise NotImplementedError()" in release
+        assert "not the right choice" not in release  # hidden tests are gone
+        answers = nbformat.read(out / "answers" / aid / f"{aid}.ipynb", as_version=4)
+        outputs = [o for c in answers.cells if c.cell_type == "code" for o in c.outputs]
+        assert outputs and not [o for o in outputs if o.output_type == "error"]
+        assert not list((out / "nbgrader" / "source" / aid).glob("*.py"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
+def test_source_full_marks_release_zero(built, assignment_id):
+    course = built[0] / "nbgrader"
+    submit(course, assignment_id, "perfect", nbformat.read(course / "source" / assignment_id /
+                                                           f"{assignment_id}.ipynb", as_version=4))
+    submit(course, assignment_id, "blank", nbformat.read(course / "release" / assignment_id /
+                                                         f"{assignment_id}.ipynb", as_version=4))
+    assert autograde(course, assignment_id, "perfect") == expected_scores(assignment_id)
+    assert autograde(course, assignment_id, "blank") == {gid: 0.0 for gid in expected_scores(assignment_id)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
+def test_validate_source_no_stderr(built, assignment_id):
+    """nbgrader validate (in-process) passes the source: every test passes, no stderr."""
+    from nbgrader.validator import Validator
+
+    course = built[0] / "nbgrader"
+    validator = Validator(config=assignments.load_course_config(course))
+    assert validator.validate(str(course / "source" / assignment_id / f"{assignment_id}.ipynb")) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment_id, m", [(aid, m) for aid in ASSIGNMENTS for m in MISTAKES[aid] if m.nbgrader],
+                         ids=lambda v: v if isinstance(v, str) else v.cell)
+def test_planted_mistake_loses_only_its_points(built, assignment_id, m):
+    course = built[0] / "nbgrader"
+    student = re.sub(r"\W+", "_", m.name)[:40]
+    submit(course, assignment_id, student, plant(source_notebook(assignment_id), m))
+    assert autograde(course, assignment_id, student) == expected_scores(assignment_id, m.loses)
+
+
+@pytest.mark.slow
+def test_deleted_or_edited_test_cells_are_restored(built):
+    """add_missing_cells puts a deleted test cell back; an edited one is overwritten."""
+    course = built[0] / "nbgrader"
+    m = next(m for m in MISTAKES["ps1"] if m.cell == "ps1_identity" and m.nbgrader)
+    notebook = plant(source_notebook("ps1"), m)
+    cell_by_id(notebook, "ps1_test_identity").source = "pass  # the student made the test pass"
+    notebook.cells.remove(cell_by_id(notebook, "ps1_test_curvature"))
+    submit(course, "ps1", "tamperer", notebook)
+    assert autograde(course, "ps1", "tamperer") == expected_scores("ps1", {"ps1_test_identity"})
+
+
+# Runs a notebook's code cells inside the kernel with IPython's run_cell after a
+# %reset (which also removes the runner: it is sent again each time), and prints, per cell, whether it raised or wrote to stderr (nbgrader's rule
+# for a test cell: either scores 0). One request per notebook instead of one per cell.
+KERNEL_RUNNER = r"""
+def _run_notebook_cells(cells):
+    import contextlib, io, json
+    shell = get_ipython()
+    shell.run_line_magic("reset", "-f")
+    failed = {}
+    for name, source in cells:
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            result = shell.run_cell(source, store_history=False)
+        failed[name] = not result.success or bool(stderr.getvalue())
+    print("\nRESULT " + json.dumps(failed))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
+def test_mistake_catalogue(assignment_id, monkeypatch):
+    """Every planted mistake in `MISTAKES` loses exactly the points of its `loses` test
+    cells and no others. Replayed in one grading kernel (NBGRADER_EXECUTION=autograde),
+    the namespace reset before each notebook run. The ungraded demonstrations (cells
+    named *_demo) are skipped: no test may depend on them, which the unplanted run
+    checks; the nbgrader tests above run them."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    client = NotebookClient(nbformat.v4.new_notebook(), timeout=10 * assignments.CELL_TIMEOUT,
+                            kernel_name=assignments.grading_kernel(), config=assignments.execution_config(),
+                            allow_errors=True, resources={"metadata": {"path": str(ROOT)}})
+    points = graded_cells(source_notebook(assignment_id))
+
+    def scores(notebook):
+        cells = [(c.metadata.get("nbgrader", {}).get("grade_id", f"cell {i}"), c.source)
+                 for i, c in enumerate(notebook.cells) if c.cell_type == "code"
+                 and not c.metadata.get("nbgrader", {}).get("grade_id", "").endswith("_demo")]
+        run = nbformat.v4.new_code_cell(KERNEL_RUNNER + f"_run_notebook_cells({cells!r})")
+        client.execute_cell(run, 0)
+        text = "".join(o.get("text", "") for o in run.outputs if o.output_type == "stream")
+        assert "RESULT " in text, run.outputs
+        failed = json.loads(text.rsplit("RESULT ", 1)[1])
+        return {gid: 0.0 if failed[gid] else float(p) for gid, p in points.items()}
+
+    failures = []
+    with client.setup_kernel():
+        client.nb.cells = [nbformat.v4.new_code_cell()]
+        assert scores(source_notebook(assignment_id)) == expected_scores(assignment_id)
+        for m in MISTAKES[assignment_id]:
+            got = scores(plant(source_notebook(assignment_id), m))
+            if got != expected_scores(assignment_id, m.loses):
+                lost = sorted(gid for gid, score in got.items() if score < points[gid])
+                failures.append(f"{m.name}: lost {lost}, expected {sorted(m.loses)}")
+    assert not failures, "\n".join(failures)

@@ -1,0 +1,77 @@
+"""The assertions of the assignments' test cells: they pass quietly and fail with a message
+that says what is wrong."""
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from normlab.grading_helpers import (assert_choice, assert_choices, assert_close, assert_equivalent,
+                                     assert_expression, assert_shape, describe_mismatch, substitute)
+
+
+def fails_with(call, *args, **kwargs):
+    with pytest.raises(AssertionError) as info:
+        call(*args, **kwargs)
+    return str(info.value)
+
+
+def test_close_arrays_pass():
+    assert describe_mismatch([1.0, 2.0], np.array([1.0, 2.0 + 1e-12])) is None
+    assert_close(np.ones((2, 3)), np.ones((2, 3)), "out")
+
+
+def test_message_names_the_first_differing_entry():
+    got = np.array([[1.0, 2.0], [3.0, 4.5]])
+    message = fails_with(assert_close, got, [[1.0, 2.0], [3.0, 4.0]], "out", hint="divide by m")
+    assert message.splitlines()[0] == "out[1, 1] should be 4 but is 4.5"
+    assert "1 of 4 entries differ" in message and "hint: divide by m" in message
+
+
+def test_message_for_shape_none_and_nan():
+    assert fails_with(assert_close, np.ones((3, 2)), np.ones((2, 3)), "dx") == \
+        "dx has shape (3, 2) but should have shape (2, 3)"
+    assert "did you forget a `return`" in fails_with(assert_close, None, [1.0], "out")
+    assert "NaN or infinite" in fails_with(assert_close, [1.0, np.nan], [1.0, 2.0], "z")
+    assert "should be an array of numbers" in fails_with(assert_close, "abc", [1.0], "out")
+    assert fails_with(assert_close, 2.0, 4.0, "kappa") == "kappa should be 4 but is 2"
+    assert fails_with(assert_close, np.inf, 4.0, "kappa").startswith("kappa is inf: a division by zero")
+    assert fails_with(assert_shape, np.ones(3), (3, 1), "gamma") == "gamma has shape (3,) but should have shape (3, 1)"
+
+
+def test_torch_tensors_are_accepted():
+    torch = pytest.importorskip("torch")
+    assert_close(torch.ones(2, dtype=torch.float64, requires_grad=True), [1.0, 1.0], "out")
+
+
+def test_choice():
+    assert assert_choice(" (B) ", "abcd") == "b"
+    assert "one of 'a', 'b', 'c', 'd'" in fails_with(assert_choice, "e", "abcd", "q1")
+    assert 'a letter in quotes' in fails_with(assert_choice, 2, "abcd", "q1")
+    assert assert_choices("a, c", "abcd") == frozenset("ac")
+    assert assert_choices({"B", "d"}, "abcd") == frozenset("bd")
+    assert "empty" in fails_with(assert_choices, [], "abcd", "q2")
+
+
+def test_expression_symbols_are_checked_by_name():
+    x = sp.Symbol("x_1")
+    allowed = {"x_1": "x1", "epsilon": "epsilon"}
+    assert assert_expression(x**2 + sp.Symbol("epsilon", positive=True), allowed, "e") is not None
+    message = fails_with(assert_expression, sp.Symbol("x1") + x, allowed, "dL_dx1")
+    assert "uses the symbol(s) x1" in message and "build it from x1, epsilon" in message
+    assert "unevaluated" in fails_with(assert_expression, sp.Derivative(x**2, x), allowed, "d")
+    assert "SymPy expression" in fails_with(assert_expression, "x_1", allowed, "d")
+
+
+def test_equivalent_accepts_any_correct_form_and_names_a_point():
+    eps, x1, x2 = sp.Symbol("epsilon", positive=True), sp.Symbol("x_1", real=True), sp.Symbol("x_2")
+    d = x1 - x2
+    assert_equivalent(4 * eps / (4 * eps + d**2) ** sp.Rational(3, 2),
+                      4 * eps / sp.sqrt(4 * eps + d**2) ** 3, "dx")
+    message = fails_with(assert_equivalent, d, -d, "dx", hint="sign")
+    assert message.startswith("dx is not the right expression: at x_1=3, x_2=1 it gives 2 but should give -2")
+    assert "hint: sign" in message
+
+
+def test_substitute_by_name():
+    g1, g2 = sp.Symbol("g_1", real=True), sp.Symbol("g_2")
+    assert substitute(g1 - g2, g_2=g1) == 0
