@@ -2,23 +2,34 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: course test test-fast venv clean
+.PHONY: course test test-fast venv chromium slides-assets clean
 
 venv:
 	@tools/venv.sh "$(PYTHON)" "$(VENV)"
 
 ## make course: build the course (executed lectures, slides, assignment releases) into build/
-course: venv
+course: venv slides-assets
 	$(BIN)/normlab build
 
 ## make test: run the whole test suite (CI runs exactly this)
-test: venv
+test: venv chromium slides-assets
 	$(BIN)/python -m pytest
 
 ## make test-fast: skip the slow end-to-end tests (developers, locally)
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow"
+
+## the slides' reveal.js, MathJax, jQuery and require.js: npm packages fetched once into
+## ~/.cache/normlab (lib/normlab/slides.py); Debian's npm when there is none
+slides-assets: venv
+	@command -v npm >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y npm; }
+	@$(BIN)/normlab slides --assets-only
+
+## Debian's chromium for the slides test (tests/test_slides.py), when missing
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium fonts-dejavu-core; }
 
 clean:
 	rm -rf build .pytest_cache

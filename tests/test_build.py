@@ -92,8 +92,13 @@ def run_cli(*args, env=None):
 def test_api_builds_the_good_notebooks_and_reports_the_failing_one(project):
     rows = run_build(BuildOptions(root=project, out=project / "build"), progress=False)
 
-    assert [row.name for row in rows] == ["course/01_good", "course/02_bad", "solutions/01_good"]
-    good, bad, solution = rows
+    assert [row.name for row in rows] == ["course/01_good", "course/02_bad", "solutions/01_good",
+                                          "slides/vendor", "slides/01_good", "slides/02_bad", "slides/index"]
+    good, bad, solution = rows[:3]
+    slides = {row.name: row.status for row in rows[3:]}
+    assert slides["slides/01_good"] == slides["slides/index"] == "ok"
+    assert slides["slides/02_bad"] == "failed: course/02_bad did not run to the end, so it has no slides"
+    assert (project / "build" / "slides" / "01_good.slides.html").exists()
     assert good.error is None and solution.error is None and good.status == "ok"
     for folder in ("course", "solutions"):
         notebook = project / "build" / folder / "01_good.ipynb"
@@ -128,7 +133,7 @@ def test_cli_runs_notebooks_on_this_python_ignoring_an_installed_python3_kernels
     result = run_cli("--root", str(project), env=env)
 
     assert result.returncode == 1, result.stderr
-    assert "1 of 3 failed: course/02_bad" in result.stderr
+    assert "2 of 7 failed: course/02_bad, slides/02_bad" in result.stderr
     assert "failed: cell 2 (line 12): ValueError: boom in the second cell" in result.stdout
     good = project / "build" / "course" / "01_good.ipynb"
     assert printed(good, "executable") == sys.executable
@@ -140,8 +145,9 @@ def test_cli_builds_only_the_selected_lectures_and_their_solutions(project):
     result = run_cli("01", "--root", str(project), "--out", str(project / "out"))
 
     assert result.returncode == 0, result.stderr
-    built = sorted(path.relative_to(project / "out").as_posix() for path in (project / "out").rglob("*.*"))
-    assert built == ["course/01_good.html", "course/01_good.ipynb",
+    built = sorted(path.relative_to(project / "out").as_posix() for path in (project / "out").rglob("*.*")
+                   if "vendor" not in path.parts)
+    assert built == ["course/01_good.html", "course/01_good.ipynb", "slides/01_good.slides.html", "slides/index.html",
                      "solutions/01_good.html", "solutions/01_good.ipynb"]
     assert "02_bad" not in result.stdout
 

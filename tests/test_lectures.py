@@ -30,10 +30,14 @@ def time_limit(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("source", LECTURES + SOLUTIONS, ids=name)
 def test_notebook_runs_top_to_bottom(source, tmp_path):
+    """Lectures run where `normlab build` puts them (build/course/), so the slides test
+    that follows reuses the executed notebooks instead of running every lecture again."""
     limit = time_limit(source)
-    target = tmp_path / f"{source.stem}.ipynb"
+    folder = ROOT / "build" / "course" if source.parent.name == "course" else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{source.stem}.ipynb"
 
-    seconds, error = execute_notebook(source, target, timeout=limit, cwd=tmp_path)
+    seconds, error = execute_notebook(source, target, timeout=limit, cwd=folder)
 
     assert error is None, f"{name(source)} failed after {seconds:.1f} s:\n{error}"
     cells = nbformat.read(target, as_version=4).cells

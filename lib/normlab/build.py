@@ -224,7 +224,14 @@ def notebook_step(folder: str) -> Callable[[BuildOptions], list[Task]]:
     return plan
 
 
-STEPS: list[Callable[[BuildOptions], list[Task]]] = [notebook_step("course"), notebook_step("solutions")]
+def slides_step(options: BuildOptions) -> list[Task]:
+    """The reveal.js slides under OUT/slides/ (normlab.slides, which imports this module)."""
+    from normlab.slides import slides_step as plan_slides
+    return plan_slides(options)
+
+
+STEPS: list[Callable[[BuildOptions], list[Task]]] = [notebook_step("course"), notebook_step("solutions"),
+                                                     slides_step]
 
 
 def find_root(start: Path | None = None) -> Path:

@@ -1,0 +1,531 @@
+"""`normlab slides`: reveal.js slides of the lectures that work offline, with speaker notes.
+
+    build/course/NN_name.ipynb  ->  build/slides/NN_name.slides.html
+                                    build/slides/index.html     (lists the lectures)
+                                    build/slides/vendor/        (reveal.js, MathJax, jQuery, require.js)
+
+Slides are made from the EXECUTED notebooks in build/course/, so plots appear. In
+`normlab build` the course step has just executed them; `normlab slides NN` reuses a
+notebook when it is newer than its lecture and the library, else executes it first
+(`--rerun` always does).
+
+Slide structure comes from the cells' slideshow metadata, as in Jupyter: slide_type
+'slide' starts a new horizontal slide, 'subslide' a vertical one below it, 'fragment'
+appears on the next key press, 'notes' are speaker notes (press S in the browser),
+'skip' is left out. Cell tags hide scaffolding: 'remove-cell' drops the cell,
+'remove-input' keeps only its output, 'remove-output' keeps only its code.
+
+Offline: every file the slides load is under build/slides/, referenced by relative URL,
+so the folder can be copied to a laptop and opened from disk (file://). The JavaScript
+comes from the npm registry's packages, pinned in ASSETS: `npm install` runs once into a
+cache outside the project (~/.cache/normlab/slides-assets-<hash>, or $NORMLAB_CACHE),
+and the files the slides need are copied from there into build/slides/vendor/. Nothing
+is committed to the repository and nothing is fetched from a CDN: nbconvert's slides
+template loads reveal.js, MathJax, jQuery and require.js from CDNs and imports mermaid
+from one; the template below points the first four at vendor/ and drops mermaid and the
+widget manager. As a last check every slide page is scanned for anything it would fetch
+from the network (scripts, style sheets, images, CSS imports), and such a page fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from functools import partial
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+from nbconvert import SlidesExporter
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor, TagRemovePreprocessor
+
+from normlab import build
+from normlab.build import BuildOptions, Task
+from normlab.cli import UserError
+
+# The npm packages the slides load, pinned: nbconvert 7's slides template is written
+# for these versions.
+ASSETS = {"reveal.js": "4.0.2", "jquery": "2.2.4", "requirejs": "2.1.10", "mathjax": "2.7.7"}
+SLIDE_WIDTH, SLIDE_HEIGHT = 1280, 720
+REMOVE_CELL_TAGS = {"remove-cell"}
+REMOVE_INPUT_TAGS = {"remove-input"}
+REMOVE_OUTPUT_TAGS = {"remove-output"}
+
+# Where each package's files go in build/slides/vendor/, as the slide pages refer to them.
+REVEAL_PREFIX = "vendor/reveal.js"
+JQUERY_URL = "vendor/jquery/jquery.min.js"
+REQUIRE_JS_URL = "vendor/requirejs/require.js"
+MATHJAX_URL = "vendor/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
+
+# nbconvert's reveal template with the network taken out and our reveal.js settings.
+TEMPLATE = r"""
+{%- extends 'reveal/index.html.j2' -%}
+
+{#- nbconvert imports mermaid from a CDN on every page; the lectures have no diagrams. -#}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+
+{#- The widget manager also comes from a CDN; slides show widgets' static output only. -#}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+
+{%- block html_head_js_mathjax -%}
+{{ super() }}
+<script type="text/x-mathjax-config">
+// nbconvert turns on automatic line breaking; MathJax breaks formulas on the (hidden,
+// zero-width) slides it typesets at load, and table cells never grow back. A slide has
+// a fixed width, so break only where the author did.
+MathJax.Hub.Config({CommonHTML: {linebreaks: {automatic: false}}});
+</script>
+{%- endblock html_head_js_mathjax -%}
+
+{%- block html_head_css -%}
+<style type="text/css">
+{{ resources.normlab_css }}
+</style>
+{%- endblock html_head_css -%}
+
+{% block footer_js %}
+<script>
+require(
+    {waitSeconds: 15},
+    ["{{ resources.reveal.url_prefix }}/dist/reveal.js", "{{ resources.reveal.url_prefix }}/plugin/notes/notes.js"],
+    function (Reveal, RevealNotes) {
+        window.Reveal = Reveal;  // require.js keeps it private; the browser test asks it
+        Reveal.initialize({
+            controls: true,
+            progress: true,
+            hash: true,
+            center: false,
+            transition: "{{ resources.reveal.transition }}",
+            slideNumber: "{{ resources.reveal.number }}",
+            width: {{ resources.reveal.width }},
+            height: {{ resources.reveal.height }},
+            margin: 0.02,
+            plugins: [RevealNotes]
+        });
+        // MathJax measures formulas on hidden slides as zero-sized: re-render on arrival.
+        Reveal.on("slidechanged", function (event) {
+            if (window.MathJax && MathJax.Hub.getAllJax(event.currentSlide).length) {
+                MathJax.Hub.Queue(["Rerender", MathJax.Hub, event.currentSlide]);
+            }
+        });
+    }
+);
+</script>
+{% endblock footer_js %}
+"""
+
+# Sized for a 1280 x 720 slide: text a room can read, code that fits, plots that fit.
+CSS = """
+:root {
+    --jp-content-font-size1: 21px;
+    --jp-ui-font-size1: 19px;
+    --jp-code-font-size: 16px;
+}
+.reveal .slides > section > section { padding: 8px 0; }
+.reveal .slides h1, .reveal .slides h2, .reveal .slides h3 { text-transform: none; margin-bottom: 0.35em; }
+.reveal .slides h1 { font-size: 1.9em; }
+.reveal .slides h2 { font-size: 1.45em; }
+.reveal .jp-RenderedHTMLCommon p { margin-bottom: 0.45em; line-height: 1.35; }
+.reveal .jp-RenderedHTMLCommon li { line-height: 1.35; }
+.reveal .jp-Cell { padding: 2px 0; }
+.reveal .jp-InputArea-editor { background: #f5f5f5; }
+.reveal div.highlight > pre { padding: 0.3em 0.5em; line-height: 1.3; }
+.reveal .jp-OutputArea-output pre { line-height: 1.3; }
+.reveal .jp-OutputArea-output img { max-height: 460px; width: auto; max-width: 100%; }
+"""
+
+
+# --- the JavaScript: npm packages in a cache, copied into build/slides/vendor -------------
+
+
+def assets_key() -> str:
+    """A short hash of the pinned packages: a new pin means a new cache folder."""
+    return hashlib.sha256(json.dumps(ASSETS, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cache_root() -> Path:
+    """$NORMLAB_CACHE, else $XDG_CACHE_HOME/normlab, else ~/.cache/normlab."""
+    if os.environ.get("NORMLAB_CACHE"):
+        return Path(os.environ["NORMLAB_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "normlab"
+
+
+def _installed_versions(node_modules: Path) -> dict[str, str | None]:
+    versions = {}
+    for package in ASSETS:
+        manifest = node_modules / package / "package.json"
+        versions[package] = json.loads(manifest.read_text())["version"] if manifest.is_file() else None
+    return versions
+
+
+def fetch_assets(cache: Path | None = None) -> Path:
+    """The node_modules folder holding ASSETS, installed with npm on first use.
+
+    The packages go to CACHE/slides-assets-<hash of ASSETS>/node_modules and are reused
+    from there. Raises UserError when npm is missing or cannot install them (offline).
+    """
+    folder = (cache or cache_root()) / f"slides-assets-{assets_key()}"
+    node_modules = folder / "node_modules"
+    if _installed_versions(node_modules) == ASSETS:
+        return node_modules
+    npm = shutil.which("npm")
+    specs = [f"{name}@{version}" for name, version in ASSETS.items()]
+    if npm is None:
+        raise UserError(f"the slides need npm to fetch {', '.join(specs)} once into {folder}; "
+                        "install Node.js and npm (Debian: apt-get install npm) and try again")
+    staging = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    command = [npm, "install", "--prefix", str(staging), "--no-save", "--no-package-lock", "--no-audit",
+               "--no-fund", "--ignore-scripts", "--loglevel=error", "--fetch-retries=1", *specs]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        failure = None if result.returncode == 0 else (result.stderr or result.stdout).strip()
+    except subprocess.TimeoutExpired:
+        failure = "npm gave no answer within 10 minutes"
+    if failure is None and _installed_versions(staging / "node_modules") != ASSETS:
+        failure = f"npm installed {_installed_versions(staging / 'node_modules')}, not {ASSETS}"
+    if failure is not None:
+        shutil.rmtree(staging, ignore_errors=True)
+        last_lines = " | ".join(failure.splitlines()[-3:])
+        raise UserError(f"npm could not install {' '.join(specs)} into {folder} (offline? the npm "
+                        f"registry is needed once, then the cache is used): {last_lines}")
+    if _installed_versions(node_modules) != ASSETS:  # else another build finished first
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    return node_modules
+
+
+_NOT_TEX_FONTS = {"Asana-Math", "Gyre-Pagella", "Gyre-Termes", "Latin-Modern", "Neo-Euler", "STIX", "STIX-Web"}
+
+
+def _wanted(package: str, relative: str) -> str | None:
+    """Where `relative` (a file of `package`) goes under vendor/, or None to leave it out.
+
+    Only what the slides can load: MathJax without its unpacked sources, its other
+    configurations, non-TeX fonts and image fonts (71 MB -> about 20 MB)."""
+    parts = relative.split("/")
+    if relative.endswith(".map") or relative.endswith(".esm.js"):
+        return None
+    if package == "reveal.js":
+        return f"reveal.js/{relative}" if parts[0] in {"dist", "plugin"} or relative == "LICENSE" else None
+    if package == "jquery":
+        return f"jquery/{parts[-1]}" if relative in {"dist/jquery.min.js", "LICENSE.txt"} else None
+    if package == "requirejs":
+        return "requirejs/require.js" if relative == "require.js" else None
+    if package == "mathjax":
+        if parts[0] in {"MathJax.js", "LICENSE", "extensions", "localization"}:
+            return f"mathjax/{relative}"
+        if parts[0] == "config":
+            keep = relative in {"config/TeX-AMS_CHTML-full.js", "config/Safe.js"} or parts[1] == "local"
+            return f"mathjax/{relative}" if keep else None
+        if parts[0] in {"jax", "fonts"}:
+            if _NOT_TEX_FONTS & set(parts) or {"png", "eot", "svg"} & set(parts[:-1]):
+                return None
+            return f"mathjax/{relative}"
+    return None
+
+
+def vendor_files(node_modules: Path) -> Iterator[tuple[Path, str]]:
+    """(file in the cache, its path under vendor/) for every file the slides need."""
+    for package in ASSETS:
+        root = node_modules / package
+        for path in sorted(root.rglob("*")):
+            target = _wanted(package, path.relative_to(root).as_posix()) if path.is_file() else None
+            if target:
+                yield path, target
+
+
+def install_vendor(slides_dir: Path, node_modules: Path | None = None) -> Path:
+    """Copy the slides' JavaScript into slides_dir/vendor (skipped when it is there already)."""
+    vendor = slides_dir / "vendor"
+    stamp = vendor / ".normlab-assets"
+    if stamp.is_file() and stamp.read_text() == assets_key():
+        return vendor
+    node_modules = node_modules or fetch_assets()
+    shutil.rmtree(vendor, ignore_errors=True)
+    for source, target in vendor_files(node_modules):
+        (vendor / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, vendor / target)
+    stamp.write_text(assets_key())
+    return vendor
+
+
+# --- one lecture's slides -----------------------------------------------------------------
+
+
+def lecture_title(notebook: nbformat.NotebookNode, fallback: str) -> str:
+    """The first '# ' heading of the first markdown cells, e.g. 'Lecture 3 — Batch norm, backward'."""
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return fallback
+
+
+def for_slides(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook without the cells, inputs and outputs its tags remove, and with each
+    cell's consecutive printed outputs in one block (as a notebook shows them)."""
+    remover = TagRemovePreprocessor(remove_cell_tags=REMOVE_CELL_TAGS, remove_input_tags=REMOVE_INPUT_TAGS,
+                                    remove_all_outputs_tags=REMOVE_OUTPUT_TAGS)
+    notebook, _ = remover.preprocess(notebook, {})
+    notebook, _ = CoalesceStreamsPreprocessor().preprocess(notebook, {})
+    return notebook
+
+
+def make_exporter() -> SlidesExporter:
+    exporter = SlidesExporter(
+        reveal_url_prefix=REVEAL_PREFIX, reveal_theme="white", reveal_transition="slide",
+        reveal_number="c/t", reveal_width=str(SLIDE_WIDTH), reveal_height=str(SLIDE_HEIGHT),
+        jquery_url=JQUERY_URL, require_js_url=REQUIRE_JS_URL, mathjax_url=MATHJAX_URL,
+        exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True,
+        extra_template_basedirs=[],  # never a template from the current directory
+    )
+    exporter.raw_template = TEMPLATE
+    return exporter
+
+
+class _Fetches(HTMLParser):
+    """Collects what a page would load: script, style sheet, image, frame and media URLs."""
+
+    ATTRIBUTES = {("script", "src"), ("link", "href"), ("img", "src"), ("iframe", "src"), ("embed", "src"),
+                  ("source", "src"), ("audio", "src"), ("video", "src"), ("video", "poster"), ("object", "data")}
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+        self._in_code = 0  # inline <script>/<style> text
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if (tag, name) in self.ATTRIBUTES and value:
+                if not (tag == "link" and dict(attrs).get("rel", "") in {"canonical", "alternate"}):
+                    self.urls.append(value)
+        if tag in {"script", "style"}:
+            self._in_code += 1
+
+    def handle_endtag(self, tag):
+        if tag in {"script", "style"} and self._in_code:
+            self._in_code -= 1
+
+    def handle_data(self, data):
+        if self._in_code:
+            self.urls += re.findall(r"""@import\s+(?:url\()?\s*['"]?([^'")\s;]+)""", data)
+            self.urls += re.findall(r"""url\(\s*['"]?((?:https?:)?//[^'")\s]+)""", data)
+            self.urls += re.findall(r"""import\s*(?:[\w{}\s,*]+from\s*)?['"]((?:https?:)?//[^'"]+)['"]""", data)
+
+
+def remote_fetches(page: str) -> list[str]:
+    """The URLs in an HTML page that would be fetched from the network when it is opened."""
+    parser = _Fetches()
+    parser.feed(page)
+    return sorted({url for url in parser.urls if re.match(r"^([a-z][a-z0-9+.-]*:)?//", url, re.IGNORECASE)
+                   and not url.lower().startswith("file:")})
+
+
+def export_slides(notebook_path: Path, slides_path: Path) -> str:
+    """Write the slides of a saved notebook; returns the lecture's title.
+
+    Raises ValueError when the page would fetch anything from the network."""
+    notebook = for_slides(nbformat.read(notebook_path, as_version=4))
+    title = lecture_title(notebook, notebook_path.stem)
+    notebook.metadata["title"] = title
+    page, _ = make_exporter().from_notebook_node(
+        notebook, resources={"metadata": {"path": str(notebook_path.parent), "name": notebook_path.stem},
+                             "normlab_css": CSS})
+    remote = remote_fetches(page)
+    if remote:
+        raise ValueError(f"{notebook_path.name}: the slides would fetch from the network: {', '.join(remote)} "
+                         "(put images and files next to the lecture instead)")
+    slides_path.parent.mkdir(parents=True, exist_ok=True)
+    slides_path.write_text(page, encoding="utf-8")
+    return title
+
+
+def _executed(notebook_path: Path) -> bool:
+    cells = nbformat.read(notebook_path, as_version=4).cells
+    return all(cell.execution_count is not None for cell in cells if cell.cell_type == "code" and cell.source.strip())
+
+
+_MACHINERY = {"build.py", "slides.py", "cli.py", "__main__.py"}  # not imported by lectures
+
+
+def _library_mtime() -> float:
+    """When the normlab library the lectures import last changed: its figures and numbers
+    are in the notebooks (the build machinery is left out)."""
+    return max(path.stat().st_mtime for path in Path(__file__).parent.rglob("*.py") if path.name not in _MACHINERY)
+
+
+def notebook_is_current(source: Path, options: BuildOptions) -> bool:
+    """Whether OUT/course/<name>.ipynb can be reused for `source`: it is newer than the
+    lecture and the library, it ran to the end (its HTML page exists) and, unless
+    options.execute is off, it was executed."""
+    target = options.out / "course" / f"{source.stem}.ipynb"
+    if not (target.exists() and target.with_suffix(".html").exists()):
+        return False
+    return (target.stat().st_mtime >= max(source.stat().st_mtime, _library_mtime())
+            and (not options.execute or _executed(target)))
+
+
+def executed_notebook(source: Path, options: BuildOptions, planned_at: float, reuse: bool = True) -> str | None:
+    """Make sure OUT/course/<name>.ipynb is the executed `source`; None, or why it is not.
+
+    A notebook written since `planned_at` (by this build's course step) is taken as it
+    is; an older one is reused when current (see notebook_is_current), else (or if not
+    `reuse`) the lecture is built again."""
+    target = options.out / "course" / f"{source.stem}.ipynb"
+    if target.exists() and target.stat().st_mtime >= planned_at:
+        if not target.with_suffix(".html").exists():
+            return f"course/{source.stem} did not run to the end, so it has no slides"
+        return None
+    if reuse and notebook_is_current(source, options):
+        return None
+    error = build.build_notebook(source, target, options)
+    if error:
+        return f"course/{source.stem} failed, so it has no slides: {error}"
+    return None
+
+
+def build_lecture_slides(source: Path, options: BuildOptions, planned_at: float, reuse: bool = True) -> str | None:
+    """One task: the executed notebook of `source`, then its slides in OUT/slides/."""
+    error = executed_notebook(source, options, planned_at, reuse)
+    if error:
+        (options.out / "slides" / f"{source.stem}.slides.html").unlink(missing_ok=True)
+        return error
+    export_slides(options.out / "course" / f"{source.stem}.ipynb",
+                  options.out / "slides" / f"{source.stem}.slides.html")
+    return None
+
+
+# --- the index page -------------------------------------------------------------------------
+
+INDEX = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>normlab — lecture slides</title>
+<style>
+body {{ font-family: "Source Sans Pro", "DejaVu Sans", Helvetica, Arial, sans-serif; max-width: 46em;
+       margin: 3em auto; padding: 0 1em; color: #222; line-height: 1.5; }}
+h1 {{ font-weight: 600; }}
+ol {{ padding-left: 0; list-style: none; }}
+li {{ margin: 0.6em 0; font-size: 1.2em; }}
+.number {{ display: inline-block; width: 2.2em; color: #888; }}
+a {{ color: #2a76dd; text-decoration: none; }}
+a:hover {{ text-decoration: underline; }}
+.keys {{ color: #555; border-top: 1px solid #ddd; padding-top: 1em; margin-top: 2em; }}
+kbd {{ border: 1px solid #bbb; border-radius: 3px; padding: 0 0.3em; background: #f7f7f7; }}
+</style>
+</head>
+<body>
+<h1>Normalization in deep learning — slides</h1>
+<ol>
+{items}
+</ol>
+<p class="keys">In a slide show: <kbd>→</kbd>/<kbd>Space</kbd> next, <kbd>↓</kbd> the slides below,
+<kbd>S</kbd> speaker notes (a second window), <kbd>F</kbd> full screen, <kbd>Esc</kbd> overview.
+Everything here works offline: copy the whole folder, open this page from disk.</p>
+</body>
+</html>
+"""
+
+_TITLE = re.compile(r"<title>(.*?)(?: slides)?</title>", re.DOTALL)
+_LECTURE_PREFIX = re.compile(r"^Lecture\s+\d+\s*[—–:-]\s*")
+
+
+def write_index(slides_dir: Path) -> Path:
+    """build/slides/index.html: a link to every lecture's slides in the folder, with its title."""
+    items = []
+    for page in sorted(slides_dir.glob("*.slides.html")):
+        stem = page.name.removesuffix(".slides.html")
+        match = _TITLE.search(page.read_text(encoding="utf-8")[:20000])
+        title = html.unescape(match.group(1).strip()) if match else stem
+        title = _LECTURE_PREFIX.sub("", title)  # the number is shown in its own column
+        number = build.lecture_number(Path(stem))
+        items.append(f'<li><span class="number">{f"{number:02d}" if number is not None else ""}</span>'
+                     f'<a href="{html.escape(page.name)}">{html.escape(title)}</a></li>')
+    slides_dir.mkdir(parents=True, exist_ok=True)
+    index = slides_dir / "index.html"
+    index.write_text(INDEX.format(items="\n".join(items)), encoding="utf-8")
+    return index
+
+
+# --- the build step and the command ---------------------------------------------------------
+
+
+def _vendor_task(slides_dir: Path) -> str | None:
+    try:
+        install_vendor(slides_dir)
+    except UserError as error:
+        return str(error)
+    return None
+
+
+def slides_step(options: BuildOptions, reuse: bool = True) -> list[Task]:
+    """The build step: vendor/ (the JavaScript), one task per lecture, then index.html.
+    With `reuse` off, every lecture is executed again (see executed_notebook)."""
+    planned_at = time.time()
+    slides_dir = options.out / "slides"
+    lectures = build.sources(options.root / "course", options.numbers)
+    return [Task("slides/vendor", partial(_vendor_task, slides_dir)),
+            *(Task(f"slides/{source.stem}", partial(build_lecture_slides, source, options, planned_at, reuse))
+              for source in lectures),
+            Task("slides/index", lambda: write_index(slides_dir) and None)]
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.assets_only:
+        print(f"slides' JavaScript: {fetch_assets()}")
+        return 0
+    root = Path(args.root).resolve() if args.root else build.find_root()
+    options = BuildOptions(root=root, out=Path(args.out).resolve() if args.out else root / "build",
+                           numbers=args.numbers, execute=args.execute, timeout=args.timeout)
+    build.check_options(options)
+    fetch_assets()  # a UserError here (no npm, offline) is one clear line, before any work
+    rows = build.run_build(options, steps=[partial(slides_step, reuse=not args.rerun)])
+    failed = [row for row in rows if row.error]
+    for row in failed:
+        if "\n" in row.error.strip():
+            print(f"\n=== {row.name} failed ===\n{row.error.rstrip()}", file=sys.stderr)
+    print(build.format_table(rows))
+    index = options.out / "slides" / "index.html"
+    if failed:
+        print(f"normlab slides: {len(failed)} of {len(rows)} failed: {', '.join(row.name for row in failed)}",
+              file=sys.stderr)
+        return 1
+    print(f"slides in {index.parent}; open {index} (works offline)")
+    return 0
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "slides", help="build reveal.js slides of the lectures into build/slides/ (offline, speaker notes)",
+        description="Build reveal.js slides of course/*.py into build/slides/, from the executed "
+        "notebooks in build/course/ (executed first when missing or older than the lecture). "
+        "reveal.js, MathJax, jQuery and require.js are fetched once with npm into a cache and "
+        "copied into build/slides/vendor/, so the slides work offline.")
+    parser.add_argument("numbers", nargs="*", type=build._lecture_number_argument, metavar="NN",
+                        help="only these lectures, e.g. 01 03 (default: all)")
+    parser.add_argument("--root", help="the project folder, holding course/ (default: found from here)")
+    parser.add_argument("--out", help="output folder (default: ROOT/build)")
+    parser.add_argument("--rerun", action="store_true",
+                        help="execute the lectures again even when build/course/ has them")
+    parser.add_argument("--no-execute", dest="execute", action="store_false",
+                        help="slides of the lectures without running them (no outputs, no plots)")
+    parser.add_argument("--assets-only", action="store_true",
+                        help="only fetch reveal.js, MathJax, jQuery and require.js into the cache (npm)")
+    parser.add_argument("--timeout", type=build._positive_int, default=build.DEFAULT_TIMEOUT, metavar="S",
+                        help=f"seconds allowed per cell when a lecture runs (default {build.DEFAULT_TIMEOUT})")
+    parser.set_defaults(handler=main)
+    return main

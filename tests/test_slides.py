@@ -1,0 +1,442 @@
+"""The lecture slides, opened in headless Chromium with the network off.
+
+For every lecture: `normlab slides` builds build/slides/NN_name.slides.html (from the
+executed notebook in build/course/, executed here first when it is missing or older
+than the lecture or the library); Chromium opens it from disk with no way out (a proxy
+on a dead port, every host name unresolvable) and the test asserts that reveal.js
+started, that there is one slide per slide cell of the notebook and one speaker note per
+notes cell, that MathJax typeset every formula (no TeX error, no raw `$` left in the
+text), that every image loaded, and that every request the page made was for a file on
+disk. It saves screenshots of the title slide and of the slide with the most formulas
+in build/slides/screenshots/ (look at them: nothing should overflow).
+
+Chromium is Debian's (`make test` installs it when missing); the DevTools protocol is
+spoken over a pipe (--remote-debugging-pipe), so no extra Python package is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import html
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from normlab import build, slides
+
+ROOT = Path(__file__).resolve().parents[1]
+LECTURES = sorted((ROOT / "course").glob("*.py"))
+OUT = ROOT / "build"
+SCREENSHOTS = OUT / "slides" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PAGE_TIMEOUT = 60  # seconds for a page to load, start reveal.js and typeset its math
+
+pytestmark = pytest.mark.slow
+
+
+# --- a minimal DevTools-protocol client over --remote-debugging-pipe ----------------------
+
+
+class Chromium:
+    """Headless Chromium driven through the DevTools protocol on file descriptors 3 and 4:
+    JSON messages, each ended by a NUL byte."""
+
+    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-default-apps", "--disable-extensions", "--mute-audio", "--hide-scrollbars",
+             # the network off: a proxy nobody listens on, and no host name resolves
+             "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+             "--host-resolver-rules=MAP * ~NOTFOUND",
+             "--remote-debugging-pipe", "--window-size=1280,720", "about:blank"]
+
+    def __init__(self, profile: Path):
+        to_browser_read, self._to_browser = os.pipe()
+        self._from_browser, from_browser_write = os.pipe()
+
+        def use_fds_3_and_4():  # in the child, before exec
+            read_end = fcntl.fcntl(to_browser_read, fcntl.F_DUPFD, 10)
+            write_end = fcntl.fcntl(from_browser_write, fcntl.F_DUPFD, 10)
+            os.dup2(read_end, 3)
+            os.dup2(write_end, 4)
+
+        self.process = subprocess.Popen([CHROMIUM, f"--user-data-dir={profile}", *self.FLAGS],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, preexec_fn=use_fds_3_and_4, close_fds=False)
+        os.close(to_browser_read)
+        os.close(from_browser_write)
+        self._buffer = b""
+        self._next_id = 0
+        self.events: list[dict] = []
+
+    def close(self):
+        try:
+            self.send("Browser.close", timeout=10)
+        except Exception:
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        os.close(self._to_browser)
+        os.close(self._from_browser)
+
+    def _read_message(self, deadline: float) -> dict:
+        while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._from_browser], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError("Chromium did not answer in time")
+            chunk = os.read(self._from_browser, 1 << 20)
+            if not chunk:
+                raise RuntimeError(f"Chromium closed the DevTools pipe (exit code {self.process.poll()})")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def send(self, method: str, session: str | None = None, timeout: float = PAGE_TIMEOUT, **params) -> dict:
+        """Send one command and return its result; events that arrive meanwhile are kept."""
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._read_message(deadline)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+            self.events.append(reply)
+
+    def wait_for(self, event: str, session: str, timeout: float = PAGE_TIMEOUT) -> dict:
+        deadline = time.monotonic() + timeout
+        for index, seen in enumerate(self.events):
+            if seen.get("method") == event and seen.get("sessionId") == session:
+                return self.events.pop(index)
+        while True:
+            message = self._read_message(deadline)
+            if message.get("method") == event and message.get("sessionId") == session:
+                return message
+            self.events.append(message)
+
+    def open_page(self, width: int, height: int) -> str:
+        """A new tab of width x height CSS pixels, recording requests, failures and errors."""
+        target = self.send("Target.createTarget", url="about:blank")["targetId"]
+        session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Network", "Runtime", "Log"):
+            self.send(f"{domain}.enable", session)
+        self.send("Emulation.setDeviceMetricsOverride", session, width=width, height=height,
+                  deviceScaleFactor=1, mobile=False)
+        return session
+
+    def evaluate(self, session: str, expression: str, timeout: float = PAGE_TIMEOUT):
+        result = self.send("Runtime.evaluate", session, timeout=timeout, expression=expression,
+                           awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def events_of(self, session: str, method: str) -> list[dict]:
+        return [event["params"] for event in self.events
+                if event.get("sessionId") == session and event.get("method") == method]
+
+
+# --- what the notebook says the slides must be ----------------------------------------------
+
+
+def slide_type(cell) -> str:
+    return cell.metadata.get("slideshow", {}).get("slide_type", "-")
+
+
+def shown_cells(notebook) -> list:
+    return [cell for cell in notebook.cells if "remove-cell" not in cell.metadata.get("tags", [])]
+
+
+def expected_slide_count(notebook) -> int:
+    """Slide cells: each 'slide' or 'subslide' cell starts one (reveal.js counts the
+    vertical slides of a horizontal one, and nbconvert puts every slide in one); the
+    first shown cell starts the first slide whatever its type."""
+    cells = [cell for cell in shown_cells(notebook) if slide_type(cell) not in {"skip", "notes"}]
+    starts = sum(slide_type(cell) in {"slide", "subslide"} for cell in cells)
+    return starts + (1 if cells and slide_type(cells[0]) not in {"slide", "subslide"} else 0)
+
+
+def expected_notes_count(notebook) -> int:
+    return sum(slide_type(cell) == "notes" for cell in shown_cells(notebook))
+
+
+# --- the page, examined ------------------------------------------------------------------------
+
+READY = """
+new Promise((resolve, reject) => {
+  const started = Date.now();
+  (function poll() {
+    if (window.Reveal && Reveal.isReady && Reveal.isReady() && window.MathJax && MathJax.Hub) {
+      // after MathJax's start-up, and after whatever it has queued (the first typesetting);
+      // the braces matter: a hook that returns MathJax's callback object makes it wait
+      MathJax.Hub.Register.StartupHook("End", () => { MathJax.Hub.Queue(() => resolve(true)); });
+    } else if (Date.now() - started > %d) {
+      reject(new Error("reveal.js or MathJax did not start: Reveal " + typeof window.Reveal
+                       + ", MathJax " + typeof window.MathJax));
+    } else { setTimeout(poll, 50); }
+  })();
+})
+""" % (PAGE_TIMEOUT * 1000)
+
+INSPECT = r"""
+(() => {
+  const leaves = Reveal.getSlides();  // every slide reveal.js shows: the vertical ones
+  const count = (root, selector) => root.querySelectorAll(selector).length;
+  const text = document.querySelector(".reveal .slides").cloneNode(true);
+  // what is not prose: code, TeX sources MathJax keeps in <script>, its hidden MathML copy
+  text.querySelectorAll("script, pre, code, .MJX_Assistive_MathML, .MathJax_Preview").forEach(e => e.remove());
+  const raw = [];
+  const prose = text.textContent;
+  for (const match of prose.matchAll(/\$|\\\(|\\\[/g)) {
+    raw.push(prose.slice(Math.max(0, match.index - 40), match.index + 40).replace(/\s+/g, " "));
+  }
+  const mathCounts = leaves.map(slide => count(slide, ".MathJax_CHTML"));
+  return {
+    total: Reveal.getTotalSlides(),
+    notes: count(document, "aside.notes"),
+    jax: MathJax.Hub.getAllJax().length,
+    texErrors: MathJax.Hub.getAllJax().filter(jax => jax.texError).map(jax => jax.originalText),
+    mathErrors: count(document, ".MathJax_CHTML .mjx-merror, .MathJax_CHTML_Error"),
+    rawMath: raw,
+    images: document.images.length,
+    brokenImages: Array.from(document.images).filter(img => !img.complete || img.naturalWidth === 0)
+                       .map(img => img.src.slice(0, 80)),
+    mathiest: leaves.map((slide, i) => [mathCounts[i], Reveal.getIndices(slide)])
+                    .reduce((best, next) => next[0] > best[0] ? next : best)[1],
+  };
+})()
+"""
+
+# Visit every slide, all its fragments shown, and measure what sticks out of it.
+OVERFLOW = r"""
+(async () => {
+  Reveal.configure({transition: "none", fragmentInURL: false});
+  const {width, height} = Reveal.getConfig();
+  const headingOf = slide => {
+    const heading = slide.querySelector("h1, h2, h3");
+    if (!heading) return "(no heading)";
+    const copy = heading.cloneNode(true);
+    copy.querySelectorAll('script[type^="math/tex"]').forEach(tex => tex.replaceWith("$" + tex.textContent + "$"));
+    copy.querySelectorAll(".MathJax_CHTML, .MathJax_Preview, .MJX_Assistive_MathML, .anchor-link")
+        .forEach(element => element.remove());
+    return copy.textContent.trim();
+  };
+  const found = [];
+  for (const slide of Reveal.getSlides()) {
+    const {h, v} = Reveal.getIndices(slide);
+    Reveal.slide(h, v);
+    while (Reveal.nextFragment()) {}
+    await new Promise(resolve => MathJax.Hub.Queue(() => requestAnimationFrame(() => resolve())));
+    const where = `slide ${h + 1}.${v + 1} "${headingOf(slide)}"`;
+    if (slide.scrollHeight > height + 2) found.push(`${where}: ${slide.scrollHeight} px tall (the slide: ${height})`);
+    const wide = Math.max(slide.scrollWidth, ...Array.from(slide.querySelectorAll("pre"), pre =>
+        pre.scrollWidth > pre.clientWidth + 2 ? width + pre.scrollWidth - pre.clientWidth : 0));
+    if (wide > width + 2) found.push(`${where}: ${wide} px wide (the slide: ${width})`);
+  }
+  Reveal.slide(0, 0);
+  return found;
+})()
+"""
+
+
+def show(chromium: Chromium, session: str, indices: dict) -> None:
+    """Go to slide (h, v) with all its fragments shown, once MathJax has re-rendered it."""
+    chromium.evaluate(session, f"""
+        new Promise(resolve => {{
+          Reveal.configure({{transition: "none", fragmentInURL: false}});
+          Reveal.slide({indices["h"]}, {indices["v"]});
+          while (Reveal.nextFragment()) {{}}
+          // after MathJax's re-rendering and the fragments' fade-in (0.2 s)
+          MathJax.Hub.Queue(() => setTimeout(() => requestAnimationFrame(resolve), 400));
+        }})""")
+
+
+def screenshot(chromium: Chromium, session: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = chromium.send("Page.captureScreenshot", session, format="png")["data"]
+    path.write_bytes(base64.b64decode(data))
+
+
+# --- fixtures and the test ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built_slides():
+    """Build every lecture's slides into build/slides/ the way `normlab slides` does;
+    lectures whose executed notebook is missing or stale run first, two at a time."""
+    if not LECTURES:
+        pytest.skip("no lectures in course/ yet")
+    options = build.BuildOptions(root=ROOT, out=OUT)
+    tasks = slides.slides_step(options)  # planned first: it takes the notebooks run below as they are
+    stale = [source for source in LECTURES if not slides.notebook_is_current(source, options)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        errors = list(pool.map(lambda source: build.build_notebook(
+            source, OUT / "course" / f"{source.stem}.ipynb", options), stale))
+    failed = {source.stem: error.splitlines()[0] for source, error in zip(stale, errors) if error}
+    rows = build.run_build(options, steps=[lambda _: tasks], progress=False)
+    problems = {row.name: row.status for row in rows if row.error}
+    assert not problems and not failed, f"slides not built: {problems or failed}"
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    return OUT / "slides"
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("no chromium: `make test` installs Debian's (apt-get install chromium)")
+    browser = Chromium(tmp_path_factory.mktemp("chromium-profile"))
+    yield browser
+    browser.close()
+
+
+@dataclass
+class Visit:
+    """What one lecture's slides did in the browser."""
+    found: dict             # INSPECT's answer
+    overflowing: list[str]  # OVERFLOW's answer
+    requests: list[str]     # every URL the page asked for
+    failed: list[str]       # loads that failed, with the reason
+    errors: list[str]       # uncaught exceptions and console errors
+
+
+@pytest.fixture(scope="module")
+def visit(built_slides, chromium):
+    """visit(source): open the lecture's slides once (later calls reuse the answer), walk
+    every slide, and save the two screenshots."""
+    visits = {}
+
+    def open_slides(source: Path) -> Visit:
+        if source not in visits:
+            session = chromium.open_page(slides.SLIDE_WIDTH, slides.SLIDE_HEIGHT)
+            page = built_slides / f"{source.stem}.slides.html"
+            chromium.send("Page.navigate", session, url=page.as_uri())
+            chromium.wait_for("Page.loadEventFired", session)
+            chromium.evaluate(session, READY, timeout=PAGE_TIMEOUT + 5)
+            found = chromium.evaluate(session, INSPECT)
+            overflowing = chromium.evaluate(session, OVERFLOW, timeout=120)
+            show(chromium, session, {"h": 0, "v": 0})
+            screenshot(chromium, session, SCREENSHOTS / f"{source.stem}-title.png")
+            show(chromium, session, found["mathiest"])
+            screenshot(chromium, session, SCREENSHOTS / f"{source.stem}-most-math.png")
+            failed = {event["requestId"]: event.get("errorText", "?")
+                      for event in chromium.events_of(session, "Network.loadingFailed")}
+            requests = {}
+            for event in chromium.events_of(session, "Network.requestWillBeSent"):
+                requests[event["requestId"]] = event["request"]["url"]
+            errors = [event["exceptionDetails"].get("exception", {}).get("description")
+                      or event["exceptionDetails"]["text"]
+                      for event in chromium.events_of(session, "Runtime.exceptionThrown")]
+            errors += [event["entry"]["text"] for event in chromium.events_of(session, "Log.entryAdded")
+                       if event["entry"]["level"] == "error"]
+            target = chromium.send("Target.getTargetInfo", session)["targetInfo"]["targetId"]
+            chromium.send("Target.closeTarget", targetId=target)
+            chromium.events = [event for event in chromium.events if event.get("sessionId") != session]
+            visits[source] = Visit(found, overflowing, list(requests.values()),
+                                   [f"{requests.get(key, key)}: {why}" for key, why in failed.items()], errors)
+        return visits[source]
+
+    return open_slides
+
+
+def test_the_index_lists_every_lecture_with_its_title(built_slides):
+    index = (built_slides / "index.html").read_text()
+    for source in LECTURES:
+        title = slides.lecture_title(build.read_source(source), source.stem)
+        assert f'href="{source.stem}.slides.html"' in index
+        assert html.escape(title.split("—")[-1].strip()) in index
+    assert not slides.remote_fetches(index)
+
+
+@pytest.mark.parametrize("source", LECTURES, ids=lambda path: path.stem)
+def test_slides_work_offline_with_every_slide_formula_and_image(source, built_slides, visit):
+    page = (built_slides / f"{source.stem}.slides.html").as_uri()
+    notebook = nbformat.read(OUT / "course" / f"{source.stem}.ipynb", as_version=4)
+    seen = visit(source)
+
+    assert page in seen.requests, "the request log missed the page itself"
+    left_the_machine = [url for url in seen.requests if not re.match(r"^(file|data|blob|about):", url)]
+    assert not left_the_machine, f"requests that left the machine: {left_the_machine}"
+    assert not seen.failed, f"loads that failed: {seen.failed}"
+    assert not seen.errors, f"errors in the page: {seen.errors}"
+    assert seen.found["total"] == expected_slide_count(notebook), "slides shown != slide cells in the notebook"
+    assert seen.found["notes"] == expected_notes_count(notebook), "speaker notes != notes cells"
+    if "$" in "".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown"):
+        assert seen.found["jax"] > 0, "the lecture has formulas but MathJax typeset none"
+    assert not seen.found["texErrors"] and not seen.found["mathErrors"], f"TeX errors: {seen.found['texErrors']}"
+    assert not seen.found["rawMath"], f"math left untypeset: {seen.found['rawMath']}"
+    assert not seen.found["brokenImages"], f"broken images: {seen.found['brokenImages']}"
+    assert (SCREENSHOTS / f"{source.stem}-title.png").stat().st_size > 10_000
+    assert (SCREENSHOTS / f"{source.stem}-most-math.png").stat().st_size > 10_000
+
+
+def test_pressing_s_opens_the_speaker_view_with_the_slides_notes(built_slides, chromium):
+    """The speaker view is a second window (reveal.js's notes plugin) showing the notes of
+    the current slide, offline too. Tried on the first lecture with notes."""
+    page = next((built_slides / f"{source.stem}.slides.html" for source in LECTURES
+                 if expected_notes_count(nbformat.read(OUT / "course" / f"{source.stem}.ipynb", as_version=4))),
+                None)
+    if page is None:
+        pytest.skip("no lecture has speaker notes")
+    session = chromium.open_page(slides.SLIDE_WIDTH, slides.SLIDE_HEIGHT)
+    chromium.send("Page.navigate", session, url=page.as_uri())
+    chromium.wait_for("Page.loadEventFired", session)
+    chromium.evaluate(session, READY, timeout=PAGE_TIMEOUT + 5)
+    notes = chromium.evaluate(session, """(() => {
+        const notes = document.querySelector("aside.notes");
+        const {h, v} = Reveal.getIndices(notes.closest("section"));
+        Reveal.slide(h, v);
+        return notes.textContent.replace(/\\s+/g, " ").trim().slice(0, 60);
+    })()""")
+    opener = chromium.send("Target.getTargetInfo", session)["targetInfo"]["targetId"]
+
+    for kind in ("keyDown", "keyUp"):  # a real key press: browsers open windows on user input only
+        chromium.send("Input.dispatchKeyEvent", session, type=kind, key="s", code="KeyS",
+                      windowsVirtualKeyCode=83, **({"text": "s"} if kind == "keyDown" else {}))
+    deadline = time.monotonic() + 20
+    speaker_view = []
+    while not speaker_view and time.monotonic() < deadline:
+        time.sleep(0.2)
+        speaker_view = [target["targetId"] for target in chromium.send("Target.getTargets")["targetInfos"]
+                        if target.get("openerId") == opener]
+    assert speaker_view, "pressing S opened no speaker view"
+    view = chromium.send("Target.attachToTarget", targetId=speaker_view[0], flatten=True)["sessionId"]
+    shown = chromium.evaluate(view, """new Promise(resolve => {
+        const started = Date.now();
+        (function poll() {
+            const notes = document.querySelector(".speaker-controls-notes .value");
+            const text = notes ? notes.textContent.replace(/\\s+/g, " ").trim() : "";
+            if (text || Date.now() - started > 10000) resolve(document.title + " | " + text); else setTimeout(poll, 100);
+        })();
+    })""")
+    for target in (speaker_view[0], opener):
+        chromium.send("Target.closeTarget", targetId=target)
+
+    assert shown.startswith("reveal.js - Speaker View")
+    assert notes and notes in shown, f"the speaker view shows {shown!r}, not the notes {notes!r}"
+
+
+@pytest.mark.parametrize("source", LECTURES, ids=lambda path: path.stem)
+def test_nothing_sticks_out_of_a_slide(source, visit):
+    """Every slide, with all its fragments shown, fits in 1280 x 720: what does not is cut
+    off in the room. Split a long slide with a 'subslide' cell, or hide scaffolding code
+    with slide_type 'skip' or the tag 'remove-input'."""
+    seen = visit(source)
+
+    assert not seen.overflowing, "content outside the slide:\n" + "\n".join(seen.overflowing)
