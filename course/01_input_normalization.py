@@ -290,6 +290,8 @@ torch.manual_seed(0)
 net = models.mlp(64, 10, hidden=(64, 64, 64))
 record = record_layer_inputs(net, digits.x_train, digits.y_train, x_probe=digits.x_val,
                              steps=300, lr=0.05, record_every=10)
+
+# %% slideshow={"slide_type": "subslide"}
 fig = plot_layer_input_drift(record)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}

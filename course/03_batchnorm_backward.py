@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# # Lecture 3 — Batch norm, backward
+# # Lecture 03 — Batch norm, backward
 #
 # In a ReLU layer, output $i$ depends on input $i$ only. In batch norm, **every output
 # depends on every input of the minibatch**, through the batch mean $\mu$ and variance
@@ -30,7 +30,7 @@
 # block per feature, not a diagonal. Everything else (the three terms, the closed form,
 # the vanishing gradient at n = 2) follows from that.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import time
 import timeit
 
@@ -207,7 +207,7 @@ da1 = dp1 / s + dvar * a1                              # a_1 -> p_1 and a_1 -> s
 da2 = dp2 / s + dvar * a2
 dmu = -(da1 + da2)                                     # mu -> a_1, a_2
 dx1, dx2 = da1 + dmu / 2, da2 + dmu / 2                # x_i -> a_i and x_i -> mu
-display(Math(r"\frac{\partial L}{\partial\sigma^2} = " + sp.latex(dvar)))
+display(Math(r"\dfrac{\partial L}{\partial\sigma^2} = " + sp.latex(dvar).replace(r"\frac", r"\dfrac")))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## Substitute and simplify
@@ -219,10 +219,17 @@ values = {a1: (x1 - x2) / 2, a2: (x2 - x1) / 2, var: (x1 - x2) ** 2 / 4}
 tidy = {sp.expand((x1 - x2) ** 2): (x1 - x2) ** 2}  # write the square as a square
 answer = {name: sp.simplify(expr.subs(values)).subs(tidy) for name, expr in
           [("x_1", dx1), ("x_2", dx2), (r"\gamma", dgamma), (r"\beta", dbeta)]}
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## The answer, $n = 2$
+
+# %% tags=["remove-input"]
 for name, expr in answer.items():
     display(Math(rf"\frac{{\partial L}}{{\partial {name}}} = " + sp.latex(expr)))
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Check the answer
+#
 # Two independent checks: SymPy differentiating the whole loss $L = \sum_i g_i y_i$ in
 # one go, and the textbook forms stored in `normlab.symbolic`:
 
@@ -268,10 +275,14 @@ print("limit eps -> 0 of p_1 = d/sqrt(4 eps + d^2):", symbolic.limit_eps_to_zero
 # ## Why: the gradient is a projection
 #
 # From the closed form, for any $n$:
-# $\sum_i \frac{\partial L}{\partial x_i} = 0$ and
-# $\sum_i \hat x_i\,\frac{\partial L}{\partial x_i} = \frac{\epsilon}{\sigma^2+\epsilon}\cdot\frac{\gamma}{s}\sum_i g_i\hat x_i \to 0$.
 #
-# At $\epsilon = 0$ the input gradient is $\frac{\gamma}{\sigma}\,P g$, with $P$ the
+# $$
+# \sum_i \frac{\partial L}{\partial x_i} = 0
+# \qquad\text{and}\qquad
+# \sum_i \hat x_i\,\frac{\partial L}{\partial x_i} = \frac{\epsilon}{\sigma^2+\epsilon}\cdot\frac{\gamma}{s}\sum_i g_i\hat x_i \to 0 .
+# $$
+#
+# At $\epsilon = 0$ the input gradient is $(\gamma/\sigma)\,P g$, with $P$ the
 # projection onto the $n-2$ directions orthogonal to $\mathbf 1$ and $\hat x$.
 # **For $n = 2$ there are no directions left.** For a random $g$, a fraction of about
 # $\sqrt{(n-2)/n}$ of its norm survives. Check at $\epsilon = 0$ on 2000 random

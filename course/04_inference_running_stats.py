@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# # Lecture 4 — Batch norm at inference: running statistics
+# # Lecture 04 — Batch norm at inference: running statistics
 #
 # In training, batch norm normalizes each feature with the **minibatch's** mean and
 # variance. At test time there may be one image at a time, and a prediction must not
@@ -30,7 +30,7 @@
 # solution: moving average during training". We will do both on the digits data and
 # compare, instead of taking either on faith.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import copy
 import timeit
 

@@ -204,7 +204,9 @@ fig = plot_activation_histograms(pick("tanh", "none"))
 # %%
 fig = plot_depth_profiles(pick("tanh", "none"))
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Why the tanh gradient grows with N(0, 1)
+#
 # Too small: activations *and* gradients vanish (≈ 1e-19). Too large (N(0, 1)): the
 # units saturate, yet the gradient reaching layer 1 is **huge**, not small. Backward, each
 # layer multiplies it by about $\sqrt{n_\text{out}\,\sigma_w^2\,\mathbb E[\tanh'(z)^2]}

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Lecture 3 — worked solutions
+# # Lecture 03 — worked solutions
 #
 # Solutions to the exercises of `course/03_batchnorm_backward.py`.
 

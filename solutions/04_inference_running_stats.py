@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Lecture 4 — worked solutions
+# # Lecture 04 — worked solutions
 #
 # Solutions to the exercises of `course/04_inference_running_stats.py`.
 

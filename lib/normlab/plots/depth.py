@@ -176,6 +176,13 @@ def _layers_to_show(depth, count):
     return sorted({int(round(x)) for x in np.linspace(1, depth, min(count, depth))})
 
 
+def _label_lines(label):
+    """'relu, N(0, 1²), no norm' -> ['relu', 'N(0, 1²)', 'no norm']: short lines for a row label."""
+    first, _, rest = label.partition(", ")
+    middle, _, last = rest.rpartition(", ")
+    return [part for part in (first, middle, last) if part]
+
+
 def plot_activation_histograms(stats, layers=None, row_labels=None, figsize=None):
     """Histograms of hidden-layer outputs: one row per `DepthStatistics` in ``stats``,
     one column per layer number in ``layers`` (1-based; default: 5 layers spread from the
@@ -186,11 +193,11 @@ def plot_activation_histograms(stats, layers=None, row_labels=None, figsize=None
     stats = [stats] if isinstance(stats, DepthStatistics) else list(stats)
     layers = _layers_to_show(stats[0].depth, 5) if layers is None else list(layers)
     row_labels = [s.label for s in stats] if row_labels is None else list(row_labels)
-    figsize = figsize or (9, 0.6 + 0.95 * len(stats))
+    figsize = figsize or (9, 0.7 + 1.05 * len(stats))
     fig, axes = plt.subplots(len(stats), len(layers), figsize=figsize, squeeze=False)
     height = figsize[1]  # fixed margins in inches (tight_layout would draw the grid twice)
-    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.3 / height, top=1 - 0.3 / height,
-                        wspace=0.08, hspace=0.45)
+    fig.subplots_adjust(left=0.09, right=0.99, bottom=0.35 / height, top=1 - 0.35 / height,
+                        wspace=0.15, hspace=0.6)
     for row, (s, row_label) in enumerate(zip(stats, row_labels)):
         for col, layer in enumerate(layers):
             ax = axes[row, col]
@@ -203,16 +210,16 @@ def plot_activation_histograms(stats, layers=None, row_labels=None, figsize=None
                 if others.max() > 0:
                     ax.set_ylim(0, 1.6 * others.max())
                 note += f"\n{zero:.0%} at 0"
-            ax.text(0.97, 0.93, note, transform=ax.transAxes, ha="right", va="top", fontsize=7,
+            ax.text(0.97, 0.93, note, transform=ax.transAxes, ha="right", va="top", fontsize=10,
                     bbox=dict(facecolor="white", alpha=0.8, edgecolor="none", pad=1))
             ax.set_yticks([])
-            ax.locator_params(axis="x", nbins=4)
-            ax.tick_params(labelsize=6)
-            ax.xaxis.get_offset_text().set_fontsize(6)
+            ax.locator_params(axis="x", nbins=3)
+            ax.tick_params(labelsize=10)
+            ax.xaxis.get_offset_text().set_fontsize(9)
             if row == 0:
-                ax.set_title(f"layer {layer}", fontsize=9)
+                ax.set_title(f"layer {layer}", fontsize=12)
             if col == 0:
-                ax.set_ylabel(row_label.replace(", ", "\n", 1), fontsize=7)
+                ax.set_ylabel("\n".join(_label_lines(row_label)), fontsize=9)
     return fig
 
 
