@@ -2,6 +2,9 @@
 
 Run: python benchmarks/bn_kernels.py [--repeats 9]
 float32, one thread, warm-up then the median of the repeats, all in this one process.
+Times are the CPU time of the calling thread (`time.thread_time`): with one thread every
+kernel runs there, and CPU time, unlike wall time, does not grow when other processes
+share the machine (cache and memory-bandwidth contention still can).
 Each time is also shown as a ratio to torch's native kernel for the same work and to a
 plain copy of the tensor (the memory floor: a kernel cannot beat reading x and writing y).
 """
@@ -35,9 +38,9 @@ def median_seconds(kernels: dict, repeats: int, warmup: int = 2) -> dict:
     times = {name: [] for name in kernels}
     for _ in range(repeats):
         for name, fn in kernels.items():
-            start = time.perf_counter()
+            start = time.thread_time()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(time.thread_time() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -82,7 +85,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=9, help="timed runs per kernel (median; default 9)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, numpy {np.__version__}, float32, 1 thread, median of {args.repeats}\n")
+    print(f"torch {torch.__version__}, numpy {np.__version__}, float32, 1 thread, thread CPU time, "
+          f"median of {args.repeats}, load average {os.getloadavg()[0]:.1f}\n")
     print("| shape | kernel | ms | × torch | × copy |")
     print("|---|---|---:|---:|---:|")
     checks = []

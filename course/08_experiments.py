@@ -203,7 +203,7 @@ print(f"{board.runs_trained} runs trained, {board.runs_reused} reused, {board.el
 # %%
 fig = figures.plot_learning_curves(board, "baseline", SETUP)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 verdict_lines("baseline")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -237,7 +237,7 @@ for (cell, arm), acc in val_acc.items():
 # %%
 fig = figures.plot_learning_curves(board, "sigmoid", SETUP)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 verdict_lines("sigmoid")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
@@ -254,10 +254,10 @@ verdict_lines("sigmoid")
 # Thesis, with $\eta = 0.1$: "Batchnorm: higher accuracy & convergence speed than baseline;
 # Vanilla model is stuck at random guessing... Score: batchnorm 3 – vanilla 0".
 
-# %%
+# %% tags=["remove-input"]
 fig = figures.plot_learning_curves(board, "lr_x10", SETUP)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 verdict_lines("lr_x10")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
@@ -274,10 +274,10 @@ verdict_lines("lr_x10")
 # Thesis: "Batchnorm: smooth learning but worse accuracy than baseline init; Vanilla model is
 # stuck again. Score: batchnorm 4 – vanilla 0".
 
-# %%
+# %% tags=["remove-input"]
 fig = figures.plot_learning_curves(board, "normal_init", SETUP)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 verdict_lines("normal_init")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
@@ -296,10 +296,10 @@ verdict_lines("normal_init")
 # Thesis: "Both models achieve higher accuracies than baseline models; Batchnorm model
 # consistently ahead of vanilla counterpart. Score: batchnorm 5 – vanilla 0".
 
-# %%
+# %% tags=["remove-input"]
 fig = figures.plot_learning_curves(board, "weight_decay", SETUP)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 verdict_lines("weight_decay")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
@@ -318,7 +318,7 @@ verdict_lines("weight_decay")
 # %%
 fig = figures.plot_learning_curves(board, "dropout", SETUP)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 verdict_lines("dropout")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
@@ -337,7 +337,7 @@ verdict_lines("dropout")
 # %%
 fig = figures.plot_learning_curves(board, "batch_size", SETUP)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 verdict_lines("batch_size")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
@@ -393,7 +393,7 @@ for r in (r for r in board.rows if r["setup"] == SETUP and r["condition"] == "wa
 # %%
 fig = figures.plot_scoreboard(board, SETUP)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 for setup, score in board.tally.items():
     print(f"{setup}: batchnorm {score['BN']} – vanilla {score['vanilla']} – draws {score['draw']}"
           f"   (thesis: batchnorm {ex.THESIS_TALLY['BN']} – vanilla {ex.THESIS_TALLY['vanilla']} – draws 1)")
@@ -521,7 +521,7 @@ for step in range(3):
 # %%
 fig = figures.plot_learning_curves(board, "noisy_bn", SETUP, what="train_loss")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 verdict_lines("noisy_bn")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
@@ -612,7 +612,8 @@ recommendations = {
         f"{name} {lead:+.1f}" for name, lead in bn_lead.items()),
     "Try residual connections and inception": "not measured (an MLP here)",
 }
-Markdown("| the talk recommends | measured |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in recommendations.items()))
+Markdown("| the talk recommends | measured |\n|---|---|\n"
+         + "\n".join(f"| {k} | {v} |" for k, v in recommendations.items()))
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # The larger learning rate helps both arms: the talk's first recommendation holds (and
