@@ -1,0 +1,915 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Problem set 3 — Inference, variants and dropout as `torch.nn` modules
+#
+# *normlab, normalization in deep learning* · about 2–3 hours · **30 points**
+#
+# In problem sets 1 and 2 you wrote batch norm's forward and backward passes for a
+# mini-batch. A layer that trains is only half of the story: at test time there may be
+# one image at a time, and a prediction must not depend on which other images share
+# its batch. *"$\mu_{\mathcal B}$ and $\sigma_{\mathcal B}$ are replaced with population
+# statistics at test time"* (Schilling's thesis talk); in practice, with running
+# averages collected during training (the BN notes: "compute the moving average of
+# $\mu$ and $\sigma$ of the batches during training"). In this problem set you
+#
+# 1. update batch norm's running statistics exactly as PyTorch does (NumPy);
+# 2. write a complete `BatchNorm` module that can replace `torch.nn.BatchNorm1d` and
+#    `BatchNorm2d`: parameters, buffers, train and eval mode, `state_dict`;
+# 3. write `LayerNorm` and `GroupNorm`, which normalize each sample on its own;
+# 4. write inverted dropout;
+# 5. answer four conceptual questions.
+#
+# **How this is graded.** The test cells after each part are *visible tests*; they say
+# what is wrong (which output, which entry, expected and got). The grader also runs
+# *hidden tests* on the same code: other shapes and options, more steps, comparisons
+# with `torch.nn` in float64 — and a check that your modules do not call torch's own
+# implementations. Check your notebook before you submit with
+#
+# ```
+# normlab check ps3 ps3.ipynb
+# ```
+#
+# **Rules.**
+# - Write your code where it says `# YOUR CODE HERE` and delete the
+#   `raise NotImplementedError()` line. Do not rename classes, functions or arguments.
+# - Build the modules from basic tensor operations (`mean`, `sum`, `sqrt`, `reshape`,
+#   `rand_like`, ...). Do **not** call `torch.nn.functional.batch_norm` / `layer_norm` /
+#   `group_norm` / `dropout`, `torch.nn.BatchNorm1d` and friends, or the course
+#   library's `normlab.nn` and `normlab.functional`: the hidden tests watch for them.
+#   Autograd computes the gradients for you (you wrote them by hand in problem set 2).
+# - Do not delete or copy cells. A test cell that prints a warning scores 0.
+# - *Restart the kernel and run all cells* before you submit.
+
+# %% nbgrader={"grade": false, "grade_id": "ps3_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import numpy as np
+import torch
+from torch import nn
+
+from normlab.grading_helpers import assert_choice, assert_close, assert_no_torch_calls, assert_shape
+
+torch.set_num_threads(1)
+np.set_printoptions(precision=4, suppress=True)
+
+# %% [markdown]
+# ## Part 1 — Running statistics (≈ 30 minutes, 5 points)
+#
+# In training mode a batch-norm layer normalizes with the statistics of the current
+# mini-batch, and on the side keeps an exponential moving average of them in two
+# *buffers*, `running_mean` and `running_var` (initially 0 and 1). In evaluation mode it
+# normalizes with the buffers instead. PyTorch's update after each training batch, per
+# channel, is
+#
+# $$\text{running\_mean} \leftarrow (1 - m)\cdot\text{running\_mean} + m\cdot\mu_{\mathcal B},
+# \qquad
+# \text{running\_var} \leftarrow (1 - m)\cdot\text{running\_var} + m\cdot\frac{n}{n-1}\,\sigma^2_{\mathcal B},$$
+#
+# with three details that are easy to get wrong:
+#
+# - **The momentum $m$ is the weight of the new batch** (default 0.1). Keras writes the same
+#   average the other way round, `running = momentum * running + (1 - momentum) * batch`
+#   with its default `momentum=0.99`, i.e. PyTorch's 0.01. Raschka's lecture slides write the
+#   Keras formula next to PyTorch's typical value "~0.1" — which, taken literally, keeps only
+#   10 % of the history. We use PyTorch's convention throughout.
+# - **The running variance is fed the *unbiased* batch variance**: the layer normalizes
+#   with the biased $\sigma^2_{\mathcal B}$ (divide by $n$, the number of values per channel:
+#   $N$, or $N\cdot H\cdot W$ for feature maps), but the buffer receives $\frac{n}{n-1}\sigma^2_{\mathcal B}$,
+#   an unbiased estimate of the population variance.
+# - **`momentum=None` means a cumulative average**: the layer counts the batches it has
+#   seen in a third buffer, `num_batches_tracked`, and uses $m = 1/\text{num\_batches\_tracked}$,
+#   counting the current batch. After $k$ batches each buffer is then the plain average
+#   of the $k$ batch values. (`num_batches_tracked` is counted whatever the momentum.)
+#
+# **Task (5 points).** Implement `update_running_stats` in NumPy. It returns the new
+# values and must not modify its inputs.
+
+# %% nbgrader={"grade": false, "grade_id": "ps3_running", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
+    """One training step's update of batch norm's buffers, as torch.nn.BatchNorm1d/2d does it.
+
+    running_mean, running_var: (C,); num_batches_tracked: int; x: the batch, (N, C) or
+    (N, C, H, W), statistics per channel (axis 1) over the n = N or N*H*W values.
+    factor = momentum, or 1 / (num_batches_tracked + 1) when momentum is None;
+    running_mean <- (1 - factor) * running_mean + factor * batch mean,
+    running_var  <- (1 - factor) * running_var  + factor * unbiased batch variance.
+    Returns (new_running_mean, new_running_var, num_batches_tracked + 1).
+    """
+    ### BEGIN SOLUTION
+    axes = (0,) + tuple(range(2, x.ndim))
+    n = x.size // x.shape[1]
+    batch_mean = x.mean(axis=axes)
+    batch_var = x.var(axis=axes) * n / (n - 1)
+    count = num_batches_tracked + 1
+    factor = 1.0 / count if momentum is None else momentum
+    new_mean = (1 - factor) * running_mean + factor * batch_mean
+    new_var = (1 - factor) * running_var + factor * batch_var
+    return new_mean, new_var, count
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_running_mean", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# By hand: channels with values [1, 3] and [2, 6] have batch means 2 and 4. From
+# running_mean = 0 with momentum 0.1: 0.9 * 0 + 0.1 * [2, 4] = [0.2, 0.4].
+x = np.array([[1.0, 2.0], [3.0, 6.0]])
+result = update_running_stats(np.zeros(2), np.ones(2), 0, x, momentum=0.1)
+assert isinstance(result, tuple) and len(result) == 3, \
+    "update_running_stats should return a triple (running_mean, running_var, num_batches_tracked)"
+mean, var, count = result
+assert_shape(mean, (2,), "running_mean")
+assert_close(mean, [0.2, 0.4], "running_mean after one step from 0",
+             hint="PyTorch's momentum is the weight of the NEW batch: (1 - momentum) * running + momentum * "
+                  "batch (Keras writes momentum * running + (1 - momentum) * batch)")
+assert count == 1, f"num_batches_tracked should go from 0 to 1, got {count!r}"
+# A second step, with batch means 1 and 2: 0.9 * [0.2, 0.4] + 0.1 * [1, 2] = [0.28, 0.56].
+mean, var, count = update_running_stats(mean, var, count, np.array([[0.0, 0.0], [2.0, 4.0]]), momentum=0.1)
+assert_close(mean, [0.28, 0.56], "running_mean after a second step")
+assert count == 2, f"num_batches_tracked should go from 1 to 2, got {count!r}"
+# Feature maps: one mean per channel, over the batch and all positions.
+x = np.arange(24.0).reshape(2, 3, 2, 2)
+mean, _, _ = update_running_stats(np.zeros(3), np.ones(3), 0, x, momentum=0.5)
+assert_close(mean, 0.5 * x.mean(axis=(0, 2, 3)), "running_mean for (N, C, H, W) input, momentum 0.5",
+             hint="per channel (axis 1), over axes (0, 2, 3)")
+### BEGIN HIDDEN TESTS
+_rng = np.random.default_rng(301)
+for _shape, _momentum in (((8, 3), 0.1), ((5, 4, 3, 2), 0.3), ((6, 2), 0.75)):
+    _batches = [_rng.normal(size=_shape) * 2.0 + _rng.normal() for _ in range(3)]
+    _bn = (nn.BatchNorm1d if len(_shape) == 2 else nn.BatchNorm2d)(_shape[1], momentum=_momentum).double()
+    _mean, _var, _count = np.zeros(_shape[1]), np.ones(_shape[1]), 0
+    _copy = _batches[0].copy()
+    for _b in _batches:
+        _bn(torch.from_numpy(_b))
+        _mean, _var, _count = update_running_stats(_mean, _var, _count, _b, momentum=_momentum)
+    assert_close(_batches[0], _copy, "x after the call", hint="do not modify x")
+    assert_close(_mean, _bn.running_mean.numpy(), f"running_mean after 3 steps, shape {_shape}, momentum {_momentum}")
+    assert _count == 3, f"num_batches_tracked after 3 steps is {_count}"
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_running_var", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# With momentum 1 the buffers are replaced by this batch's values: the batch above has
+# biased variances 1 and 4, unbiased (n = 2) 2 and 8.
+x = np.array([[1.0, 2.0], [3.0, 6.0]])
+mean, var, _ = update_running_stats(np.zeros(2), np.ones(2), 0, x, momentum=1.0)
+assert_close(mean, [2.0, 4.0], "running_mean with momentum 1")
+assert_close(var, [2.0, 8.0], "running_var with momentum 1",
+             hint="the buffer gets the UNBIASED batch variance: n / (n - 1) times the biased one")
+mean, var, _ = update_running_stats(np.zeros(2), np.ones(2), 0, x, momentum=0.1)
+assert_close(var, [1.1, 1.7], "running_var after one step from 1 (0.9 * 1 + 0.1 * [2, 8])")
+# Feature maps: channel 0 holds 0, 2, 4, 6 (n = 4 values: biased variance 5, unbiased 20/3).
+x = np.array([0.0, 2.0, 4.0, 6.0]).reshape(2, 1, 1, 2)
+_, var, _ = update_running_stats(np.zeros(1), np.ones(1), 0, x, momentum=1.0)
+assert_close(var, [20.0 / 3.0], "running_var for (N, C, H, W) input",
+             hint="for feature maps n = N * H * W values per channel, so the correction is n / (n - 1)")
+### BEGIN HIDDEN TESTS
+_rng = np.random.default_rng(302)
+for _shape, _momentum in (((8, 3), 0.1), ((3, 4, 2, 3), 0.3), ((2, 5), 0.5)):
+    _batches = [_rng.normal(size=_shape) * _rng.uniform(0.5, 3.0) for _ in range(3)]
+    _bn = (nn.BatchNorm1d if len(_shape) == 2 else nn.BatchNorm2d)(_shape[1], momentum=_momentum).double()
+    _mean, _var, _count = np.zeros(_shape[1]), np.ones(_shape[1]), 0
+    for _b in _batches:
+        _bn(torch.from_numpy(_b))
+        _mean, _var, _count = update_running_stats(_mean, _var, _count, _b, momentum=_momentum)
+    assert_close(_var, _bn.running_var.numpy(), f"running_var after 3 steps, shape {_shape}, momentum {_momentum}")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_running_cumulative", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# momentum=None: batches with means 2, 4 and 3 give running means 2, 3 (the average of
+# 2 and 4), 3 (the average of all three). The initial 0 is forgotten at the first step.
+mean, var, count = np.zeros(1), np.ones(1), 0
+for batch_mean, expected in ((2.0, 2.0), (4.0, 3.0), (3.0, 3.0)):
+    x = np.array([[batch_mean - 1.0], [batch_mean + 1.0]])
+    mean, var, count = update_running_stats(mean, var, count, x, momentum=None)
+    assert_close(mean, [expected], f"running_mean with momentum=None after {count} batch(es)",
+                 hint="factor = 1 / num_batches_tracked, counting the current batch: 1, 1/2, 1/3, ...")
+assert count == 3, f"num_batches_tracked should be 3 after three batches, got {count!r}"
+assert_close(var, [2.0], "running_var with momentum=None (every batch has unbiased variance 2)")
+### BEGIN HIDDEN TESTS
+_rng = np.random.default_rng(303)
+for _shape in ((6, 3), (2, 3, 3, 2)):
+    _bn = (nn.BatchNorm1d if len(_shape) == 2 else nn.BatchNorm2d)(_shape[1], momentum=None).double()
+    _mean, _var, _count = np.zeros(_shape[1]), np.ones(_shape[1]), 0
+    for _ in range(4):
+        _b = _rng.normal(size=_shape) * _rng.uniform(0.5, 2.0) + _rng.normal()
+        _bn(torch.from_numpy(_b))
+        _mean, _var, _count = update_running_stats(_mean, _var, _count, _b, momentum=None)
+    assert_close(_mean, _bn.running_mean.numpy(), f"running_mean, momentum=None, 4 steps, shape {_shape}")
+    assert_close(_var, _bn.running_var.numpy(), f"running_var, momentum=None, 4 steps, shape {_shape}")
+# Continuing from 5 tracked batches: factor 1/6.
+_mean, _var, _count = update_running_stats(np.full(1, 6.0), np.ones(1), 5, np.array([[0.0], [0.0]]), momentum=None)
+assert_close(_mean, [5.0], "running_mean continuing after 5 batches (5/6 * 6 + 1/6 * 0)")
+assert _count == 6, f"num_batches_tracked from 5 should become 6, got {_count!r}"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# How do the two conventions behave? Below, the running mean follows batch means drawn
+# around 3 (not graded; it uses your function).
+
+# %% nbgrader={"grade": false, "grade_id": "ps3_running_demo", "locked": true, "schema_version": 3, "solution": false, "task": false}
+rng = np.random.default_rng(0)
+batches = [rng.normal(3.0, 1.0, size=(32, 1)) for _ in range(60)]
+for label, momentum in (("PyTorch default, momentum=0.1", 0.1), ("Keras default 0.99 = PyTorch 0.01", 0.01),
+                        ("cumulative, momentum=None", None)):
+    mean, var, count = np.zeros(1), np.ones(1), 0
+    trace = []
+    for batch in batches:
+        mean, var, count = update_running_stats(mean, var, count, batch, momentum)
+        trace.append(mean[0])
+    print(f"{label:36s} after 10, 30, 60 batches: " + ", ".join(f"{trace[i]:.3f}" for i in (9, 29, 59)))
+
+# %% [markdown]
+# With momentum 0.01 the buffer still remembers its initial 0 after 60 batches; the
+# cumulative average is exact for a fixed distribution but never forgets the early,
+# untrained batches of a real network.
+#
+# ## Part 2 — A complete batch-norm module (≈ 1 hour, 10 points)
+#
+# Now the real thing: a `torch.nn.Module` that can stand in for `torch.nn.BatchNorm1d`
+# (input `(N, C)` or `(N, C, L)`) and `torch.nn.BatchNorm2d` (input `(N, C, H, W)`) —
+# one class for all of them, statistics per channel over every axis but 1.
+#
+# **What it holds.** Exactly what torch's layers hold, under the same names, so that a
+# `state_dict` saved from one loads into the other:
+#
+# | name | kind | shape, initial value | when |
+# |---|---|---|---|
+# | `weight` ($\gamma$), `bias` ($\beta$) | `nn.Parameter` (learned) | `(C,)`, ones and zeros | `affine=True`; else `register_parameter(name, None)` |
+# | `running_mean`, `running_var` | buffer (`self.register_buffer`) | `(C,)`, zeros and ones | `track_running_stats=True`; else `register_buffer(name, None)` |
+# | `num_batches_tracked` | buffer | a 0-dim `torch.long` tensor, 0 | as above |
+#
+# Buffers are saved in the `state_dict` and follow `.double()` and `.to(device)`, but the
+# optimizer never sees them. Keep the arguments as attributes too (`num_features`, `eps`,
+# `momentum`, `affine`, `track_running_stats`), as torch does.
+#
+# **What it computes.**
+#
+# - *Training mode* (`module.train()`, the default): normalize with the batch mean and
+#   the **biased** batch variance, $y = \gamma\,(x - \mu_{\mathcal B})/\sqrt{\sigma^2_{\mathcal B} + \epsilon} + \beta$;
+#   if `track_running_stats`, also count the batch in `num_batches_tracked` and update the
+#   running statistics as in Part 1. The update is bookkeeping, not part of the model's
+#   computation: do it in place (`.mul_`, `.add_`, `.copy_`) under `torch.no_grad()`, so the
+#   buffers never carry autograd history.
+# - *Evaluation mode* (`module.eval()`): normalize with `running_mean` and `running_var`,
+#   and leave the buffers alone. The output of a sample then no longer depends on its batch.
+# - With `track_running_stats=False` there are no buffers and the layer uses batch
+#   statistics in both modes (as torch does).
+#
+# Write the running-statistics update again here, in torch (do not call
+# `update_running_stats`: each part is graded on its own). The gradients come from
+# autograd: just write the forward computation with differentiable tensor operations.
+#
+# **Task (10 points).** Complete `BatchNorm`.
+
+# %% nbgrader={"grade": false, "grade_id": "ps3_batchnorm", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class BatchNorm(nn.Module):
+    """Batch normalization for (N, C), (N, C, L) or (N, C, H, W) input, like
+    torch.nn.BatchNorm1d / BatchNorm2d, from basic tensor operations.
+
+    Train: batch statistics (biased variance) over every axis but 1; buffers updated
+    with momentum (PyTorch convention; None = cumulative average) and the unbiased
+    batch variance; num_batches_tracked counted. Eval: running statistics.
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        if self.training or not self.track_running_stats:
+            mean = x.mean(dim=dims)
+            var = ((x - mean.view(shape)) ** 2).mean(dim=dims)
+            if self.training and self.track_running_stats:
+                n = x.numel() // x.shape[1]
+                self.num_batches_tracked += 1
+                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                with torch.no_grad():
+                    self.running_mean.mul_(1 - factor).add_(factor * mean)
+                    self.running_var.mul_(1 - factor).add_(factor * var * n / (n - 1))
+        else:
+            mean, var = self.running_mean, self.running_var
+        out = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out
+        ### END SOLUTION
+
+
+# %% [markdown]
+# The tests compare your module with torch's, side by side, in float64. The helpers in the
+# next cell build such a pair (with the same random $\gamma$ and $\beta$) and compare one
+# forward and backward pass, with a random upstream gradient; you can use them yourself.
+
+# %% nbgrader={"grade": false, "grade_id": "ps3_test_helpers", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def paired(mine, reference, seed=0):
+    """Both modules in float64, with the same random weight and bias (if they have them)."""
+    mine, reference = mine.double(), reference.double()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name in ("weight", "bias"):
+            theirs = getattr(reference, name, None)
+            if theirs is not None:
+                value = torch.randn(theirs.shape, generator=generator, dtype=torch.float64)
+                theirs.copy_(value)
+                assert getattr(mine, name, None) is not None, f"your module has no parameter {name!r}"
+                getattr(mine, name).copy_(value)
+    return mine, reference
+
+
+def compare_step(mine, reference, x, what, seed=0, hint=""):
+    """One forward and backward pass of both modules on x (float64), upstream gradient random;
+    raises AssertionError at the first difference (output, input gradient, parameter gradients)."""
+    x_mine, x_ref = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out, expected = mine(x_mine), reference(x_ref)
+    assert_close(out, expected.detach(), f"{what}: output", rtol=1e-7, atol=1e-9, hint=hint)
+    dout = torch.randn(expected.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    out.backward(dout)
+    expected.backward(dout)
+    assert x_mine.grad is not None, f"{what}: no gradient reached the input (did you detach it?)"
+    assert_close(x_mine.grad, x_ref.grad, f"{what}: gradient with respect to the input", rtol=1e-6, atol=1e-9)
+    for name in ("weight", "bias"):
+        if getattr(reference, name, None) is not None:
+            assert_close(getattr(mine, name).grad, getattr(reference, name).grad, f"{what}: gradient of {name}",
+                         rtol=1e-6, atol=1e-9)
+
+
+def random_input(shape, seed=0, scale=2.0, shift=1.0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=generator, dtype=torch.float64) * scale + shift
+
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_bn_state", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Parameters and buffers, as in torch.nn.BatchNorm1d(4).
+mine, theirs = BatchNorm(4).state_dict(), nn.BatchNorm1d(4).state_dict()
+assert set(mine) == set(theirs), (
+    f"state_dict keys are {sorted(mine)} but should be {sorted(theirs)}: weight and bias are "
+    "nn.Parameter, the running statistics and num_batches_tracked are buffers (self.register_buffer)")
+for key, expected in theirs.items():
+    assert mine[key].shape == expected.shape, \
+        f"{key} has shape {tuple(mine[key].shape)}, should be {tuple(expected.shape)}"
+    assert mine[key].dtype == expected.dtype, f"{key} has dtype {mine[key].dtype}, should be {expected.dtype}"
+    assert_close(mine[key], expected, f"initial {key}")
+names = [name for name, _ in BatchNorm(4).named_parameters()]
+assert sorted(names) == ["bias", "weight"], \
+    f"the learned parameters should be weight and bias only, got {names} (running statistics are buffers)"
+# Without affine parameters or running statistics.
+for options in ({"affine": False}, {"track_running_stats": False}):
+    mine, theirs = BatchNorm(3, **options).state_dict(), nn.BatchNorm1d(3, **options).state_dict()
+    assert set(mine) == set(theirs), \
+        f"BatchNorm(3, {options}): state_dict keys {sorted(mine)}, should be {sorted(theirs)}"
+# A state_dict saved from torch's layer loads into yours.
+layer = BatchNorm(4)
+layer.load_state_dict(nn.BatchNorm1d(4, momentum=0.3).state_dict())
+for attribute, value in (("num_features", 4), ("eps", 1e-5), ("momentum", 0.1), ("affine", True),
+                         ("track_running_stats", True)):
+    assert getattr(layer, attribute, None) == value, f"BatchNorm(4).{attribute} should be {value!r}"
+### BEGIN HIDDEN TESTS
+_layer = BatchNorm(5, eps=1e-3, momentum=None, affine=False).double()
+assert _layer.eps == 1e-3 and _layer.momentum is None and _layer.affine is False, "arguments kept as attributes"
+assert _layer.running_mean.dtype == torch.float64, "running_mean should follow .double(): make it a buffer"
+assert _layer.num_batches_tracked.dtype == torch.long, "num_batches_tracked should stay torch.long"
+assert _layer.weight is None and _layer.bias is None, "affine=False: weight and bias are None"
+assert len(list(_layer.parameters())) == 0, "affine=False: no parameters"
+_layer = BatchNorm(3, track_running_stats=False)
+assert _layer.running_mean is None and _layer.num_batches_tracked is None, \
+    "track_running_stats=False: running_mean, running_var and num_batches_tracked are None"
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_bn_train", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# Training mode: outputs and gradients equal torch's, for each input layout.
+for shape, reference in (((8, 3), nn.BatchNorm1d(3)), ((4, 3, 5), nn.BatchNorm1d(3)),
+                         ((2, 3, 4, 4), nn.BatchNorm2d(3))):
+    mine, reference = paired(BatchNorm(3), reference, seed=len(shape))
+    compare_step(mine, reference, random_input(shape, seed=len(shape)), f"train mode, input {shape}",
+                 hint="normalize per channel (axis 1) over every other axis, with the batch mean and the "
+                      "BIASED variance, eps inside the square root, then weight * xhat + bias")
+### BEGIN HIDDEN TESTS
+for _shape, _options in (((6, 4), {"eps": 0.5}), ((3, 2, 3, 5), {"eps": 1e-3, "affine": False}),
+                         ((5, 2, 7), {"track_running_stats": False}), ((2, 4, 3, 3), {"momentum": None})):
+    _cls = nn.BatchNorm2d if len(_shape) == 4 else nn.BatchNorm1d
+    _mine, _ref = paired(BatchNorm(_shape[1], **_options), _cls(_shape[1], **_options), seed=31)
+    compare_step(_mine, _ref, random_input(_shape, seed=32, scale=3.0), f"train mode, input {_shape}, {_options}")
+_mine, _ = paired(BatchNorm(3), nn.BatchNorm2d(3))
+_x = random_input((2, 3, 4, 4), seed=33).requires_grad_(True)
+assert_no_torch_calls(lambda: _mine(_x).sum().backward(), what="your BatchNorm (train mode)")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_bn_running", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Three training steps (forward and backward): the buffers follow torch's.
+for shape, reference in (((8, 3), nn.BatchNorm1d(3)), ((2, 3, 4, 4), nn.BatchNorm2d(3))):
+    mine, reference = paired(BatchNorm(3), reference)
+    for step in range(3):
+        compare_step(mine, reference, random_input(shape, seed=10 + step, shift=step), f"step {step}, input {shape}")
+    assert int(mine.num_batches_tracked) == 3, \
+        f"num_batches_tracked should be 3 after three training steps, got {int(mine.num_batches_tracked)}"
+    assert_close(mine.running_mean, reference.running_mean, f"running_mean after 3 steps, input {shape}",
+                 hint="(1 - momentum) * running_mean + momentum * batch mean, in place under torch.no_grad()")
+    assert_close(mine.running_var, reference.running_var, f"running_var after 3 steps, input {shape}",
+                 hint="running_var is fed the UNBIASED batch variance, n / (n - 1) times the one used to normalize")
+    assert not mine.running_mean.requires_grad and not mine.running_var.requires_grad, \
+        "the running statistics carry autograd history: update them in place under torch.no_grad()"
+### BEGIN HIDDEN TESTS
+for _shape, _momentum in (((5, 2, 6), 0.3), ((3, 4, 2, 2), 0.05), ((16, 3), 0.9)):
+    _cls = nn.BatchNorm2d if len(_shape) == 4 else nn.BatchNorm1d
+    _mine, _ref = paired(BatchNorm(_shape[1], momentum=_momentum), _cls(_shape[1], momentum=_momentum), seed=34)
+    for _step in range(4):
+        compare_step(_mine, _ref, random_input(_shape, seed=40 + _step, scale=1.0 + _step), f"step {_step}")
+    assert_close(_mine.running_mean, _ref.running_mean, f"running_mean, input {_shape}, momentum {_momentum}")
+    assert_close(_mine.running_var, _ref.running_var, f"running_var, input {_shape}, momentum {_momentum}")
+    assert int(_mine.num_batches_tracked) == 4, "num_batches_tracked after 4 steps"
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_bn_eval", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# Train a few steps, then evaluate: outputs and gradients equal torch's in eval mode.
+for shape, reference in (((8, 3), nn.BatchNorm1d(3)), ((2, 3, 4, 4), nn.BatchNorm2d(3))):
+    mine, reference = paired(BatchNorm(3), reference)
+    for step in range(3):
+        compare_step(mine, reference, random_input(shape, seed=20 + step, shift=2.0), f"training step {step}")
+    mine.eval()
+    reference.eval()
+    buffers = {name: value.clone() for name, value in mine.named_buffers()}
+    compare_step(mine, reference, random_input(shape, seed=30), f"eval mode, input {shape}",
+                 hint="in eval mode normalize with running_mean and running_var, not the batch statistics "
+                      "(and if ps3_test_bn_running fails too, fix the running statistics first)")
+    for name, value in mine.named_buffers():
+        assert_close(value, buffers[name], f"{name} after an eval-mode forward pass",
+                     hint="eval mode must not update the buffers")
+    # In eval mode a sample's output does not depend on its batch.
+    x = random_input(shape, seed=31)
+    with torch.no_grad():
+        assert_close(mine(x[:1]), mine(x)[:1], f"eval mode: sample 0 alone vs in its batch, input {shape}")
+### BEGIN HIDDEN TESTS
+_mine, _ref = paired(BatchNorm(4, eps=0.1, momentum=0.5), nn.BatchNorm1d(4, eps=0.1, momentum=0.5), seed=35)
+for _step in range(2):
+    compare_step(_mine, _ref, random_input((6, 4), seed=50 + _step, scale=3.0, shift=-1.0), f"step {_step}")
+_mine.eval()
+_ref.eval()
+compare_step(_mine, _ref, random_input((5, 4), seed=52), "eval mode, eps 0.1, momentum 0.5")
+assert_no_torch_calls(lambda: _mine(random_input((5, 4), seed=53).requires_grad_(True)).sum().backward(),
+                      what="your BatchNorm (eval mode)")
+# Without running statistics, eval mode uses the batch statistics, like torch.
+_mine, _ref = paired(BatchNorm(3, track_running_stats=False), nn.BatchNorm2d(3, track_running_stats=False), seed=36)
+_mine.eval()
+_ref.eval()
+compare_step(_mine, _ref, random_input((2, 3, 3, 3), seed=54), "eval mode, track_running_stats=False")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_bn_momentum_none", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# momentum=None: the cumulative average of all batches so far.
+mine, reference = paired(BatchNorm(2, momentum=None), nn.BatchNorm1d(2, momentum=None))
+for step in range(4):
+    compare_step(mine, reference, random_input((6, 2), seed=60 + step, shift=step), f"momentum=None, step {step}")
+    assert_close(mine.running_mean, reference.running_mean, f"running_mean after {step + 1} batch(es)",
+                 hint="with momentum=None the factor is 1 / num_batches_tracked, counting this batch")
+assert int(mine.num_batches_tracked) == 4, "num_batches_tracked after 4 batches"
+assert_close(mine.running_var, reference.running_var, "running_var after 4 batches, momentum=None")
+### BEGIN HIDDEN TESTS
+_mine, _ref = paired(BatchNorm(3, momentum=None), nn.BatchNorm2d(3, momentum=None), seed=37)
+for _step in range(3):
+    compare_step(_mine, _ref, random_input((2, 3, 2, 3), seed=70 + _step, scale=1.0 + _step), f"step {_step}")
+assert_close(_mine.running_mean, _ref.running_mean, "running_mean, 4-D input, momentum=None")
+assert_close(_mine.running_var, _ref.running_var, "running_var, 4-D input, momentum=None")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Your layer is a drop-in replacement. A quick look (not graded): a small network with
+# `torch.nn.BatchNorm1d` and the same network with your `BatchNorm`, loaded from the
+# first one's `state_dict`, give the same predictions in eval mode.
+
+# %% nbgrader={"grade": false, "grade_id": "ps3_dropin_demo", "locked": true, "schema_version": 3, "solution": false, "task": false}
+torch.manual_seed(0)
+with_torch = nn.Sequential(nn.Linear(5, 8, bias=False), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+with_yours = nn.Sequential(nn.Linear(5, 8, bias=False), BatchNorm(8), nn.ReLU(), nn.Linear(8, 2))
+for _ in range(5):  # a few training-mode passes move the running statistics
+    with_torch(torch.randn(16, 5) * 2 + 1)
+with_yours.load_state_dict(with_torch.state_dict())
+with_torch.eval()
+with_yours.eval()
+x = torch.randn(4, 5)
+with torch.no_grad():
+    print("largest difference of the eval outputs:", float((with_torch(x) - with_yours(x)).abs().max()))
+
+# %% [markdown]
+# ## Part 3 — Layer norm and group norm (≈ 40 minutes, 7 points)
+#
+# Batch norm needs a batch: its statistics mix the samples, so it behaves differently in
+# training and at test time, and badly with tiny batches. Layer norm (Ba et al., 2016) and
+# group norm (Wu & He, 2018) compute the same $\hat x = (x-\mu)/\sqrt{\sigma^2+\epsilon}$
+# (biased variance) over a different set of entries — **within one sample** — so they
+# need no running statistics and do the same thing in both modes (Raschka's slides show
+# Wu & He's cube figure):
+#
+# | layer | statistics over, for each sample | $\gamma$, $\beta$ |
+# |---|---|---|
+# | `LayerNorm(normalized_shape)` | the last `len(normalized_shape)` axes, e.g. `D` of `(N, D)` or `(N, L, D)`, or `(C, H, W)` of `(N, C, H, W)` | shape `normalized_shape`, elementwise |
+# | `GroupNorm(G, C)` | each group of $C/G$ **consecutive** channels, together with all positions | shape `(C,)`, per channel |
+#
+# `GroupNorm(1, C)` normalizes each sample over all of `(C, H, W)` (layer norm without
+# its elementwise affine); `GroupNorm(C, C)` normalizes each channel of each sample over
+# its positions (instance norm).
+#
+# *Hint for group norm:* reshape `x` to `(N, G, -1)`; the statistics are then over the
+# last axis.
+#
+# **Task (7 points).** Complete `LayerNorm` (3 points) and `GroupNorm` (4 points), with
+# the parameters named and shaped as torch's (`weight` ones, `bias` zeros; none when
+# `elementwise_affine=False` / `affine=False`).
+
+# %% nbgrader={"grade": false, "grade_id": "ps3_layernorm", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class LayerNorm(nn.Module):
+    """Layer normalization, like torch.nn.LayerNorm: each sample is normalized over its
+    last len(normalized_shape) axes; weight and bias have shape normalized_shape."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True):
+        super().__init__()
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        ### BEGIN SOLUTION
+        if elementwise_affine:
+            self.weight = nn.Parameter(torch.ones(self.normalized_shape))
+            self.bias = nn.Parameter(torch.zeros(self.normalized_shape))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        dims = tuple(range(x.dim() - len(self.normalized_shape), x.dim()))
+        mean = x.mean(dim=dims, keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
+        out = (x - mean) / torch.sqrt(var + self.eps)
+        if self.elementwise_affine:
+            out = out * self.weight + self.bias
+        return out
+        ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_layernorm", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# By hand, eps = 0: the sample [1, 3] has mean 2 and (biased) standard deviation 1.
+with torch.no_grad():
+    out = LayerNorm(2, eps=0.0)(torch.tensor([[1.0, 3.0], [10.0, 30.0]]))
+assert_close(out, [[-1.0, 1.0], [-1.0, 1.0]], "LayerNorm(2, eps=0) of [[1, 3], [10, 30]]",
+             hint="each sample (row) is normalized over its own features, not each feature over the batch")
+assert sorted(LayerNorm(5).state_dict()) == ["bias", "weight"], "LayerNorm's state_dict holds weight and bias"
+assert_shape(LayerNorm(5).weight, (5,), "LayerNorm(5).weight")
+assert not list(LayerNorm(5, elementwise_affine=False).parameters()), "elementwise_affine=False: no parameters"
+# Against torch: (N, D), and (N, L, D) with normalized over the last axis, as in a transformer.
+for shape in ((6, 5), (2, 4, 5)):
+    mine, reference = paired(LayerNorm(5), nn.LayerNorm(5), seed=len(shape))
+    compare_step(mine, reference, random_input(shape, seed=len(shape)), f"LayerNorm(5), input {shape}",
+                 hint="statistics over the last axis of every sample (and position), biased variance")
+### BEGIN HIDDEN TESTS
+for _shape, _options in (((4, 7), {"eps": 0.5}), ((3, 2, 6), {"elementwise_affine": False})):
+    _mine, _ref = paired(LayerNorm(_shape[-1], **_options), nn.LayerNorm(_shape[-1], **_options), seed=38)
+    compare_step(_mine, _ref, random_input(_shape, seed=80, scale=4.0, shift=-2.0), f"input {_shape}, {_options}")
+_mine, _ = paired(LayerNorm(5), nn.LayerNorm(5))
+_x = random_input((3, 5), seed=81).requires_grad_(True)
+assert_no_torch_calls(lambda: _mine(_x).sum().backward(), what="your LayerNorm")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_layernorm_shapes", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# normalized_shape with several axes: (C, H, W), or only (H, W), of (N, C, H, W) feature maps.
+for normalized_shape in ((3, 4, 4), (4, 4)):
+    mine, reference = paired(LayerNorm(normalized_shape), nn.LayerNorm(normalized_shape), seed=5)
+    assert_shape(mine.weight, normalized_shape, f"LayerNorm({normalized_shape}).weight")
+    compare_step(mine, reference, random_input((2, 3, 4, 4), seed=6),
+                 f"LayerNorm({normalized_shape}), input (2, 3, 4, 4)",
+                 hint="normalize over the LAST len(normalized_shape) axes together")
+### BEGIN HIDDEN TESTS
+_mine, _ref = paired(LayerNorm([2, 3], eps=1e-3), nn.LayerNorm([2, 3], eps=1e-3), seed=39)
+compare_step(_mine, _ref, random_input((4, 5, 2, 3), seed=82), "LayerNorm([2, 3]), input (4, 5, 2, 3)")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": false, "grade_id": "ps3_groupnorm", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class GroupNorm(nn.Module):
+    """Group normalization, like torch.nn.GroupNorm: the C channels form num_groups groups
+    of C / num_groups consecutive channels; each (sample, group) is normalized over its
+    channels and all positions; weight and bias have shape (C,), per channel."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError(f"num_channels={num_channels} is not divisible by num_groups={num_groups}")
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
+        ### BEGIN SOLUTION
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_channels))
+            self.bias = nn.Parameter(torch.zeros(num_channels))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        n = x.shape[0]
+        grouped = x.reshape(n, self.num_groups, -1)
+        mean = grouped.mean(dim=2, keepdim=True)
+        var = ((grouped - mean) ** 2).mean(dim=2, keepdim=True)
+        normalized = (grouped - mean) / torch.sqrt(var + self.eps)
+        out = normalized.reshape(x.shape)
+        if self.affine:
+            shape = [1, -1] + [1] * (x.dim() - 2)
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out
+        ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_groupnorm", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# By hand, eps = 0: 4 channels in 2 groups, one position. Sample [1, 3, 10, 30]: group
+# (1, 3) has mean 2 and std 1, group (10, 30) mean 20 and std 10.
+with torch.no_grad():
+    out = GroupNorm(2, 4, eps=0.0)(torch.tensor([[1.0, 3.0, 10.0, 30.0]]))
+assert_close(out, [[-1.0, 1.0, -1.0, 1.0]], "GroupNorm(2, 4, eps=0) of [[1, 3, 10, 30]]",
+             hint="a group is C / G CONSECUTIVE channels: channels 0-1 and 2-3 here")
+layer = GroupNorm(2, 6)
+assert sorted(layer.state_dict()) == ["bias", "weight"], "GroupNorm's state_dict holds weight and bias"
+assert_shape(layer.weight, (6,), "GroupNorm(2, 6).weight (one per channel)")
+# Against torch, with random weight and bias.
+for groups, shape in ((2, (3, 6, 4, 4)), (3, (4, 6)), (2, (2, 6, 5))):
+    mine, reference = paired(GroupNorm(groups, 6), nn.GroupNorm(groups, 6), seed=groups)
+    compare_step(mine, reference, random_input(shape, seed=len(shape)), f"GroupNorm({groups}, 6), input {shape}",
+                 hint="reshape to (N, G, -1): per sample and group, statistics over its channels AND positions")
+### BEGIN HIDDEN TESTS
+for _groups, _shape, _options in ((4, (2, 8, 3, 3), {"eps": 0.5}), (3, (3, 6, 2, 5), {"affine": False}),
+                                  (2, (5, 4, 3), {})):
+    _mine, _ref = paired(GroupNorm(_groups, _shape[1], **_options), nn.GroupNorm(_groups, _shape[1], **_options),
+                         seed=40)
+    compare_step(_mine, _ref, random_input(_shape, seed=83, scale=3.0), f"GroupNorm({_groups}), input {_shape}")
+_mine, _ = paired(GroupNorm(2, 4), nn.GroupNorm(2, 4))
+_x = random_input((2, 4, 3, 3), seed=84).requires_grad_(True)
+assert_no_torch_calls(lambda: _mine(_x).sum().backward(), what="your GroupNorm")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_groupnorm_limits", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+x = random_input((3, 4, 5, 5), seed=7)
+with torch.no_grad():
+    # One group: layer norm over (C, H, W) of each sample.
+    assert_close(GroupNorm(1, 4, affine=False).double()(x),
+                 nn.LayerNorm((4, 5, 5), elementwise_affine=False).double()(x),
+                 "GroupNorm(1, 4) vs LayerNorm((4, 5, 5))",
+                 hint="with one group the statistics of a sample are over all its channels and positions")
+    # One channel per group: instance norm, each channel of each sample over its positions.
+    assert_close(GroupNorm(4, 4, affine=False).double()(x), nn.InstanceNorm2d(4).double()(x),
+                 "GroupNorm(4, 4) vs InstanceNorm2d(4)", hint="each group must include all spatial positions")
+    # Nothing is shared between samples: sample 0 alone gives the same output.
+    layer = GroupNorm(2, 4, affine=False).double()
+    assert_close(layer(x[:1]), layer(x)[:1], "GroupNorm: sample 0 alone vs in its batch",
+                 hint="statistics are per sample: never average over the batch axis")
+### BEGIN HIDDEN TESTS
+_x = random_input((2, 6, 3, 2), seed=85)
+with torch.no_grad():
+    assert_close(GroupNorm(6, 6, affine=False).double()(_x), nn.InstanceNorm2d(6).double()(_x), "GroupNorm(6, 6)")
+    assert_close(GroupNorm(1, 6, eps=0.1, affine=False).double()(_x),
+                 nn.LayerNorm((6, 3, 2), eps=0.1, elementwise_affine=False).double()(_x), "GroupNorm(1, 6, eps=0.1)")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Part 4 — Inverted dropout (≈ 25 minutes, 4 points)
+#
+# Dropout (Srivastava et al., 2014) zeroes each unit independently with probability $p$
+# during training. PyTorch's `p` is the probability to **drop**; Silva's slides use the
+# **keep** probability `keep_prob` $= 1 - p$. In *inverted* dropout the kept units are
+# divided by the keep probability during training,
+#
+# $$y = \frac{x \odot \text{mask}}{1 - p}, \qquad \text{mask}_i \sim \text{Bernoulli}(1 - p),$$
+#
+# so that $\mathbb E[y] = x$, and at test time the layer is the identity ("we do **not**
+# drop units at test time", Schilling's slides): no rescaling to remember at deployment.
+# Every entry of the input gets its own mask value — every sample and every feature.
+#
+# **Task (4 points).** Complete `Dropout` for $0 \le p < 1$.
+
+# %% nbgrader={"grade": false, "grade_id": "ps3_dropout", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class Dropout(nn.Module):
+    """Inverted dropout, like torch.nn.Dropout: in training, zero each entry with
+    probability p and divide the kept ones by 1 - p; in eval mode, the identity."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        if not self.training or self.p == 0:
+            return x
+        keep = 1.0 - self.p
+        mask = (torch.rand_like(x) < keep).to(x.dtype)
+        return x * mask / keep
+        ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_dropout_train", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+torch.manual_seed(0)
+x = torch.rand(400, 250, dtype=torch.float64) + 0.5  # no zeros in the input
+layer = Dropout(p=0.2)
+layer.train()
+with torch.no_grad():
+    out = layer(x)
+assert_shape(out, x.shape, "Dropout output")
+dropped = out == 0
+fraction = float(dropped.double().mean())
+assert abs(fraction - 0.2) < 0.01, (
+    f"Dropout(p=0.2) zeroed {fraction:.3f} of the entries, should be about 0.2: p is the probability "
+    "to DROP (the keep probability is 1 - p)")
+assert_close(out[~dropped], x[~dropped] / 0.8, "the kept entries of Dropout(p=0.2)",
+             hint="inverted dropout divides the kept entries by the keep probability 1 - p = 0.8")
+# Every entry has its own mask value: samples 0, 2, 4, ... and 1, 3, 5, ... are dropped in
+# the same places only by chance (about 0.8 * 0.8 + 0.2 * 0.2 = 68 % of the entries).
+agreement = float((dropped[0::2] == dropped[1::2]).double().mean())
+assert agreement < 0.9, (
+    f"the samples were dropped in the same places ({agreement:.0%} of the entries agree): draw one mask "
+    "value for every entry of x (torch.rand_like(x)), not one mask for the whole batch")
+with torch.no_grad():
+    assert_close(Dropout(p=0.0).train()(x), x, "Dropout(p=0) in training mode")
+### BEGIN HIDDEN TESTS
+torch.manual_seed(1)
+_x = torch.rand(300, 300) + 1.0
+for _p in (0.5, 0.7, 0.05):
+    with torch.no_grad():
+        _out = Dropout(p=_p).train()(_x)
+    _dropped = _out == 0
+    assert abs(float(_dropped.float().mean()) - _p) < 0.01, f"Dropout(p={_p}): fraction of zeros"
+    assert_close(_out[~_dropped], _x[~_dropped] / (1 - _p), f"kept entries of Dropout(p={_p})", rtol=1e-5)
+_layer = Dropout(p=0.3).train()
+assert_no_torch_calls(lambda: _layer(_x), forbidden=("dropout",), what="your Dropout")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_dropout_eval", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+x = torch.rand(50, 40, dtype=torch.float64) + 0.5
+layer = Dropout(p=0.5)
+layer.eval()
+with torch.no_grad():
+    assert_close(layer(x), x, "Dropout(p=0.5) in eval mode",
+                 hint="at test time inverted dropout is the identity: no mask and no scaling")
+### BEGIN HIDDEN TESTS
+_layer = Dropout(p=0.9).eval()
+_x = torch.randn(20, 3, 4)
+assert_close(_layer(_x), _x, "Dropout(p=0.9) in eval mode, 3-D input")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_dropout_expectation", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Averaged over many draws, inverted dropout leaves every entry unchanged: E[y] = x.
+torch.manual_seed(2)
+x = torch.linspace(-2.0, 2.0, 40, dtype=torch.float64).reshape(4, 10)
+layer = Dropout(p=0.3).train()
+with torch.no_grad():
+    average = torch.stack([layer(x) for _ in range(4000)]).mean(dim=0)
+assert_close(average, x, "Dropout(p=0.3) averaged over 4000 draws", rtol=0.1, atol=0.08,
+             hint="E[mask] = 1 - p, so dividing by 1 - p keeps the expectation")
+### BEGIN HIDDEN TESTS
+torch.manual_seed(3)
+_x = torch.ones(2000, 50, dtype=torch.float64)
+with torch.no_grad():
+    _out = Dropout(p=0.5).train()(_x)
+_kept = (_out != 0).double()
+# Each sample has its own mask: two samples agree on about half of the entries, not all.
+_agreement = float((_kept[0::2] == _kept[1::2]).double().mean())
+assert abs(_agreement - 0.5) < 0.05, \
+    f"masks of different samples agree on {_agreement:.2f} of the entries: draw one mask value per entry"
+_x = torch.randn(30, 20, dtype=torch.float64, requires_grad=True)
+_out = Dropout(p=0.4).train()(_x)
+_out.backward(torch.ones_like(_out))
+assert_close(_x.grad, (_out != 0).double() / 0.6, "gradient of Dropout(p=0.4)")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Part 5 — Concepts (4 points)
+#
+# Answer each question with one letter in quotes, e.g. `q_keras = "a"`.
+#
+# **Question 1.** A Keras model uses `BatchNormalization(momentum=0.99)`. Which `momentum`
+# of `torch.nn.BatchNorm1d` gives the same running averages?
+#
+# - (a) 0.99
+# - (b) 0.01
+# - (c) 0.1
+# - (d) 0.9
+
+# %% nbgrader={"grade": false, "grade_id": "ps3_q_keras", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# q_keras = "a", "b", "c" or "d"
+### BEGIN SOLUTION
+q_keras = "b"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_q_keras", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+answer = assert_choice(q_keras, "abcd", "q_keras")
+### BEGIN HIDDEN TESTS
+assert answer == "b", "q_keras: not the right choice"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Question 2.** You evaluate a trained network with batch norm on the test set, in
+# batches of 16, inside `with torch.no_grad():`, but forget `model.eval()`. What happens?
+#
+# - (a) Nothing: without gradients, batch norm uses its running statistics anyway.
+# - (b) Each prediction depends on the other 15 images of its batch, and every test
+#   batch also moves `running_mean` and `running_var`.
+# - (c) PyTorch raises an error because the model is in training mode.
+# - (d) Only the speed changes: the predictions are the same.
+
+# %% nbgrader={"grade": false, "grade_id": "ps3_q_forgot_eval", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# q_forgot_eval = "a", "b", "c" or "d"
+### BEGIN SOLUTION
+q_forgot_eval = "b"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_q_forgot_eval", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+answer = assert_choice(q_forgot_eval, "abcd", "q_forgot_eval")
+### BEGIN HIDDEN TESTS
+assert answer == "b", "q_forgot_eval: not the right choice"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Question 3.** In *training* mode, which layers give a sample the same output whatever
+# the other samples of its mini-batch are?
+#
+# - (a) Batch norm only.
+# - (b) Layer norm and group norm.
+# - (c) Batch norm and group norm.
+# - (d) All three.
+
+# %% nbgrader={"grade": false, "grade_id": "ps3_q_batch_independent", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# q_batch_independent = "a", "b", "c" or "d"
+### BEGIN SOLUTION
+q_batch_independent = "b"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_q_batch_independent", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+answer = assert_choice(q_batch_independent, "abcd", "q_batch_independent")
+### BEGIN HIDDEN TESTS
+assert answer == "b", "q_batch_independent: not the right choice"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Question 4.** A network has `Dropout(p)` directly before a batch-norm layer. Why can
+# its test accuracy suffer?
+#
+# - (a) The kept units are multiplied by $1/(1-p)$, which shifts the mean that batch norm sees.
+# - (b) In training, the dropped-and-rescaled activations have a larger variance than the
+#   same activations at test time; `running_var` stores the training variance, so at test
+#   time batch norm shrinks its inputs (the "variance shift").
+# - (c) The running statistics are not updated while dropout is active.
+# - (d) Dropout and batch norm cannot be used in the same network.
+
+# %% nbgrader={"grade": false, "grade_id": "ps3_q_dropout_bn", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# q_dropout_bn = "a", "b", "c" or "d"
+### BEGIN SOLUTION
+q_dropout_bn = "b"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ps3_test_q_dropout_bn", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+answer = assert_choice(q_dropout_bn, "abcd", "q_dropout_bn")
+### BEGIN HIDDEN TESTS
+assert answer == "b", "q_dropout_bn: not the right choice"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Before you submit
+#
+# 1. *Kernel → Restart Kernel and Run All Cells*.
+# 2. `normlab check ps3 ps3.ipynb`.
+# 3. Submit `ps3.ipynb`.
+#
+# **Summary.** Batch norm keeps two running averages for inference, updated with the
+# weight `momentum` on the new batch (PyTorch; Keras' 0.99 is PyTorch's 0.01), fed with the
+# *unbiased* batch variance, and counted in `num_batches_tracked` (`momentum=None`: the
+# cumulative average). In eval mode it is a fixed affine map per channel; the buffers are
+# part of the `state_dict` but not parameters. Layer and group norm compute the same
+# normalization within each sample — over the last axes, or over groups of consecutive
+# channels with their positions — so they need no running statistics. Inverted dropout
+# divides by the keep probability $1-p$ in training and does nothing at test time.
