@@ -197,3 +197,13 @@ def test_the_project_root_is_found_from_a_subfolder(project, monkeypatch):
     monkeypatch.chdir(project / "course" / "deep")
 
     assert find_root().resolve() == project.resolve()
+
+
+def test_the_build_releases_every_assignment_unless_lectures_are_selected(tmp_path):
+    from normlab.build import STEPS, assignments_step
+
+    root = Path(__file__).resolve().parents[1]
+    assert assignments_step in STEPS
+    tasks = assignments_step(BuildOptions(root=root, out=tmp_path))
+    assert [task.name for task in tasks] == ["assignments/ps1", "assignments/ps2", "assignments/ps3", "assignments/ps4"]
+    assert assignments_step(BuildOptions(root=root, out=tmp_path, numbers=[1])) == []

@@ -230,8 +230,24 @@ def slides_step(options: BuildOptions) -> list[Task]:
     return plan_slides(options)
 
 
+def assignments_step(options: BuildOptions) -> list[Task]:
+    """Per assignment: the nbgrader student release and the answer key (normlab.assignments).
+    Left out when lectures are selected by number or the project has no assignments."""
+    from normlab.assignments import assignment_ids, build_assignments
+
+    if options.numbers or not (options.root / "assignments" / "nbgrader_config.py").is_file():
+        return []
+
+    def run(assignment_id: str) -> str | None:
+        rows = build_assignments(options.root, options.out, only=[assignment_id])
+        failed = [f"{row.name}: {row.status}" for row in rows if row.status != "ok"]
+        return "; ".join(failed) or None
+
+    return [Task(f"assignments/{aid}", partial(run, aid)) for aid in assignment_ids(options.root)]
+
+
 STEPS: list[Callable[[BuildOptions], list[Task]]] = [notebook_step("course"), notebook_step("solutions"),
-                                                     slides_step]
+                                                     slides_step, assignments_step]
 
 
 def find_root(start: Path | None = None) -> Path:
