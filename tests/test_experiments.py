@@ -326,3 +326,12 @@ def test_batchnorm_noise_can_apply_its_mean_at_test_time():
     torch.testing.assert_close(noise(x), 1.5 * x + 0.5)
     with pytest.raises(ValueError, match="test_time"):
         BatchNormNoise(3, test_time="sometimes")
+
+
+def test_paired_verdict_leaves_out_the_load_both_arms_of_a_run_share():
+    # BN is 10% slower in every run, but the runs saw very different machine loads
+    vanilla = [10.0, 20.0, 15.0]
+    bn = [11.0, 22.0, 16.5]
+    assert compare(bn, vanilla, metric="epoch_ms").outcome == "draw"  # unpaired: the load swamps it
+    paired = compare(bn, vanilla, metric="epoch_ms", paired=True)
+    assert paired.outcome == "b" and paired.se == pytest.approx(np.std([1.0, 2.0, 1.5], ddof=1) / math.sqrt(3))

@@ -247,7 +247,6 @@ CONDITIONS: tuple = (
         arms=BN_ARMS,
         cells=_batch_cells((32, 64, 128, 256, 512, 1024)),
         base={"epochs": 10},
-        quick_overrides={"epochs": 5},
         comparisons=(Comparison("BN", "vanilla", (B,)),),
         metric="epoch_ms",
         tally=True,

@@ -12,8 +12,11 @@ where :math:`s` is the sample standard deviation across seeds (so SE is the stan
 error of the difference of the two means). **A ahead** if :math:`d > \text{margin}`,
 **B ahead** if :math:`d < -\text{margin}`, otherwise a **draw**. For accuracy
 :math:`\delta` = 0.5 percentage points; for epoch times lower is better (:math:`d` is
-taken the other way round) and :math:`\delta` = 5 % of B's mean time. With fewer than
-two seeds in an arm the spread is unknown and the verdict is "n/a".
+taken the other way round) and :math:`\delta` = 5 % of B's mean time. The wall-time
+condition times both arms in one run (paired), so there SE is that of the per-seed
+differences, :math:`\mathrm{sd}(m_A - m_B)/\sqrt n`: the machine's load, which the two
+arms of a run share, drops out. With fewer than two seeds in an arm the spread is
+unknown and the verdict is "n/a".
 
 **The accuracy** is the test accuracy at the epoch of best validation accuracy: the
 model early stopping would keep, chosen without looking at the test set. The final
@@ -74,7 +77,8 @@ RULE = (
     "(for epoch times d = mean(B) - mean(A): faster is better); SE = sqrt(sd_A^2/n_A + sd_B^2/n_B) "
     "with sd the sample standard deviation across seeds; margin = max(2 x SE, delta), delta = "
     "0.5 percentage points of accuracy or 5% of B's mean time (epoch time = median CPU time of a "
-    "training epoch on one torch thread). A ahead if d > margin, B ahead if "
+    "training epoch on one torch thread; both arms are timed in one run, so there SE is that of the "
+    "per-seed differences, sd(A - B)/sqrt(n)). A ahead if d > margin, B ahead if "
     "d < -margin, else draw (n/a with fewer than 2 seeds). Accuracy = test accuracy at the epoch "
     "of best validation accuracy (the model early stopping keeps, chosen without the test set). "
     "A condition with several cells takes the verdict of a strict majority of its cells, else draw."
@@ -105,15 +109,25 @@ def _mean_sd(values):
     return mean, sd, n
 
 
-def compare(values_a, values_b, metric="test_acc") -> Verdict:
-    """Apply the verdict rule (module docstring) to per-seed values of arms A and B."""
+def compare(values_a, values_b, metric="test_acc", paired=False) -> Verdict:
+    """Apply the verdict rule (module docstring) to per-seed values of arms A and B.
+
+    ``paired``: ``values_a[i]`` and ``values_b[i]`` were measured together (one run
+    timing both arms); SE is then that of the per-seed differences, sd(a - b)/sqrt(n),
+    which leaves out what the pair shares (e.g. the machine's load during that run).
+    """
     metric = METRICS[metric] if isinstance(metric, str) else metric
     mean_a, sd_a, n_a = _mean_sd(values_a)
     mean_b, sd_b, n_b = _mean_sd(values_b)
     diff = (mean_a - mean_b) if metric.higher_is_better else (mean_b - mean_a)
     if n_a < 2 or n_b < 2:
         return Verdict("n/a", diff, math.nan, math.nan, mean_a, sd_a, n_a, mean_b, sd_b, n_b)
-    se = math.sqrt(sd_a**2 / n_a + sd_b**2 / n_b)
+    if paired:
+        if n_a != n_b:
+            raise ValueError(f"paired values need the same number of seeds, got {n_a} and {n_b}")
+        se = float(np.std(np.subtract(values_a, values_b), ddof=1)) / math.sqrt(n_a)
+    else:
+        se = math.sqrt(sd_a**2 / n_a + sd_b**2 / n_b)
     margin = max(2 * se, metric.min_effect + metric.min_effect_relative * abs(mean_b))
     outcome = "a" if diff > margin else "b" if diff < -margin else "draw"
     return Verdict(outcome, diff, se, margin, mean_a, sd_a, n_a, mean_b, sd_b, n_b)
@@ -297,7 +311,7 @@ def aggregate(jobs, records, settings=None, conditions=()) -> Scoreboard:
                 cell_rows = []
                 for cell in cells:
                     (recs_a, va), (recs_b, vb) = per_seed(cell, comparison.a), per_seed(cell, comparison.b)
-                    verdict = compare(va, vb, metric)
+                    verdict = compare(va, vb, metric, paired=condition.paired)
                     expected = comparison.expected_for(cell)
                     cell_rows.append({
                         "setup": setup, "condition": name, "cell": cell, "a": comparison.a, "b": comparison.b,
@@ -454,6 +468,9 @@ def run_scoreboard(conditions=None, seeds=None, out=None, quick=True, progress=T
     ``out`` (default ``build/experiments/quick`` or ``.../full``) receives runs/,
     results.csv, summary.csv, scoreboard.csv, scoreboard.md, results.json and, with
     ``plots``, curves/*.png. Finished runs found in ``out/runs`` are not recomputed.
+    ``workers``: processes (default 2 when there are 4+ runs to do; 1 = this process).
+    Worker processes are spawned, so a *script* that calls this with more than one
+    worker must do it under ``if __name__ == "__main__":`` (notebooks need nothing).
     """
     settings = runner.QUICK if quick else runner.FULL
     if not quick:
