@@ -1,18 +1,24 @@
 """Batch-norm kernels side by side: NumPy reference, normlab.nn.BatchNorm, torch.nn.BatchNormNd.
 
-Run: python benchmarks/bn_kernels.py [--repeats 9]
+Run: python benchmarks/bn_kernels.py [--repeats 21]
 float32, one thread, warm-up then the median of the repeats, all in this one process.
 Times are the CPU time of the calling thread (`time.thread_time`): with one thread every
 kernel runs there, and CPU time, unlike wall time, does not grow when other processes
 share the machine (cache and memory-bandwidth contention still can).
 Each time is also shown as a ratio to torch's native kernel for the same work and to a
-plain copy of the tensor (the memory floor: a kernel cannot beat reading x and writing y).
+plain copy of the tensor (the memory floor: a kernel cannot beat reading x and writing y),
+with the page faults per call: a fresh tensor whose memory glibc maps anew from the OS
+costs a page fault per 4 KiB, often more than the arithmetic. glibc's thresholds for
+that move with the process's history, so run it also with them pinned, e.g.
+``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824`` (then no kernel
+faults and the table shows arithmetic and memory traffic alone).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import time
 
@@ -29,19 +35,26 @@ SHAPES = [(256, 1024), (64, 64, 32, 32), (128, 32, 28, 28)]
 TORCH_BN = {2: nn.BatchNorm1d, 4: nn.BatchNorm2d}
 
 
-def median_seconds(kernels: dict, repeats: int, warmup: int = 2) -> dict:
-    """Median wall time of each kernel; the kernels take turns (round robin) so that a
-    change in machine load hits all of them alike."""
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+
+
+def median_seconds(kernels: dict, repeats: int, warmup: int = 2) -> tuple[dict, dict]:
+    """Median thread CPU time of each kernel, and its page faults per call; the kernels
+    take turns (round robin) so that a change in machine load hits all of them alike."""
     for fn in kernels.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in kernels}
+    faults = dict.fromkeys(kernels, 0)
     for _ in range(repeats):
         for name, fn in kernels.items():
-            start = time.thread_time()
+            start, start_faults = time.thread_time(), minor_faults()
             fn()
             times[name].append(time.thread_time() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            faults[name] += minor_faults() - start_faults
+    return ({name: statistics.median(ts) for name, ts in times.items()},
+            {name: f / repeats for name, f in faults.items()})
 
 
 def forward_backward(module, x, dout):
@@ -61,7 +74,7 @@ def measure(shape, repeats):
     x, dout = torch.from_numpy(x_np), torch.from_numpy(dout_np)
     ours, native = nl.BatchNorm(c), TORCH_BN[len(shape)](c)
 
-    t = median_seconds({
+    t, faults = median_seconds({
         "copy": lambda: x.clone(),
         "numpy forward": lambda: F.batchnorm_forward(x_np, gamma, beta),
         "numpy staged backward": lambda: F.batchnorm_backward(dout_np, cache),
@@ -76,24 +89,26 @@ def measure(shape, repeats):
                  "numpy closed-form backward": "torch forward+backward",
                  "normlab forward+backward": "torch forward+backward",
                  "torch forward+backward": "torch forward+backward", "copy": "torch forward"}
-    rows = [(name, sec * 1e3, sec / t[torch_for[name]], sec / t["copy"]) for name, sec in t.items()]
+    rows = [(name, sec * 1e3, sec / t[torch_for[name]], sec / t["copy"], faults[name]) for name, sec in t.items()]
     return rows, t
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9, help="timed runs per kernel (median; default 9)")
+    parser.add_argument("--repeats", type=int, default=21, help="timed runs per kernel (median; default 21)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, numpy {np.__version__}, float32, 1 thread, thread CPU time, "
           f"median of {args.repeats}, load average {os.getloadavg()[0]:.1f}\n")
-    print("| shape | kernel | ms | × torch | × copy |")
-    print("|---|---|---:|---:|---:|")
+    malloc = " ".join(f"{k}={v}" for k, v in os.environ.items() if k.startswith("MALLOC_")) or "glibc defaults"
+    print(f"malloc: {malloc}\n")
+    print("| shape | kernel | ms | × torch | × copy | page faults |")
+    print("|---|---|---:|---:|---:|---:|")
     checks = []
     for shape in SHAPES:
         rows, t = measure(shape, args.repeats)
-        for name, ms, vs_torch, vs_copy in rows:
-            print(f"| {shape} | {name} | {ms:.2f} | {vs_torch:.2f} | {vs_copy:.2f} |")
+        for name, ms, vs_torch, vs_copy, page_faults in rows:
+            print(f"| {shape} | {name} | {ms:.2f} | {vs_torch:.2f} | {vs_copy:.2f} | {page_faults:.0f} |")
         checks.append((shape, t["numpy staged backward"] / t["numpy closed-form backward"],
                        t["normlab forward+backward"] / t["torch forward+backward"],
                        t["normlab forward"] / t["torch forward"]))

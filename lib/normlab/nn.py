@@ -31,7 +31,9 @@ class _BatchNormTraining(torch.autograd.Function):
 
     Both work on d = x - s, with s one sample's value per channel: d has the
     magnitude of the spread, not of the mean, so float32 keeps its precision when
-    |mean| >> std, and each pass is one fused ``d * a + b`` per channel.
+    |mean| >> std. Speed comes from memory traffic: each pass writes d into the
+    buffer it returns (y, dx) and finishes it in place, so forward and backward
+    allocate one tensor the size of x each, and only x is saved for the backward.
     """
 
     @staticmethod
@@ -40,42 +42,45 @@ class _BatchNormTraining(torch.autograd.Function):
         x3 = x.reshape(n, c, -1)
         m = x3.shape[0] * x3.shape[2]
         shift = x3[0, :, 0].view(1, c, 1)
-        d = x3 - shift
-        mean_d = _channel_sum(d) / m
-        var = (_channel_dot(d, d) / m - mean_d * mean_d).clamp_min(0)
+        out = torch.sub(x3, shift)  # d; becomes y in place below
+        mean_d = _channel_sum(out) / m
+        sum_sq = _channel_sum_of_squares(out, x3, shift)
+        var = (sum_sq / m - mean_d * mean_d).clamp_min(0)
         inv_std = torch.rsqrt(var + eps)
         scale = inv_std if weight is None else weight * inv_std
         offset = -mean_d * scale if bias is None else bias - mean_d * scale
-        out = torch.addcmul(offset.view(1, c, 1), d, scale.view(1, c, 1)).view(x.shape)
+        torch.addcmul(offset.view(1, c, 1), out, scale.view(1, c, 1), out=out)
         if running_mean is not None:
             with torch.no_grad():
-                running_mean.mul_(1 - factor).add_(mean_d + shift.view(c), alpha=factor)
-                running_var.mul_(1 - factor).add_(var * (m / (m - 1)), alpha=factor)
-        ctx.save_for_backward(d, weight, mean_d, inv_std)
-        ctx.input_shape, ctx.has_bias = x.shape, bias is not None
-        return out
+                running_mean.lerp_(mean_d + shift.view(c), factor)
+                running_var.lerp_(var * (m / (m - 1)), factor)
+        ctx.save_for_backward(x, weight, mean_d, inv_std)
+        ctx.has_bias = bias is not None
+        return out.view(x.shape)
 
     @staticmethod
     def backward(ctx, dout):
-        d, weight, mean_d, inv_std = ctx.saved_tensors
-        n, c, _ = d.shape
-        dout3 = dout.reshape(d.shape)
-        m = d.shape[0] * d.shape[2]
+        x, weight, mean_d, inv_std = ctx.saved_tensors
+        n, c = x.shape[:2]
+        x3 = x.reshape(n, c, -1)
+        dout3 = dout.reshape(x3.shape)
+        m = x3.shape[0] * x3.shape[2]
+        shift = x3[0, :, 0].view(1, c, 1)
+        dx = torch.sub(x3, shift)  # d; becomes dx in place below
         # The two per-channel sums: sum(dy) and sum(dy * xhat) = inv_std * sum(dy * (d - mean_d)).
         sum_dout = _channel_sum(dout3)
-        sum_dout_xhat = inv_std * (_channel_dot(dout3, d) - mean_d * sum_dout)
+        sum_dout_xhat = inv_std * (_channel_dot(dx, dout3, x3, shift) - mean_d * sum_dout)
         dweight = sum_dout_xhat if weight is not None else None
         dbias = sum_dout if ctx.has_bias else None
-        dx = None
-        if ctx.needs_input_grad[0]:
-            a = inv_std if weight is None else weight * inv_std
-            # The closed form expanded per channel: dx = a * dy + b * d + k.
-            b = -a * inv_std * sum_dout_xhat / m
-            k = -a * sum_dout / m - b * mean_d
-            dx = torch.addcmul(k.view(1, c, 1), dout3, a.view(1, c, 1))
-            dx.addcmul_(d, b.view(1, c, 1))
-            dx = dx.view(ctx.input_shape)
-        return dx, dweight, dbias, None, None, None, None
+        if not ctx.needs_input_grad[0]:
+            return None, dweight, dbias, None, None, None, None
+        a = inv_std if weight is None else weight * inv_std
+        # The closed form expanded per channel: dx = a * dy + b * d + k.
+        b = -a * inv_std * sum_dout_xhat / m
+        k = -a * sum_dout / m - b * mean_d
+        torch.addcmul(k.view(1, c, 1), dx, b.view(1, c, 1), out=dx)
+        dx.addcmul_(dout3, a.view(1, c, 1))
+        return dx.view(x.shape), dweight, dbias, None, None, None, None
 
 
 def _channel_sum(t: torch.Tensor) -> torch.Tensor:
@@ -83,12 +88,22 @@ def _channel_sum(t: torch.Tensor) -> torch.Tensor:
     return t.sum(dim=(0, 2)) if t.shape[2] == 1 else t.sum(2).sum(0)
 
 
-def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-channel sum of a * b over axes 0 and 2 of (N, C, L) tensors, without an
-    N*C*L temporary when L > 1 (torch's einsum is many times slower here)."""
-    if a.shape[2] == 1:
-        return (a * b).sum(dim=(0, 2))
-    return torch.linalg.vecdot(a, b, dim=2).sum(0)
+def _channel_sum_of_squares(d: torch.Tensor, x3: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Per-channel sum of d * d over axes 0 and 2 of an (N, C, L) tensor, d = x3 - shift."""
+    if d.shape[2] > 1:  # a norm along the contiguous axis needs no temporary
+        return torch.linalg.vector_norm(d, dim=2).square().sum(0)
+    return _channel_dot(d, d, x3, shift)  # a norm along the strided axis 0 is slow
+
+
+def _channel_dot(d: torch.Tensor, other: torch.Tensor, x3: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Per-channel sum of d * other over axes 0 and 2 of (N, C, L) tensors, d = x3 - shift.
+
+    d's own memory is the scratch space, and d is written back afterwards: two passes
+    over memory already mapped cost less than a temporary the size of x, which glibc
+    often maps fresh from the OS (page faults) and returns on free."""
+    total = _channel_sum(d.mul_(other))
+    torch.sub(x3, shift, out=d)
+    return total
 
 
 class BatchNorm(nn.Module):
