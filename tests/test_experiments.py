@@ -8,6 +8,8 @@ numbers mean nothing; the tests check the machinery.
 import json
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -311,13 +313,26 @@ def test_add_batchnorm_noise_puts_noise_after_every_batchnorm_and_keeps_eval_out
 
 @pytest.mark.slow
 def test_two_worker_processes_give_the_same_runs_as_one(tmp_path):
-    """The spawn pool path: same files, same numbers as training in this process."""
+    """The pool path: same files, same numbers as training in this process."""
     one = run_scoreboard(["baseline"], seeds=2, out=tmp_path / "one", progress=False, workers=1, overrides=TINY,
                          plots=False)
     two = run_scoreboard(["baseline"], seeds=2, out=tmp_path / "two", progress=False, workers=2, overrides=TINY,
                          plots=False)
     assert two.runs_trained == 4
     assert [r["value"] for r in two.runs] == [r["value"] for r in one.runs]
+
+
+@pytest.mark.slow
+def test_a_script_without_a_main_guard_runs_two_workers(tmp_path):
+    """A spawned pool re-ran such a script in every worker and never finished."""
+    script = tmp_path / "unguarded.py"
+    script.write_text("from normlab.experiments import run_scoreboard\n"
+                      f"board = run_scoreboard(['baseline'], seeds=2, out={str(tmp_path / 'out')!r}, "
+                      f"progress=False, workers=2, overrides={TINY!r}, plots=False)\n"
+                      "print('trained', board.runs_trained)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "trained 4"
 
 
 def test_batchnorm_noise_can_apply_its_mean_at_test_time():

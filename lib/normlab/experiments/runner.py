@@ -14,7 +14,7 @@ run never leaves a half-written file.
 Each run trains with `normlab.train.fit` (the thesis' training strategy) on one torch
 thread, and additionally evaluates the test set after every epoch, so that the result
 can be read at the epoch of best validation accuracy. Pending runs go to a pool of
-worker processes (``spawn``, one torch thread each) or run in this process.
+worker processes (forked on Linux, one torch thread each) or run in this process.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import json
 import math
 import multiprocessing
 import os
+import sys
 import tempfile
 import time
 from contextlib import contextmanager, suppress
@@ -454,7 +455,12 @@ def run_jobs(jobs, runs_dir, workers=None, progress=True, data_root=None) -> tup
                     bar.update()
         else:
             labels = {job.key: job.label for job in pending}
-            context = multiprocessing.get_context("spawn")
+            # fork where there is one: a spawned worker re-runs the caller's script, which
+            # without an `if __name__ == "__main__":` guard starts the pool again, forever.
+            # The children train with one torch thread, so they never enter an OpenMP
+            # region the parent's thread pool left behind (as torch's DataLoader workers).
+            method = "fork" if sys.platform == "linux" else "spawn"  # macOS: forking torch is unsafe
+            context = multiprocessing.get_context(method)
             pool = context.Pool(workers, initializer=_worker_init)
             try:
                 for key, _ in pool.imap_unordered(_run_and_save, args, chunksize=1):

@@ -468,9 +468,9 @@ def run_scoreboard(conditions=None, seeds=None, out=None, quick=True, progress=T
     ``out`` (default ``build/experiments/quick`` or ``.../full``) receives runs/,
     results.csv, summary.csv, scoreboard.csv, scoreboard.md, results.json and, with
     ``plots``, curves/*.png. Finished runs found in ``out/runs`` are not recomputed.
-    ``workers``: processes (default 2 when there are 4+ runs to do; 1 = this process).
-    Worker processes are spawned, so a *script* that calls this with more than one
-    worker must do it under ``if __name__ == "__main__":`` (notebooks need nothing).
+    ``workers``: processes (default 2 when there are 4+ runs to do; 1 = this process),
+    forked on Linux, so scripts and notebooks need no ``__main__`` guard (elsewhere
+    spawned: there a script needs ``if __name__ == "__main__":``).
     """
     settings = runner.QUICK if quick else runner.FULL
     if not quick:
