@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: course test test-fast venv chromium slides-assets clean
+.PHONY: course test test-fast venv chromium slides-assets bubblewrap clean
 
 venv:
 	@tools/venv.sh "$(PYTHON)" "$(VENV)"
@@ -14,7 +14,7 @@ course: venv slides-assets
 	$(BIN)/normlab build
 
 ## make test: run the whole test suite (CI runs exactly this)
-test: venv chromium slides-assets
+test: venv chromium slides-assets bubblewrap
 	$(BIN)/python -m pytest
 
 ## make test-fast: skip the slow end-to-end tests (developers, locally)
@@ -30,6 +30,11 @@ slides-assets: venv
 ## Debian's chromium for the slides test (tests/test_slides.py), when missing
 chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium fonts-dejavu-core; }
+
+## Debian's bubblewrap, the sandbox `normlab grade` runs students' notebooks in
+## (tests/test_grading.py), when missing
+bubblewrap:
+	@command -v bwrap >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y bubblewrap; }
 
 clean:
 	rm -rf build .pytest_cache

@@ -12,7 +12,7 @@ import sys
 from normlab import __version__
 
 # Modules that contribute a subcommand through `add_parser(subparsers)`.
-SUBCOMMAND_MODULES: list[str] = ["build", "assignments", "experiments", "slides"]
+SUBCOMMAND_MODULES: list[str] = ["build", "assignments", "experiments", "grading", "slides"]
 
 
 class UserError(Exception):

@@ -1,0 +1,556 @@
+"""Sandboxed kernels for grading: bubblewrap around a kernel template ("zygote").
+
+Each grading worker starts one zygote (`normlab.grading.zygote`) inside bubblewrap:
+
+    bwrap --unshare-pid --unshare-net --unshare-ipc --unshare-uts --die-with-parent
+          --ro-bind (system folders, the Python installation, the venv, normlab's code)
+          --dev /dev --proc /proc --tmpfs /tmp (read-only) --remount-ro /
+          -- python -m normlab.grading.zygote
+
+so the zygote and every kernel it forks see no network, a read-only file system made
+only of what Python needs -- not the course directory, the gradebook, the assignment
+source, the submissions or any other student's files -- and a pid namespace of their
+own. For each submission the zygote forks a kernel in fresh user, mount and pid
+namespaces with a private, size-limited tmpfs as its home and working folder, its own
+uid (one per worker when the grader runs as root, so the process limit is per kernel),
+rlimits on CPU time, data size, processes, file size and open files, no capabilities,
+and a watchdog over the job's processes, memory and CPU cores (details in
+`normlab.grading.zygote`).
+
+The grader talks to the kernel over ZeroMQ ipc sockets that live in the kernel's
+private tmpfs; it reaches them through ``/proc/<pid>/root`` of the job, so no folder of
+the grading machine is writable from a kernel. `SandboxKernelManager` is an
+`AsyncKernelManager` whose provisioner asks the worker's zygote for a kernel instead of
+spawning ``python -m ipykernel``; nbgrader and nbclient drive it like any other kernel
+(interrupt on timeout, kill, shutdown).
+
+With ``--no-sandbox`` the zygote runs as a plain process: the kernels still fork from it
+(same speed) and get the rlimits, but no namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.connect import channel_socket_types
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning import LocalProvisioner
+from traitlets import default
+
+SANDBOX_SCRATCH = "/scratch"  # the kernel's home and working folder (a private tmpfs)
+SANDBOX_SOCKETS = "/run/kernel"  # its ZeroMQ ipc sockets (a private tmpfs)
+ZYGOTE_HOME = "/run/zygote"  # the zygote's own writable folder, hidden from kernels
+SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"]
+UID_BASE = 2_000_000  # kernels run as UID_BASE + 64 * (grader pid) + worker when root
+GiB = 1 << 30
+MiB = 1 << 20
+MAX_MESSAGE = 64 * MiB  # largest single message the grader accepts from a kernel
+
+
+@dataclass
+class Limits:
+    """Per-kernel limits. `memory`, `processes` and `cores` are watched over the job's
+    whole process tree by the zygote (a fork bomb multiplies per-process rlimits); the
+    others are rlimits of each process."""
+
+    cpu_seconds: int = 600  # RLIMIT_CPU
+    data: int = 2 * GiB  # RLIMIT_DATA per process, on top of the preloaded modules' data
+    memory: int = 3 * GiB  # private memory of all the job's processes together (watched)
+    processes: int = 16  # processes of the job (watched)
+    threads: int = 128  # processes and threads of the job's uid (RLIMIT_NPROC, when root)
+    cores: float = 1.5  # CPU time per second of wall time, over a few seconds (watched)
+    file_size: int = 64 * MiB  # RLIMIT_FSIZE: largest file a kernel may write
+    scratch: int = 256 * MiB  # size of the private tmpfs (home, cwd, TMPDIR, /dev/shm)
+    open_files: int = 256
+    output: int = 8 * MiB  # notebook outputs a kernel may send (checked by the executor)
+
+    def as_request(self, rlimit_nproc: bool) -> dict:
+        return {"cpu": self.cpu_seconds, "data": self.data, "fsize": self.file_size,
+                "nofile": self.open_files, "nproc": self.threads if rlimit_nproc else None,
+                "memory": self.memory, "processes": self.processes, "cores": self.cores,
+                "scratch": self.scratch}
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot create namespaces here."""
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def check_sandbox() -> str:
+    """Return the bwrap executable after checking it can build a sandbox; else raise
+    SandboxUnavailable saying why, in one line."""
+    if not sys.platform.startswith("linux"):
+        raise SandboxUnavailable(f"sandboxed grading needs Linux (this is {sys.platform})")
+    bwrap = bwrap_path()
+    if bwrap is None:
+        raise SandboxUnavailable("bubblewrap (bwrap) is not installed; install it (Debian/Ubuntu: "
+                                 "apt-get install bubblewrap)")
+    probe = subprocess.run([bwrap, "--unshare-pid", "--unshare-net", "--die-with-parent",
+                            "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        reason = (probe.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SandboxUnavailable(f"bubblewrap cannot create a sandbox here ({reason}); "
+                                 "unprivileged user namespaces may be disabled")
+    return bwrap
+
+
+# --- the zygote, seen from the worker --------------------------------------------------------
+
+
+@dataclass
+class ZygoteSettings:
+    sandbox: bool
+    preload: list[str]
+    limits: Limits = field(default_factory=Limits)
+    uid: int | None = None  # the kernels' uid (root only); None: the grader's own
+    readable: list[str] = field(default_factory=list)  # extra folders kernels may read
+
+
+def _python_paths() -> list[str]:
+    """Folders a kernel needs: this interpreter's installation, the venv, its
+    site-packages and the folders their .pth files add (editable installs such as
+    normlab's own lib/), as real paths. Not sys.path at large: it holds the grader's
+    working folder or script folder."""
+    import site
+
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+             str(Path(__file__).resolve().parents[2])}  # the folder holding the normlab package
+    paths.update(sysconfig.get_paths().values())
+    site_dirs = set(site.getsitepackages()) | {site.getusersitepackages()} if site.ENABLE_USER_SITE else set(
+        site.getsitepackages())
+    paths.update(site_dirs)
+    for folder in site_dirs:
+        for pth in Path(folder).glob("*.pth") if os.path.isdir(folder) else []:
+            for line in pth.read_text(errors="replace").splitlines():
+                line = line.strip()
+                if line and not line.startswith(("#", "import ")) and os.path.isabs(line):
+                    paths.add(line)
+    found = set()
+    for path in paths:
+        for variant in (path, os.path.realpath(path)):
+            if os.path.isdir(variant):
+                found.add(os.path.normpath(variant))
+            elif os.path.isfile(variant):  # a zip on sys.path
+                found.add(os.path.dirname(os.path.normpath(variant)))
+    return sorted(found)
+
+
+def _outermost(paths) -> list[str]:
+    """Drop paths inside other paths of the list."""
+    kept: list[str] = []
+    for path in sorted(set(paths)):
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(path)
+    return kept
+
+
+def bwrap_command(bwrap: str, settings: ZygoteSettings, forbidden: list[str]) -> list[str]:
+    """The bubblewrap command line that runs the zygote.
+
+    `forbidden` are folders kernels must never see (course directory, submissions, work
+    folders); if one lies inside a folder that has to be bound, it is hidden under an
+    empty read-only tmpfs.
+    """
+    command = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+               "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
+    if os.geteuid() == 0:
+        # Privileged bwrap keeps root's capabilities unless told otherwise: the zygote
+        # keeps only what it needs to give each kernel its own uid and to watch it.
+        command += ["--cap-drop", "ALL"] + [arg for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_SYS_PTRACE")
+                                            for arg in ("--cap-add", cap)]
+    binds = _outermost([p for p in _python_paths() + settings.readable if not p.startswith("/proc")])
+    system = []
+    for path in SYSTEM_PATHS:
+        if os.path.islink(path):
+            command += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            system.append(path)
+    binds = _outermost(system + binds)
+    under_tmp = [p for p in binds if p == "/tmp" or p.startswith("/tmp/")]
+    if "/tmp" in binds:
+        raise SandboxUnavailable("the Python installation is /tmp itself; cannot build a sandbox")
+    # Parent folders bwrap has to create get mode 0755 (it copies the mode of the host's
+    # parent otherwise: /root is 0700, and the kernels' uid could not reach a venv in it).
+    made = {"/", "/tmp"}
+    for path in binds:
+        parents = list(Path(path).parents)[::-1]
+        for parent in parents:
+            parent = str(parent)
+            if parent not in made and not any(parent == b or parent.startswith(b + "/") for b in binds):
+                command += ["--perms", "0755", "--dir", parent]
+                made.add(parent)
+    command += ["--perms", "0555", "--tmpfs", "/tmp"]
+    for path in binds:
+        command += ["--ro-bind", path, path]
+    for path in sorted(set(forbidden)):
+        if any(path == b or path.startswith(b + "/") for b in binds) and os.path.isdir(path):
+            command += ["--perms", "0555", "--tmpfs", path, "--remount-ro", path]
+    command += ["--dev", "/dev", "--proc", "/proc",
+                "--dir", SANDBOX_SCRATCH, "--dir", SANDBOX_SOCKETS,
+                "--perms", "0700", "--tmpfs", ZYGOTE_HOME]
+    if under_tmp:
+        command += ["--remount-ro", "/tmp"]
+    command += ["--remount-ro", "/", "--chdir", "/"]
+    return command
+
+
+def _zygote_environment(home: str) -> dict:
+    """Environment of the zygote while it imports (the kernels get their own)."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
+    env.update(_common_environment())
+    env.update({"HOME": home, "MPLCONFIGDIR": os.path.join(home, "matplotlib"),
+                "IPYTHONDIR": os.path.join(home, "ipython")})
+    return env
+
+
+def _common_environment() -> dict:
+    return {
+        # one thread per library: no thread pools exist when the zygote forks, and two
+        # workers on two cores do not fight over them
+        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "NUMEXPR_NUM_THREADS": "1",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "PYTHONDONTWRITEBYTECODE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+    }
+
+
+def kernel_environment(scratch: str) -> dict:
+    """Environment of a submission's kernel: nothing of the grader's but PATH and the
+    grading flag."""
+    env = _common_environment()
+    scripts = os.path.dirname(sys.executable)
+    env.update({
+        "PATH": os.pathsep.join([scripts, "/usr/local/bin", "/usr/bin", "/bin"]),
+        "HOME": scratch, "TMPDIR": os.path.join(scratch, "tmp"),
+        "IPYTHONDIR": os.path.join(scratch, ".ipython"),
+        "MPLCONFIGDIR": os.path.join(scratch, ".config", "matplotlib"),
+        "XDG_CONFIG_HOME": os.path.join(scratch, ".config"),
+        "XDG_CACHE_HOME": os.path.join(scratch, ".cache"),
+    })
+    if "NBGRADER_EXECUTION" in os.environ:
+        env["NBGRADER_EXECUTION"] = os.environ["NBGRADER_EXECUTION"]
+    return env
+
+
+class ZygoteError(RuntimeError):
+    pass
+
+
+class Zygote:
+    """A worker's handle on its zygote: start it, ask for kernels, watch them exit."""
+
+    def __init__(self, settings: ZygoteSettings, forbidden: list[str], work_dir: Path):
+        self.settings = settings
+        self.forbidden = forbidden
+        self.work_dir = Path(work_dir)  # host folder for --no-sandbox kernels' scratch
+        self.process: subprocess.Popen | None = None
+        self._events: dict[str, dict] = {}
+        self._exits: dict[str, dict] = {}
+        self._started: dict[str, int] = {}
+        self._cond = threading.Condition()
+        self.ready: dict = {}
+
+    # lifecycle
+
+    def start(self, timeout: float = 300) -> dict:
+        if self.settings.sandbox:
+            command = bwrap_command(check_sandbox(), self.settings, self.forbidden)
+            home = ZYGOTE_HOME
+        else:
+            command = []
+            home = str(self.work_dir / "zygote-home")
+            os.makedirs(home, exist_ok=True)
+        payload = {"sandbox": self.settings.sandbox, "preload": self.settings.preload}
+        command += [sys.executable, "-m", "normlab.grading.zygote", json.dumps(payload)]
+        env = _zygote_environment(home)  # bwrap passes it on
+        self._exits.clear()
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, env=env, cwd="/",
+                                        start_new_session=True)
+        threading.Thread(target=self._read_events, args=(self.process,), daemon=True).start()
+        threading.Thread(target=self._drain_stderr, args=(self.process,), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while "ready" not in self._events:
+                if self.process.poll() is not None:
+                    raise ZygoteError(f"the kernel template did not start: {self._stderr_tail()}")
+                if time.monotonic() > deadline:
+                    raise ZygoteError("the kernel template did not start within "
+                                      f"{timeout:.0f} s: {self._stderr_tail()}")
+                self._cond.wait(0.2)
+            self.ready = self._events.pop("ready")
+        return self.ready
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    _stderr_lines: list[str] = []
+
+    def _drain_stderr(self, process) -> None:
+        lines = []
+        self._stderr_lines = lines
+        for raw in process.stderr:
+            lines.append(raw.decode(errors="replace").rstrip())
+            del lines[:-20]
+
+    def _stderr_tail(self) -> str:
+        time.sleep(0.1)
+        return " | ".join(self._stderr_lines[-3:]) or "no message"
+
+    def _read_events(self, process) -> None:
+        for raw in process.stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            with self._cond:
+                kind = event.get("event")
+                if kind == "ready":
+                    self._events["ready"] = event
+                elif kind == "started":
+                    self._started[event["job"]] = event["pid"]
+                elif kind == "exit":
+                    self._exits[event["job"]] = event
+                self._cond.notify_all()
+        with self._cond:  # the zygote is gone: so is every job it had
+            for job in list(self._started):
+                self._exits.setdefault(job, {"event": "exit", "job": job, "status": 137,
+                                             "reason": "zygote", "error": ""})
+            self._cond.notify_all()
+
+    def _send(self, request: dict) -> None:
+        if not self.alive():
+            raise ZygoteError("the kernel template is not running")
+        self.process.stdin.write((json.dumps(request) + "\n").encode())
+        self.process.stdin.flush()
+
+    # jobs
+
+    def start_kernel(self, connection: dict, files: dict) -> tuple[str, int]:
+        """Fork a kernel; return (job id, host pid of its first process)."""
+        if not self.alive():
+            self.start()
+        job = uuid.uuid4().hex[:12]
+        limits = self.settings.limits
+        if self.settings.sandbox:
+            scratch, sockets = SANDBOX_SCRATCH, SANDBOX_SOCKETS
+        else:
+            base = self.work_dir / "kernels" / job
+            scratch, sockets = str(base / "scratch"), str(base / "sockets")
+            os.makedirs(scratch, mode=0o700)
+            os.makedirs(sockets, mode=0o700)
+        request = {"op": "start", "job": job, "connection": connection, "files": files,
+                   "env": kernel_environment(scratch), "scratch": scratch, "sockets": sockets,
+                   "limits": limits.as_request(rlimit_nproc=self.settings.uid is not None),
+                   "uid": self.settings.uid, "gid": self.settings.uid,
+                   "hide": [ZYGOTE_HOME], "reachable": os.geteuid() != 0}
+        with self._cond:
+            self._send(request)
+            deadline = time.monotonic() + 60
+            while job not in self._started:
+                if not self.alive() or time.monotonic() > deadline:
+                    raise ZygoteError(f"the kernel template did not fork a kernel: {self._stderr_tail()}")
+                self._cond.wait(0.2)
+            pid = self._started[job]
+        if self.settings.sandbox:
+            pid = _host_pid(pid, self.process.pid)
+        return job, pid
+
+    def exit_event(self, job: str) -> dict | None:
+        with self._cond:
+            return self._exits.get(job)
+
+    def signal(self, job: str, signum: int) -> None:
+        with self._cond:
+            if job in self._exits or not self.alive():
+                return
+            if signum == signal.SIGKILL:
+                self._send({"op": "kill", "job": job})
+            else:
+                self._send({"op": "signal", "job": job, "signal": int(signum)})
+
+    def forget(self, job: str) -> None:
+        with self._cond:
+            self._started.pop(job, None)
+            self._exits.pop(job, None)
+        if not self.settings.sandbox:
+            shutil.rmtree(self.work_dir / "kernels" / job, ignore_errors=True)
+
+
+def _host_pid(namespace_pid: int, ancestor: int, timeout: float = 10) -> int:
+    """The pid, in our pid namespace, of the process that is `namespace_pid` in the
+    sandbox's namespace and descends from `ancestor` (the bwrap process)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        table = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/status") as f:
+                    status = f.read()
+            except OSError:
+                continue
+            fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+            nspids = fields.get("NSpid", "").split()
+            table[int(name)] = (int(fields.get("PPid", "0")), [int(p) for p in nspids])
+        for pid, (_, nspids) in table.items():
+            if len(nspids) >= 2 and nspids[1] == namespace_pid:
+                parent, hops = pid, 0
+                while parent in table and hops < 8:
+                    parent, hops = table[parent][0], hops + 1
+                    if parent == ancestor:
+                        return pid
+        if time.monotonic() > deadline:
+            raise ZygoteError(f"cannot find the kernel process {namespace_pid} of the sandbox")
+        time.sleep(0.02)
+
+
+# --- the kernel manager nbgrader uses ---------------------------------------------------------
+
+_ZYGOTE: Zygote | None = None  # the worker's zygote; set by `use_zygote`
+_FILES: dict = {}  # files for the next kernel's working folder (relative path -> base64)
+
+
+def use_zygote(zygote: Zygote | None) -> None:
+    global _ZYGOTE
+    _ZYGOTE = zygote
+
+
+def set_kernel_files(files: dict) -> None:
+    """The files the next kernel finds in its working folder (the submission's data files)."""
+    global _FILES
+    _FILES = dict(files)
+
+
+class JobProcess:
+    """What LocalProvisioner expects of a Popen, for a kernel living in the zygote."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, zygote: Zygote, job: str, pid: int):
+        self.zygote, self.job, self.pid = zygote, job, pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            event = self.zygote.exit_event(self.job)
+            if event is not None:
+                self.returncode = int(event["status"])
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("kernel", timeout)
+            time.sleep(0.05)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            self.zygote.signal(self.job, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+class ZygoteProvisioner(LocalProvisioner):
+    """Launches the kernel by asking the worker's zygote for one."""
+
+    async def launch_kernel(self, cmd: list[str], **kwargs) -> dict:
+        km = self.parent
+        zygote = _ZYGOTE
+        if zygote is None:
+            raise RuntimeError("no kernel template: call normlab.grading.sandbox.use_zygote first")
+        info = km.get_connection_info()
+        connection = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in info.items()}
+        job, pid = zygote.start_kernel(connection, _FILES)
+        self.process = JobProcess(zygote, job, pid)
+        self.pid, self.pgid = pid, None
+        self.cwd = kwargs.get("cwd")
+        if zygote.settings.sandbox:  # the sockets are in the kernel's private tmpfs
+            info = dict(info, ip=f"/proc/{pid}/root{SANDBOX_SOCKETS}/kernel")
+        self.connection_info = info
+        return info
+
+    async def cleanup(self, restart: bool = False) -> None:
+        if isinstance(self.process, JobProcess):
+            self.process.zygote.forget(self.process.job)
+        await super().cleanup(restart)
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """An AsyncKernelManager whose kernels come from the worker's zygote (see module doc)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.transport = "ipc"
+        self.transport_encryption = "disabled"  # ipc inside the kernel's private tmpfs
+
+    async def _async_pre_start_kernel(self, **kw):
+        zygote = _ZYGOTE
+        self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
+        if zygote is not None and zygote.settings.sandbox:
+            self.ip = f"{SANDBOX_SOCKETS}/kernel"
+        else:
+            base = Path(zygote.work_dir if zygote else "/tmp") / "sockets"
+            base.mkdir(parents=True, exist_ok=True)
+            self.ip = str(base / f"{self.kernel_id[:8]}")
+        if self.provisioner is None:
+            self.provisioner = ZygoteProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec,
+                                                 parent=self)
+        return await super()._async_pre_start_kernel(**kw)
+
+    @default("client_class")
+    def _default_client_class(self):
+        return "normlab.grading.sandbox.SandboxKernelClient"
+
+
+class SandboxKernelClient(AsyncKernelClient):
+    """A kernel client that refuses messages over `MAX_MESSAGE` bytes: a kernel printing a
+    gigabyte in one go cannot make the grader hold it (ZeroMQ drops the connection and
+    reconnects; the executor's output limit handles the rest)."""
+
+    def _create_connected_socket(self, channel, identity=None):
+        sock = self.context.socket(channel_socket_types[channel])
+        sock.linger = 1000
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+        if identity:
+            sock.identity = identity
+        sock.connect(self._make_url(channel))
+        return sock

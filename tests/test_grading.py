@@ -1,0 +1,594 @@
+"""`normlab grade`: intake, ids, zips, and a whole hostile class graded for real.
+
+Fast tests cover reading submissions (layouts, zips, student ids), the reasons and the
+command's refusals. Slow tests (``-m slow``) grade a generated class of ps1 submissions
+with real nbgrader inside the bubblewrap sandbox -- correct, partial and blank
+notebooks and one student per hostile kind of the issue -- and assert each student's
+exact score, status and reason; then a re-run (nothing regraded), and a run killed
+mid-way and resumed, which must end with the grades.csv of an uninterrupted run.
+
+Hostile notebooks are made from the ps1 release: the correct notebook is the release
+with the source's solutions filled in, and each hostile kind changes it in one place.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from normlab import assignments
+from normlab.cli import UserError
+from normlab.cli import main as normlab_main
+from normlab.grading import intake, run, sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 15  # seconds per cell in these tests (a correct ps1 cell needs < 3 s)
+FULL = 25
+LATE_TESTS = 7  # points of the tests after ps1_test_bn_forward_4d (identity 2 + five questions)
+
+needs_bwrap = pytest.mark.skipif(sandbox.bwrap_path() is None, reason="bubblewrap is not installed "
+                                 "(make test installs it)")
+
+
+# --- building notebooks -------------------------------------------------------------------------
+
+
+def source_notebook():
+    return assignments.read_jupytext(ROOT / "assignments" / "source" / "ps1" / "ps1.py")
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """The ps1 student release, made by nbgrader from the project's source."""
+    course = tmp_path_factory.mktemp("release-course")
+    shutil.copy(ROOT / "assignments" / "nbgrader_config.py", course)
+    assignments.convert_sources(ROOT, course, "ps1")
+    result = assignments.nbgrader_api(course).generate_assignment("ps1")
+    assert result["success"], result["log"][-2000:]
+    return nbformat.read(course / "release" / "ps1" / "ps1.ipynb", as_version=4)
+
+
+def copy(notebook):
+    return nbformat.from_dict(json.loads(json.dumps(notebook)))
+
+
+def index_of(notebook, grade_id):
+    found = [i for i, c in enumerate(notebook.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    assert len(found) == 1, grade_id
+    return found[0]
+
+
+def solved(release):
+    """The release with every solution cell answered (the source's solution, no markers)."""
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source_notebook().cells
+               if c.metadata.get("nbgrader", {}).get("solution")}
+    notebook = copy(release)
+    for cell in notebook.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in answers:
+            cell.source = "\n".join(line for line in answers[gid].splitlines()
+                                    if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+    return notebook
+
+
+def edit(notebook, grade_id, old, new):
+    notebook = copy(notebook)
+    cell = notebook.cells[index_of(notebook, grade_id)]
+    assert cell.source.count(old) == 1, (grade_id, old)
+    cell.source = cell.source.replace(old, new)
+    return notebook
+
+
+def insert_after(notebook, grade_id, code):
+    """A copy with a new code cell after `grade_id`; returns (notebook, the cell's name in reasons)."""
+    notebook = copy(notebook)
+    position = index_of(notebook, grade_id) + 1
+    notebook.cells.insert(position, nbformat.v4.new_code_cell(code))
+    return notebook, f"cell {position + 1}"
+
+
+@dataclass
+class Student:
+    """A generated submission and what grading it must give."""
+
+    name: str
+    content: object  # a notebook, or raw bytes/text written as the file
+    score: float
+    status: str
+    reason: str  # a regular expression the whole reason must match
+    layout: str = "folder"  # folder: <name>/ps1.ipynb; flat: <name>_ps1.ipynb; nbgrader: <name>/ps1/ps1.ipynb
+    filename: str = "ps1.ipynb"
+
+
+def hostile_class(release, course: Path, submissions: Path) -> list[Student]:
+    """Every student of the end-to-end test, with the exact expected outcome."""
+    correct = solved(release)
+    T = TIMEOUT
+    students = [
+        Student("correct", correct, FULL, "graded", "all tests passed"),
+        Student("partial", edit(edit(correct, "ps1_curvature", "return float(eigenvalues[-1] / eigenvalues[0])",
+                                     "return float(np.sqrt(eigenvalues[-1] / eigenvalues[0]))"),
+                                "ps1_q_identity", 'q_identity = "b"', 'q_identity = "a"'),
+                FULL - 3, "graded", "lost points on ps1_test_curvature, ps1_test_q_identity", layout="flat",
+                filename="partial_ps1_attempt_2.ipynb"),
+        Student("blank", copy(release), 0, "graded",
+                r"ps1_curvature_demo raised NotImplementedError; "
+                r"lost points on ps1_test_curvature, .* and 8 more", layout="nbgrader"),
+        Student("renamed", correct, FULL, "graded", r"graded homework \(1\)\.ipynb as ps1\.ipynb",
+                filename="homework (1).ipynb"),
+        # broken files
+        Student("invalid", json.dumps(correct)[:5000], 0, "failed",
+                r"invalid JSON at line 1, column \d+ \(.*\)"),
+        Student("empty", b"", 0, "failed", "empty file"),
+        Student("wrongnb", nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+            "x = 1", metadata={"nbgrader": {"grade": False, "grade_id": "ps2_setup", "locked": True,
+                                            "schema_version": 3, "solution": False, "task": False}})]),
+                0, "failed", "wrong notebook: a notebook of ps2, not ps1"),
+        Student("missing", "my answers are in my head", 0, "failed",
+                r"no ps1\.ipynb in the submission \(notebooks found: none\)", filename="answers.txt"),
+        # code that runs too long
+        Student("loop", edit(correct, "ps1_curvature", '"""Condition number', 'while True:\n        pass\n    """Condition'),
+                FULL - 2, "graded", rf"timed out after {T} s: ps1_test_curvature, ps1_curvature_demo; "
+                r"lost points on ps1_test_curvature"),
+        Student("sleeper", edit(correct, "ps1_q_bias", 'q_bias = "c"', 'import time\ntime.sleep(10**6)\nq_bias = "c"'),
+                FULL - 1, "graded", rf"timed out after {T} s: ps1_q_bias; lost points on ps1_test_q_bias"),
+        # leaving
+        Student("sysexit", edit(correct, "ps1_q_sheet", 'q_sheet = "d"', 'import sys\nsys.exit(1)\nq_sheet = "d"'),
+                FULL - 1, "graded", "ps1_q_sheet raised SystemExit: 1; lost points on ps1_test_q_sheet"),
+    ]
+    late = "ps1_test_bn_forward_4d"
+    lost_late = (r"lost points on ps1_test_identity, ps1_test_q_axes, ps1_test_q_identity, "
+                 r"ps1_test_q_bias and 2 more")
+
+    def after_tests(name, code, status, reason):
+        notebook, cell = insert_after(correct, late, code)
+        students.append(Student(name, notebook, FULL - LATE_TESTS, status, reason.replace("CELL", cell)))
+
+    after_tests("osexit", "import os\nos._exit(3)", "graded",
+                rf"the kernel died in CELL: the kernel process exited with code 3; later tests not run; {lost_late}")
+    after_tests("segfault", "import ctypes\nctypes.string_at(0)", "graded",
+                rf"the kernel died in CELL: segmentation fault; later tests not run; {lost_late}")
+    after_tests("flood", "for _ in range(3000):\n    print('x' * 1_000_000)", "graded",
+                rf"output limit: CELL printed more than 8 MB of output; later tests not run; {lost_late}")
+    after_tests("killer", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+                "for pid in sorted({int(p) for p in os.listdir('/proc') if p.isdigit()}):\n"
+                "    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass",
+                "graded", rf"the kernel died in CELL: killed; later tests not run; {lost_late}")
+    # resources
+    students.append(Student("hog", edit(correct, "ps1_q_batch_of_one", 'q_batch_of_one = "c"',
+                                        'hog = []\nwhile True:\n    hog.append(bytearray(50 * 2**20))\nq_batch_of_one = "c"'),
+                            FULL - 1, "graded", r"ps1_q_batch_of_one raised MemoryError; "
+                            r"lost points on ps1_test_q_batch_of_one"))
+    students.append(Student("forkbomb", edit(correct, "ps1_q_axes", 'q_axes = "b"',
+                                             'import os\nwhile True:\n    os.fork()\nq_axes = "b"'),
+                            FULL - 5, "graded", r"the kernel died in ps1_q_axes: over the process limit \(killed\); "
+                            r"later tests not run; lost points on ps1_test_q_axes, ps1_test_q_identity, "
+                            r"ps1_test_q_bias, ps1_test_q_batch_of_one and 1 more"))
+    # the test cells
+    notebook = copy(correct)
+    del notebook.cells[index_of(notebook, "ps1_test_curvature")]
+    students.append(Student("deleter", notebook, FULL, "graded",
+                            "restored from the release: test cell ps1_test_curvature deleted"))
+    notebook = copy(correct)
+    position = index_of(notebook, "ps1_test_identity")
+    duplicate = copy(notebook.cells[position])
+    duplicate.id = "a-copy-of-the-test"
+    notebook.cells.insert(position, duplicate)
+    students.append(Student("duplicator", notebook, FULL, "graded",
+                            "restored from the release: test cell ps1_test_identity duplicated"))
+    notebook = copy(correct)
+    cell = notebook.cells[index_of(notebook, "ps1_test_standardize_train")]
+    cell.cell_type = "markdown"
+    del cell["outputs"], cell["execution_count"]
+    students.append(Student("retyper", notebook, FULL, "graded",
+                            "restored from the release: test cell ps1_test_standardize_train changed to markdown"))
+    notebook = edit(correct, "ps1_identity", "gamma = np.sqrt(x.var(axis=axes) + eps)", "gamma = x.std(axis=axes)")
+    notebook.cells[index_of(notebook, "ps1_test_identity")].source = "pass  # all good"
+    students.append(Student("editor", notebook, FULL - 2, "graded",
+                            "restored from the release: test cell ps1_test_identity edited; "
+                            "lost points on ps1_test_identity"))
+    # the test helpers
+    wrong_bn = edit(correct, "ps1_bn_forward", "gamma.reshape(per_feature) * xhat + beta.reshape(per_feature)",
+                    "beta.reshape(per_feature) * xhat + gamma.reshape(per_feature)")  # gamma and beta swapped
+    notebook, cell = insert_after(wrong_bn, "ps1_setup",
+                                  "import normlab.grading_helpers as helpers\n"
+                                  "helpers.assert_close = lambda *args, **kwargs: None\n"
+                                  "assert_close = helpers.assert_close")
+    students.append(Student("patcher", notebook, 0, "flagged",
+                            r"test helpers tampered with \(normlab.grading_helpers.assert_close was replaced\): "
+                            r"12 test\(s\) scored 0; lost points on .* and 8 more"))
+    notebook, cell = insert_after(wrong_bn, "ps1_setup", "assert_close = lambda *args, **kwargs: None")
+    students.append(Student("rebinder", notebook, FULL - 10, "flagged",
+                            r"redefined the test helper\(s\) assert_close; the tests used the originals; "
+                            r"lost points on ps1_test_bn_forward_2d, ps1_test_bn_forward_4d"))
+    # the sandbox: nothing of the course, the other students or the network
+    course_source = course / "source" / "ps1" / "ps1.ipynb"
+    notebook, cell = insert_after(copy(release), "ps1_setup",
+                                  "import json\n"
+                                  f"answers = json.load(open({str(course_source)!r}))\n"
+                                  "for c in answers['cells']:\n"
+                                  "    if c['metadata'].get('nbgrader', {}).get('solution'):\n"
+                                  "        exec(''.join(c['source']))")
+    students.append(Student("spy", notebook, 0, "graded",
+                            rf"{cell} raised FileNotFoundError: \[Errno 2\] No such file or directory: "
+                            rf"'{re.escape(str(course_source))}'; lost points on .* and 8 more"))
+    gradebook = course / "gradebook.db"
+    notebook, cell = insert_after(correct, "ps1_setup", f"open({str(gradebook)!r}, 'rb').read()")
+    students.append(Student("dbreader", notebook, FULL, "graded",
+                            rf"{cell} raised FileNotFoundError: \[Errno 2\] No such file or directory: "
+                            rf"'{re.escape(str(gradebook))}'"))
+    target = submissions / "correct" / "ps1.ipynb"
+    notebook, cell = insert_after(correct, "ps1_setup", f"open({str(target)!r}, 'w').write('{{}}')")
+    students.append(Student("vandal", notebook, FULL, "graded",
+                            rf"{cell} raised FileNotFoundError: \[Errno 2\] No such file or directory: "
+                            rf"'{re.escape(str(target))}'"))
+    notebook, cell = insert_after(correct, "ps1_setup",
+                                  "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=5)")
+    students.append(Student("caller", notebook, FULL, "graded",
+                            rf"{cell} raised OSError: \[Errno 101\] Network is unreachable"))
+    return students
+
+
+def write_class(students: list[Student], submissions: Path) -> None:
+    for student in students:
+        if student.layout == "flat":
+            path = submissions / student.filename
+        elif student.layout == "nbgrader":
+            path = submissions / student.name / "ps1" / student.filename
+        else:
+            path = submissions / student.name / student.filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(student.content, bytes):
+            path.write_bytes(student.content)
+        elif isinstance(student.content, str):
+            path.write_text(student.content, encoding="utf-8")
+        else:
+            nbformat.write(student.content, path)
+
+
+def read_csv(path: Path) -> dict:
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+def grade(capsys, *argv) -> tuple[int, str, str]:
+    code = normlab_main(["grade", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- fast: intake -----------------------------------------------------------------------------------
+
+
+def notebook_file(path: Path, assignment="ps1"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cell = nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade_id": f"{assignment}_setup"}})
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    return path
+
+
+def test_layouts_folder_flat_and_nbgrader(tmp_path):
+    subs = tmp_path / "subs"
+    notebook_file(subs / "alice" / "ps1.ipynb")
+    notebook_file(subs / "bob" / "ps1" / "ps1.ipynb")
+    (subs / "bob" / "ps1" / "data.csv").write_text("1,2\n")
+    notebook_file(subs / "carol_12345_ps1_attempt_2.ipynb")
+    (subs / ".DS_Store").write_text("junk")
+    (subs / "README.txt").write_text("ignored")
+    found = intake.read_submissions(subs, tmp_path / "x")
+    assert [s.student for s in found] == ["alice", "bob", "carol"]
+    files, notes, problem = intake.choose_notebooks(found[1], ["ps1"], "ps1")
+    assert problem is None and sorted(files) == ["data.csv", "ps1.ipynb"] and notes == []
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("..", "invalid student id"), (".hidden", None), ("a b", "invalid student id"),
+    ("-rf", "invalid student id"), ("x" * 65, "invalid student id"), ("ok.name-1_2", None)])
+def test_student_ids(tmp_path, name, problem):
+    assert (intake.check_student_id(name) or "").startswith(problem or "") and (
+        (intake.check_student_id(name) is None) == (problem is None) or name.startswith("."))
+
+
+def test_invalid_ids_and_collisions_refuse_the_run(tmp_path):
+    subs = tmp_path / "subs"
+    notebook_file(subs / "a b" / "ps1.ipynb")
+    notebook_file(subs / "Alice" / "ps1.ipynb")
+    notebook_file(subs / "alice_ps1.ipynb")
+    notebook_file(subs / "bob_first.ipynb")
+    notebook_file(subs / "bob_second.ipynb")
+    with pytest.raises(UserError) as error:
+        intake.read_submissions(subs, tmp_path / "x")
+    message = str(error.value)
+    assert "3 problem(s)" in message and "nothing was graded" in message
+    assert "invalid student id 'a b'" in message
+    assert "two submissions for student 'alice': Alice/ and alice_ps1.ipynb" in message
+    assert "two submissions for student 'bob': bob_first.ipynb and bob_second.ipynb" in message
+
+
+def test_symlinks_are_not_followed(tmp_path):
+    subs = tmp_path / "subs"
+    notebook_file(subs / "alice" / "ps1.ipynb")
+    (subs / "mallory").mkdir()
+    (subs / "mallory" / "ps1.ipynb").symlink_to(subs / "alice" / "ps1.ipynb")
+    with pytest.raises(UserError, match="mallory/ps1.ipynb: a symbolic link"):
+        intake.read_submissions(subs, tmp_path / "x")
+
+
+def make_zip(path: Path, entries: dict, wrap: str = "") -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(wrap + name, data)
+    return path
+
+
+def test_zip_of_either_layout(tmp_path):
+    notebook = notebook_file(tmp_path / "nb.ipynb").read_text()
+    archive = make_zip(tmp_path / "lms.zip", {"alice_ps1.ipynb": notebook, "bob/ps1.ipynb": notebook},
+                       wrap="ps1 submissions/")
+    found = intake.read_submissions(archive, tmp_path / "extracted")
+    assert [s.student for s in found] == ["alice", "bob"]
+
+
+@pytest.mark.parametrize("entry", ["../evil/ps1.ipynb", "/etc/evil.ipynb", "a/../../evil.ipynb"])
+def test_zip_paths_cannot_escape(tmp_path, entry):
+    archive = make_zip(tmp_path / "bad.zip", {entry: "{}"})
+    with pytest.raises(UserError, match="points outside the archive"):
+        intake.read_submissions(archive, tmp_path / "extracted")
+    assert not (tmp_path / "evil").exists()
+
+
+def test_notebook_problems(tmp_path):
+    cases = {"empty.ipynb": b"  \n", "binary.ipynb": b"\xff\xfe\x00",
+             "broken.ipynb": b'{"cells": [', "other.ipynb": None}
+    for name, data in cases.items():
+        if data is None:
+            notebook_file(tmp_path / name, "ps2")
+        else:
+            (tmp_path / name).write_bytes(data)
+    assert intake.notebook_problem(tmp_path / "empty.ipynb", "ps1") == "empty file"
+    assert intake.notebook_problem(tmp_path / "binary.ipynb", "ps1") == "not a notebook (not UTF-8 text)"
+    assert intake.notebook_problem(tmp_path / "broken.ipynb", "ps1").startswith("invalid JSON at line 1, column 12")
+    assert intake.notebook_problem(tmp_path / "other.ipynb", "ps1") == "wrong notebook: a notebook of ps2, not ps1"
+    assert intake.notebook_problem(notebook_file(tmp_path / "ok.ipynb"), "ps1") is None
+
+
+def test_renamed_notebook_is_accepted_with_a_note(tmp_path):
+    notebook_file(tmp_path / "subs" / "alice" / "Untitled.ipynb")
+    (submission,) = intake.read_submissions(tmp_path / "subs", tmp_path / "x")
+    files, notes, problem = intake.choose_notebooks(submission, ["ps1"], "ps1")
+    assert problem is None and list(files) == ["ps1.ipynb"] and notes == ["graded Untitled.ipynb as ps1.ipynb"]
+
+
+def test_describe_reasons():
+    assert run.describe({"ok": True}, [], []) == ("graded", "all tests passed")
+    assert run.describe({"ok": False, "error": "boom"}, [], []) == ("failed", "grading failed: boom")
+    status, reason = run.describe({"ok": True, "events": [
+        {"kind": "dead", "cell": "cell 3", "detail": "in cell 3: segmentation fault"}]}, [], ["a", "b"])
+    assert (status, reason) == ("graded", "the kernel died in cell 3: segmentation fault; later tests not run; "
+                                          "lost points on a, b")
+    status, _ = run.describe({"ok": True, "events": [{"kind": "tamper", "cell": "t", "detail": "x"}]}, [], [])
+    assert status == "flagged"
+
+
+def test_refuses_without_bwrap_unless_no_sandbox(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
+    notebook_file(tmp_path / "subs" / "alice" / "ps1.ipynb")
+    code, _, err = grade(capsys, "ps1", tmp_path / "subs", "--course-dir", tmp_path / "course")
+    assert code == 2
+    assert "bubblewrap (bwrap) is not installed" in err and "--no-sandbox" in err
+    assert not (tmp_path / "course").exists()
+
+
+def test_bad_arguments(tmp_path, capsys):
+    code, _, err = grade(capsys, "homework", tmp_path, "--no-sandbox")
+    assert code == 2 and "not an assignment name" in err
+    code, _, err = grade(capsys, "ps1", tmp_path / "nope", "--course-dir", tmp_path / "c", "--no-sandbox")
+    assert code == 2 and "no such file or folder" in err
+    code, _, err = grade(capsys, "ps1", tmp_path, "--workers", "0", "--no-sandbox")
+    assert code == 2 and "--workers" in err
+
+
+def test_imported_modules():
+    modules = run.imported_modules(source_notebook())
+    assert {"numpy", "normlab.data", "normlab.grading_helpers", "matplotlib.pyplot"} <= set(modules)
+
+
+def test_sandbox_command_hides_the_course(tmp_path):
+    settings = sandbox.ZygoteSettings(sandbox=True, preload=[])
+    command = sandbox.bwrap_command("bwrap", settings, forbidden=[str(tmp_path)])
+    joined = " ".join(command)
+    for flag in ("--unshare-net", "--unshare-pid", "--die-with-parent", "--remount-ro /"):
+        assert flag in joined
+    binds = [command[i + 1] for i, arg in enumerate(command) if arg in ("--bind", "--ro-bind")]
+    assert "--bind" not in command  # nothing of the machine is writable
+    assert not [b for b in binds if str(tmp_path).startswith(b + "/") and b != "/"] or \
+        f"--tmpfs {tmp_path}" in joined
+    assert str(ROOT / "assignments") not in binds and str(ROOT) not in binds
+
+
+# --- slow: a whole class, for real ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def graded_class(release, tmp_path_factory):
+    """The hostile class graded in one run (2 workers, sandboxed): (students, course,
+    submissions, summary, grades.csv as graded)."""
+    base = tmp_path_factory.mktemp("class")
+    course, submissions = base / "course", base / "submissions"
+    students = hostile_class(release, course, submissions)
+    write_class(students, submissions)
+    outcome = run.grade_class("ps1", submissions, course, workers=2, timeout=TIMEOUT, progress=False)
+    csv_text = (course / "grading" / "ps1" / "grades.csv").read_text(encoding="utf-8")
+    return students, course, submissions, run.summary(outcome, "ps1"), csv_text
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_every_student_gets_the_exact_score_and_reason(graded_class):
+    students, course, _, _, _ = graded_class
+    rows = read_csv(course / "grading" / "ps1" / "grades.csv")
+    assert sorted(rows) == sorted(s.name for s in students)
+    wrong = []
+    for student in students:
+        row = rows[student.name]
+        if (float(row["total"]), row["status"]) != (student.score, student.status) \
+                or not re.fullmatch(student.reason, row["reason"]):
+            wrong.append(f"{student.name}: got {row['total']} {row['status']} {row['reason']!r}, expected "
+                         f"{student.score:g} {student.status} {student.reason!r}")
+    assert not wrong, "\n".join(wrong)
+    assert all(row["max"] == "25" for row in rows.values())
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_gradebook_csv_and_feedback_agree(graded_class):
+    """One submission per student, one grade row per test cell, the csv's points; a
+    feedback page per student; nbgrader's own tree in the course directory."""
+    from nbgrader.api import Gradebook
+
+    students, course, submissions, summary, _ = graded_class
+    rows = read_csv(course / "grading" / "ps1" / "grades.csv")
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id="normlab") as gradebook:
+        for student in students:
+            submission = gradebook.find_submission("ps1", student.name)
+            (notebook,) = submission.notebooks
+            grades = {g.name: g.score for g in notebook.grades}
+            assert len(notebook.grades) == 12
+            for gid, score in grades.items():
+                assert float(rows[student.name][gid]) == score, (student.name, gid)
+            assert submission.score == float(rows[student.name]["total"])
+        assert len(gradebook.find_assignment("ps1").submissions) == len(students)
+    for student in students:
+        page = course / "feedback" / student.name / "ps1" / "ps1.html"
+        assert page.is_file() and page.stat().st_size > 0, student.name
+        assert (course / "submitted" / student.name / "ps1").is_dir()
+    assert "Score: 0 / 25" in (course / "feedback" / "empty" / "ps1" / "ps1.html").read_text()
+    # the vandal could not touch the correct student's file
+    assert nbformat.read(submissions / "correct" / "ps1.ipynb", as_version=4).cells
+    assert "failed (0 points):" in summary and "flagged for manual grading:" in summary
+    assert re.search(r"27 submissions: 21 graded, 4 failed, 2 flagged for manual grading", summary), summary
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_rerun_grades_only_new_or_changed_submissions(graded_class, capsys):
+    students, course, submissions, _, _ = graded_class
+    csv_before = (course / "grading" / "ps1" / "grades.csv").read_text()
+    code, out, err = grade(capsys, "ps1", submissions, "--course-dir", course, "--timeout", TIMEOUT,
+                           "--workers", "2", "--quiet")
+    assert code == 0, err
+    assert "(27 unchanged since the last run and not regraded" in out
+    assert (course / "grading" / "ps1" / "grades.csv").read_text() == csv_before
+    # blank hands in the correct notebook: only blank is regraded
+    shutil.copy(submissions / "correct" / "ps1.ipynb", submissions / "blank" / "ps1" / "ps1.ipynb")
+    code, out, err = grade(capsys, "ps1", submissions, "--course-dir", course, "--timeout", TIMEOUT, "--quiet")
+    assert code == 0, err
+    assert "(26 unchanged" in out
+    after = read_csv(course / "grading" / "ps1" / "grades.csv")
+    assert (after["blank"]["total"], after["blank"]["reason"]) == ("25", "all tests passed")
+    assert after["correct"] == read_csv_text(csv_before)["correct"]
+
+
+def read_csv_text(text: str) -> dict:
+    return {row["student"]: row for row in csv.DictReader(text.splitlines())}
+
+
+INTERRUPTED = ["correct", "partial", "blank", "invalid", "sysexit", "osexit", "editor", "deleter"]
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_interrupted_runs_end_with_the_grades_of_an_uninterrupted_run(graded_class, release, tmp_path):
+    """Ctrl-C a run, kill -9 the next one, run again: grades.csv equals the
+    uninterrupted run's rows (the class fixture) for these students, and the gradebook
+    holds each grade once."""
+    from nbgrader.api import Gradebook
+
+    students, _, _, _, reference_csv = graded_class
+    chosen = [s for s in students if s.name in INTERRUPTED]
+    course, submissions = tmp_path / "course", tmp_path / "submissions"
+    write_class(chosen, submissions)
+    state = course / "grading" / "ps1" / "state"
+    command = [sys.executable, "-m", "normlab", "grade", "ps1", str(submissions), "--course-dir", str(course),
+               "--workers", "2", "--timeout", str(TIMEOUT)]
+
+    def run_until(graded: int, signum: int) -> subprocess.CompletedProcess:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 600
+        while len(list(state.glob("*.json"))) < graded and process.poll() is None:
+            assert time.monotonic() < deadline, "the run made no progress"
+            time.sleep(0.2)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=120)
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+    first = run_until(2, signal.SIGINT)
+    assert first.returncode == 130, first.stderr[-2000:]
+    assert "interrupted" in first.stderr and "grading ps1" in first.stderr  # the progress bar was there
+    done = len(list(state.glob("*.json")))
+    assert 2 <= done < len(chosen)
+    second = run_until(done + 2, signal.SIGKILL)
+    assert second.returncode == -signal.SIGKILL
+    time.sleep(1)
+    assert not _leftover_processes(course), "a killed grader left processes behind"
+    final = subprocess.run(command + ["--quiet"], capture_output=True, text=True, timeout=900)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert "unchanged since the last run" in final.stdout
+    reference = read_csv_text(reference_csv)
+    assert read_csv(course / "grading" / "ps1" / "grades.csv") == {s.name: reference[s.name] for s in chosen}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id="normlab") as gradebook:
+        submissions_rows = gradebook.find_assignment("ps1").submissions
+        assert sorted(s.student.id for s in submissions_rows) == sorted(INTERRUPTED)
+        assert all(len(s.notebooks) == 1 and len(s.notebooks[0].grades) == 12 for s in submissions_rows)
+
+
+def _leftover_processes(course: Path) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "normlab" in cmdline and str(course) in cmdline:  # the grader and its workers
+            found.append(f"{pid}: {cmdline[:120]}")
+    return found
+
+
+@pytest.mark.slow
+def test_no_sandbox_grades_the_same(release, tmp_path, capsys):
+    """--no-sandbox (what a machine without bwrap can do): same grades, same reasons."""
+    correct = solved(release)
+    partial = edit(correct, "ps1_q_identity", 'q_identity = "b"', 'q_identity = "a"')
+    students = [Student("correct", correct, FULL, "graded", "all tests passed"),
+                Student("partial", partial, FULL - 1, "graded", "lost points on ps1_test_q_identity"),
+                Student("empty", b"", 0, "failed", "empty file")]
+    write_class(students, tmp_path / "submissions")
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted((tmp_path / "submissions").rglob("*")):
+            zipped.write(path, Path("downloads") / path.relative_to(tmp_path / "submissions"))
+    code, out, err = grade(capsys, "ps1", archive, "--course-dir", tmp_path / "course", "--no-sandbox",
+                           "--timeout", TIMEOUT, "--quiet")
+    assert code == 0, err
+    rows = read_csv(tmp_path / "course" / "grading" / "ps1" / "grades.csv")
+    assert {name: (float(r["total"]), r["status"], r["reason"]) for name, r in rows.items()} == {
+        s.name: (s.score, s.status, s.reason) for s in students}
+    assert "3 submissions: 2 graded, 1 failed, 0 flagged" in out
+    # nbgrader's own submitted/ folder can be the input: nothing changed, nothing regraded
+    code, out, err = grade(capsys, "ps1", tmp_path / "course" / "submitted", "--course-dir", tmp_path / "course",
+                           "--no-sandbox", "--timeout", TIMEOUT, "--quiet")
+    assert code == 0, err
+    assert "(3 unchanged since the last run" in out
