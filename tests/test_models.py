@@ -14,13 +14,7 @@ ALL_NORM_TYPES = tuple(t for types in NORM_TYPES.values() for t in types)
 ACTIVATION_TYPES = (nn.ReLU, nn.PReLU, nn.ELU, nn.Sigmoid, nn.Tanh)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and 2 threads collapse on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _types(model):

@@ -21,12 +21,7 @@ from normlab.plots.depth import (  # noqa: E402
 SMALL = dict(depth=8, width=64, num_samples=128)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)

@@ -22,13 +22,7 @@ def _close_figures():
     plt.close("all")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models train faster on one thread, and do not collapse on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

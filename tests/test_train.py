@@ -16,13 +16,7 @@ from normlab.models import mlp
 from normlab.train import History, evaluate, fit, set_seed
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and 2 threads collapse on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blobs(n, num_classes=4, dim=8, seed=0):
