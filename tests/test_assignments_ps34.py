@@ -320,8 +320,10 @@ def test_assert_no_torch_calls():
         assert_no_torch_calls(lambda: torch.native_batch_norm(x, None, None, None, None, True, 0.1, 1e-5))
     with pytest.raises(AssertionError, match="your Dropout calls torch.nn.functional.dropout"):
         assert_no_torch_calls(lambda: torch.nn.Dropout(0.5)(x), forbidden=("dropout",), what="your Dropout")
+    # the library's own modules pass what ps3's hidden tests ask (vector_norm is not a norm layer)
     for layer in (nl.BatchNorm(3), nl.GroupNorm(3, 3), nl.LayerNorm(2), nl.Dropout(0.5)):
-        assert_no_torch_calls(lambda: layer(x).sum().backward(), forbidden=("_norm", "dropout"))
+        assert_no_torch_calls(lambda: layer(x).sum().backward(),
+                              forbidden=("batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout"))
     assert assert_no_torch_calls(lambda: 42) == 42
 
 
