@@ -419,6 +419,22 @@ def test_sandbox_command_hides_the_course(tmp_path):
     assert str(ROOT / "assignments") not in binds and str(ROOT) not in binds
 
 
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="kernels get a uid of their own only when grading as root")
+def test_kernels_can_read_a_python_installation_below_tmp(tmp_path):
+    """CI grades from a clone in /tmp with its .venv there: the folders bwrap makes above a
+    bound path must survive the empty /tmp and be searchable by the kernels' uid."""
+    folder = tmp_path / "clone" / "lib"
+    folder.mkdir(parents=True)
+    (folder / "module.py").write_text("x = 1\n")
+    settings = sandbox.ZygoteSettings(sandbox=True, preload=[], readable=[str(folder)])
+    command = sandbox.bwrap_command(sandbox.bwrap_path(), settings, forbidden=[])
+    as_kernel = ["setpriv", "--reuid", "2000001", "--regid", "2000001", "--clear-groups"]
+    done = subprocess.run(command + as_kernel + ["cat", str(folder / "module.py")], capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "x = 1\n"), done.stderr
+
+
 # --- slow: a whole class, for real ----------------------------------------------------------------
 
 

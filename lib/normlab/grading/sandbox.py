@@ -186,8 +186,11 @@ def bwrap_command(bwrap: str, settings: ZygoteSettings, forbidden: list[str]) ->
     under_tmp = [p for p in binds if p == "/tmp" or p.startswith("/tmp/")]
     if "/tmp" in binds:
         raise SandboxUnavailable("the Python installation is /tmp itself; cannot build a sandbox")
-    # Parent folders bwrap has to create get mode 0755 (it copies the mode of the host's
-    # parent otherwise: /root is 0700, and the kernels' uid could not reach a venv in it).
+    # An empty /tmp first: parent folders made below it (say /tmp/clone for a venv at
+    # /tmp/clone/.venv) must not be hidden under it again.
+    command += ["--perms", "0555", "--tmpfs", "/tmp"]
+    # Parent folders bwrap has to create get mode 0755 (it makes them 0700 otherwise: the
+    # kernels' uid could not reach a venv in /root/... or /tmp/clone/...).
     made = {"/", "/tmp"}
     for path in binds:
         parents = list(Path(path).parents)[::-1]
@@ -196,7 +199,6 @@ def bwrap_command(bwrap: str, settings: ZygoteSettings, forbidden: list[str]) ->
             if parent not in made and not any(parent == b or parent.startswith(b + "/") for b in binds):
                 command += ["--perms", "0755", "--dir", parent]
                 made.add(parent)
-    command += ["--perms", "0555", "--tmpfs", "/tmp"]
     for path in binds:
         command += ["--ro-bind", path, path]
     for path in sorted(set(forbidden)):
