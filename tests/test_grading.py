@@ -419,6 +419,17 @@ def test_sandbox_command_hides_the_course(tmp_path):
     assert str(ROOT / "assignments") not in binds and str(ROOT) not in binds
 
 
+def test_answers_left_for_a_person_flag_the_row_and_say_so(tmp_path, monkeypatch):
+    """ps4's written answers: nbgrader marks the submission needs_manual_grade."""
+    monkeypatch.setattr(run, "read_scores", lambda *args: {"ann": ({"ps4_test_a": 2.0}, True),
+                                                           "bob": ({"ps4_test_a": 1.0}, False)})
+    for student in ("ann", "bob"):
+        run._write_state(tmp_path, student, {"digest": "x", "status": "graded", "reason": "all tests passed"})
+    ann, bob = run._rows(tmp_path, "ps4", ["ann", "bob"], tmp_path, [("ps4", "ps4_test_a", 2.0)])
+    assert (ann.status, ann.reason) == ("flagged", f"all tests passed; {run.MANUAL_NOTE}")
+    assert (bob.status, bob.reason, bob.total) == ("graded", "all tests passed", 1.0)
+
+
 @needs_bwrap
 @pytest.mark.skipif(os.geteuid() != 0, reason="kernels get a uid of their own only when grading as root")
 def test_kernels_can_read_a_python_installation_below_tmp(tmp_path):

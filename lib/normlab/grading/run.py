@@ -37,6 +37,7 @@ from normlab.cli import UserError
 DEFAULT_COURSE_DIR = Path("build") / "nbgrader"
 MAX_WORKERS = 32
 REASON_LENGTH = 300
+MANUAL_NOTE = "answers to grade by hand (nbgrader formgrader)"
 
 
 @dataclass
@@ -534,10 +535,10 @@ def _rows(course_dir: Path, assignment: str, students: list[str], state_dir: Pat
                             {}, 0.0, max_score))
             continue
         points, needs_manual = scores[student]
-        status = state["status"]
-        if needs_manual and status == "graded":
-            status = "flagged"
-        rows.append(Row(student, status, state["reason"], points,
+        status, reason = state["status"], state["reason"]
+        if needs_manual and status == "graded":  # e.g. ps4's written answers
+            status, reason = "flagged", f"{reason}; {MANUAL_NOTE}"
+        rows.append(Row(student, status, reason, points,
                         sum(points.get(gid, 0.0) for _, gid, _ in columns), max_score))
     return rows
 
