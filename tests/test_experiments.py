@@ -345,3 +345,20 @@ def test_paired_verdict_leaves_out_the_load_both_arms_of_a_run_share():
     assert compare(bn, vanilla, metric="epoch_ms").outcome == "draw"  # unpaired: the load swamps it
     paired = compare(bn, vanilla, metric="epoch_ms", paired=True)
     assert paired.outcome == "b" and paired.se == pytest.approx(np.std([1.0, 2.0, 1.5], ddof=1) / math.sqrt(3))
+
+
+@pytest.mark.slow
+def test_full_mode_adds_the_torchvision_sets_found_under_data_root(tmp_path):
+    """--full trains on MNIST / CIFAR-10 too when their files are on disk (tiny files here,
+    in the real formats, written by test_data's helpers)."""
+    from test_data import _tiny_cifar10, _tiny_mnist
+
+    assert runner.find_torchvision_setups(tmp_path) == []
+    _tiny_mnist(tmp_path, "MNIST", n_train=120, n_test=40)
+    _tiny_cifar10(tmp_path, per_batch=24, n_test=40)
+    assert runner.find_torchvision_setups(tmp_path) == list(runner.TORCHVISION_SETUPS)
+    board = run_scoreboard(["baseline"], seeds=2, out=tmp_path / "out", quick=False, progress=False, workers=1,
+                           data_root=tmp_path, overrides={"epochs": 1, "train_limit": 64}, plots=False)
+    setups = {row["setup"] for row in board.rows}
+    assert setups == {"digits/mlp", "digits/cnn", "mnist/mlp", "mnist/cnn", "cifar10/cnn"}
+    assert board.runs_trained == 5 * 2 * 2  # setups x arms x seeds
