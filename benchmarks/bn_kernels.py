@@ -8,7 +8,7 @@ share the machine (cache and memory-bandwidth contention still can).
 Each time is also shown as a ratio to torch's native kernel for the same work and to a
 plain copy of the tensor (the memory floor: a kernel cannot beat reading x and writing y),
 with the page faults per call: a fresh tensor whose memory glibc maps anew from the OS
-costs a page fault per 4 KiB, often more than the arithmetic. glibc's thresholds for
+costs page faults, often more than the arithmetic. glibc's thresholds for
 that move with the process's history, so run it also with them pinned, e.g.
 ``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824`` (then no kernel
 faults and the table shows arithmetic and memory traffic alone).
