@@ -68,8 +68,7 @@ def test_lecture_has_slides_speaker_notes_summary_and_exercises(source):
 
 
 def test_every_lecture_has_worked_solutions_and_every_solution_a_lecture():
-    if not (ROOT / "course").is_dir() or not (ROOT / "solutions").is_dir():
-        pytest.skip("course/ and solutions/ do not both exist yet")
+    assert LECTURES and SOLUTIONS, "course/*.py and solutions/*.py must both exist"
     lectures = {path.name for path in LECTURES}
     solutions = {path.name for path in SOLUTIONS}
     assert not lectures - solutions, f"no solutions/ file for {sorted(lectures - solutions)}"
