@@ -508,21 +508,7 @@ squared_norm = sum(float((gi ** 2).sum()) for gi in gradients)
 assert_close(losses[1], loss0 - 0.01 * squared_norm, "the loss at step size 0.01 (first order)", rtol=1e-4,
              hint="the gradient g is over ALL parameters (weight and bias), and the step is eta * g")
 ### BEGIN HIDDEN TESTS
-def _reference_probe(model, x, y, step_sizes):
-    def _loss_grad(net):
-        _loss = F.cross_entropy(net(x), y)
-        return _loss.item(), torch.cat([_g.reshape(-1) for _g in torch.autograd.grad(_loss, list(net.parameters()))])
-
-    _start = copy.deepcopy(model).train()
-    _theta = nn.utils.parameters_to_vector(_start.parameters()).detach()
-    _, _g0 = _loss_grad(_start)
-    _out = []
-    for _eta in step_sizes:
-        _moved = copy.deepcopy(_start)
-        nn.utils.vector_to_parameters(_theta - _eta * _g0, _moved.parameters())
-        _l, _g1 = _loss_grad(_moved)
-        _out.append((_l, float((_g1 - _g0).norm())))
-    return np.array([o[0] for o in _out]), np.array([o[1] for o in _out])
+from normlab.experiments.landscape import probe_losses_and_grad_changes as _reference_probe
 
 
 torch.manual_seed(5)
@@ -545,21 +531,7 @@ for name, value in model.state_dict().items():
         f"{name} changed: work on copy.deepcopy(model), never on the model you were given"
 assert not model.training, "the model was in eval mode and should still be (put the COPY in training mode)"
 ### BEGIN HIDDEN TESTS
-def _reference_probe(model, x, y, step_sizes):
-    def _loss_grad(net):
-        _loss = F.cross_entropy(net(x), y)
-        return _loss.item(), torch.cat([_g.reshape(-1) for _g in torch.autograd.grad(_loss, list(net.parameters()))])
-
-    _start = copy.deepcopy(model).train()
-    _theta = nn.utils.parameters_to_vector(_start.parameters()).detach()
-    _, _g0 = _loss_grad(_start)
-    _out = []
-    for _eta in step_sizes:
-        _moved = copy.deepcopy(_start)
-        nn.utils.vector_to_parameters(_theta - _eta * _g0, _moved.parameters())
-        _l, _g1 = _loss_grad(_moved)
-        _out.append((_l, float((_g1 - _g0).norm())))
-    return np.array([o[0] for o in _out]), np.array([o[1] for o in _out])
+from normlab.experiments.landscape import probe_losses_and_grad_changes as _reference_probe
 
 
 # An eval-mode BN model is probed in training mode (batch statistics).

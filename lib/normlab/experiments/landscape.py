@@ -223,6 +223,14 @@ def _probe(model, x, y, step_sizes, probe_seed):
     return _finite(loss0), _finite(torch.linalg.vector_norm(g).item()), losses, changes
 
 
+def probe_losses_and_grad_changes(model, x, y, step_sizes, probe_seed=0):
+    """The losses L(theta - eta g) and gradient changes |grad(theta - eta g) - g| for
+    each eta in ``step_sizes``, as two arrays (a copy of ``model`` in training mode is
+    probed; ``model`` is untouched). ps4's hidden tests check students against it."""
+    _, _, losses, changes = _probe(model, x, y, step_sizes, probe_seed)
+    return np.array(losses), np.array(changes)
+
+
 def _loss_and_grad(model, params, x, y, seed):
     """Loss and gradient with torch's generator reset to ``seed`` (same dropout/noise
     draw for every probe) and restored afterwards (training's random stream untouched)."""
