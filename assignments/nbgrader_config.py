@@ -2,14 +2,14 @@
 
 `normlab build` copies this file into the course directory it makes (build/nbgrader/);
 put it in any course directory you grade from. The values shared with `normlab check`
-(per-cell timeout, benign stderr, kernel) come from `normlab.assignments`, so a student's
+(per-cell timeout, benign stderr, kernel) come from `normlab_tools.assignments`, so a student's
 check and the grader cannot disagree.
 """
 
 import sys
 
 try:
-    from normlab import assignments
+    from normlab_tools import assignments
 except ImportError:  # BaseException, so nbgrader cannot swallow it and grade with defaults
     raise SystemExit(
         f"nbgrader_config.py: the normlab package is not importable by {sys.executable}; "

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import nbformat
 
-from normlab import assignments
+from normlab_tools import assignments
 
 ROOT = Path(__file__).resolve().parents[1]
 MISTAKES = [  # (solution cell, correct text, wrong text): plausible slips, one per partial notebook
@@ -112,7 +112,7 @@ def run_normlab(template: Path, base: Path, submissions: Path, workers: int) -> 
     course = base / f"normlab-w{workers}"
     shutil.copytree(template, course)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "normlab", "grade", "ps1", str(submissions), "--course-dir",
+    done = subprocess.run([sys.executable, "-m", "normlab_tools", "grade", "ps1", str(submissions), "--course-dir",
                            str(course), "--workers", str(workers), "--quiet"], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:

@@ -45,7 +45,7 @@ import torch
 from IPython.display import Markdown
 
 from normlab import experiments as ex
-from normlab.experiments.cli import SMOOTHNESS_SETTINGS
+from normlab.experiments import SMOOTHNESS_SETTINGS
 from normlab.notebook import show_source
 from normlab.plots import experiments as figures
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from normlab import assignments
-from normlab.cli import main as normlab_main
+from normlab_tools import assignments
+from normlab_tools.cli import main as normlab_main
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = ["ps1", "ps2"]

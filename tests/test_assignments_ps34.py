@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from normlab import assignments
+from normlab_tools import assignments
 from test_assignments import KERNEL_RUNNER, cell_by_id, mistake, plant, source_notebook, submit
 
 ROOT = Path(__file__).resolve().parents[1]

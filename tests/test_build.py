@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from normlab.build import BuildOptions, execute_notebook, find_root, format_table, run_build
+from normlab_tools.build import BuildOptions, execute_notebook, find_root, format_table, run_build
 
 HEADER = """\
 # ---
@@ -85,7 +85,7 @@ def project(tmp_path):
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "normlab", "build", *args],
+    return subprocess.run([sys.executable, "-m", "normlab_tools", "build", *args],
                           capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -200,7 +200,7 @@ def test_the_project_root_is_found_from_a_subfolder(project, monkeypatch):
 
 
 def test_the_build_releases_every_assignment_unless_lectures_are_selected(tmp_path):
-    from normlab.build import STEPS, assignments_step
+    from normlab_tools.build import STEPS, assignments_step
 
     root = Path(__file__).resolve().parents[1]
     assert assignments_step in STEPS

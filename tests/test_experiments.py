@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from normlab import cli
+from normlab_tools import cli
 from normlab.experiments import conditions, landscape, runner
 from normlab.experiments.noisy import BatchNormNoise, add_batchnorm_noise
 from normlab.experiments.scoreboard import RULE, compare, run_scoreboard

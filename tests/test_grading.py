@@ -29,10 +29,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from normlab import assignments
-from normlab.cli import UserError
-from normlab.cli import main as normlab_main
-from normlab.grading import intake, run, sandbox
+from normlab_tools import assignments
+from normlab_tools.errors import UserError
+from normlab_tools.cli import main as normlab_main
+from normlab_tools.grading import intake, run, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 15  # seconds per cell in these tests (a correct ps1 cell needs < 3 s)
@@ -549,7 +549,7 @@ def test_interrupted_runs_end_with_the_grades_of_an_uninterrupted_run(graded_cla
     course, submissions = tmp_path / "course", tmp_path / "submissions"
     write_class(chosen, submissions)
     state = course / "grading" / "ps1" / "state"
-    command = [sys.executable, "-m", "normlab", "grade", "ps1", str(submissions), "--course-dir", str(course),
+    command = [sys.executable, "-m", "normlab_tools", "grade", "ps1", str(submissions), "--course-dir", str(course),
                "--workers", "2", "--timeout", str(TIMEOUT)]
 
     def run_until(graded: int, signum: int) -> subprocess.CompletedProcess:

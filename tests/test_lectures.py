@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from normlab.build import execute_notebook, read_source
+from normlab_tools.build import execute_notebook, read_source
 
 ROOT = Path(__file__).resolve().parents[1]
 LECTURES = sorted((ROOT / "course").glob("*.py"))

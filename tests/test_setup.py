@@ -31,7 +31,7 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
 
 
 def test_the_normlab_command_runs():
-    result = subprocess.run([sys.executable, "-m", "normlab", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "normlab_tools", "--help"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "usage: normlab" in result.stdout
 

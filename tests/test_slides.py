@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from normlab import build, slides
+from normlab_tools import build, slides
 
 ROOT = Path(__file__).resolve().parents[1]
 LECTURES = sorted((ROOT / "course").glob("*.py"))

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from normlab import slides
-from normlab.cli import UserError
+from normlab_tools import slides
+from normlab_tools.errors import UserError
 
 
 def cell(kind, source, slide_type=None, tags=(), outputs=()):
@@ -145,7 +145,7 @@ def test_the_index_lists_the_slides_in_the_folder_by_number_with_titles(lecture,
 
 def test_an_unknown_lecture_number_is_one_clear_line(tmp_path):
     (tmp_path / "course").mkdir()
-    result = subprocess.run([sys.executable, "-m", "normlab", "slides", "07", "--root", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "normlab_tools", "slides", "07", "--root", str(tmp_path)],
                             capture_output=True, text=True, timeout=120)
 
     assert result.returncode == 2

@@ -20,38 +20,19 @@ Python::
 Command line: ``normlab experiments [--full] [--conditions NAME ...] [--seeds N] [--out DIR]``.
 
 Modules: `conditions` (the declarative list), `runner` (one run, the files, the worker
-pool), `scoreboard` (verdicts, tables, files), `landscape` (smoothness), `noisy`, `cli`.
+pool), `scoreboard` (verdicts, tables, files), `landscape` (smoothness), `noisy`. The command is `normlab_tools.experiments`.
 Figures: `normlab.plots.experiments`.
 """
 
 from __future__ import annotations
 
-import importlib
+from normlab.experiments.conditions import CONDITIONS, SMOOTHNESS_SETTINGS, THESIS_TALLY, Cell, Comparison, Condition
+from normlab.experiments.landscape import SMOOTHNESS_ARMS, SmoothnessResult, smoothness
+from normlab.experiments.noisy import BatchNormNoise, add_batchnorm_noise
+from normlab.experiments.runner import FULL, QUICK, Settings, plan, train_one
+from normlab.experiments.scoreboard import METRICS, RULE, Scoreboard, Verdict, aggregate, compare, run_scoreboard, write_figures
 
-from normlab.experiments.cli import add_parser
-from normlab.experiments.conditions import CONDITIONS, THESIS_TALLY, Cell, Comparison, Condition
-
-# Everything else needs torch; it is imported on first use so that `normlab --help`
-# stays fast.
-_LAZY = {
-    "run_scoreboard": "scoreboard", "Scoreboard": "scoreboard", "aggregate": "scoreboard",
-    "compare": "scoreboard", "Verdict": "scoreboard", "RULE": "scoreboard", "METRICS": "scoreboard",
-    "write_figures": "scoreboard",
-    "smoothness": "landscape", "SmoothnessResult": "landscape", "SMOOTHNESS_ARMS": "landscape",
-    "BatchNormNoise": "noisy", "add_batchnorm_noise": "noisy",
-    "QUICK": "runner", "FULL": "runner", "Settings": "runner", "train_one": "runner", "plan": "runner",
-}
-
-__all__ = ["CONDITIONS", "THESIS_TALLY", "Cell", "Comparison", "Condition", "add_parser", *_LAZY]
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"normlab.experiments.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'normlab.experiments' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__all__ = ["CONDITIONS", "SMOOTHNESS_SETTINGS", "THESIS_TALLY", "Cell", "Comparison", "Condition",
+           "SMOOTHNESS_ARMS", "SmoothnessResult", "smoothness", "BatchNormNoise", "add_batchnorm_noise",
+           "FULL", "QUICK", "Settings", "plan", "train_one",
+           "METRICS", "RULE", "Scoreboard", "Verdict", "aggregate", "compare", "run_scoreboard", "write_figures"]

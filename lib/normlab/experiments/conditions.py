@@ -25,6 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Smoothness probe settings per mode (quick, full): training epochs, probed points.
+SMOOTHNESS_SETTINGS = {"quick": {"epochs": 10, "points": 12}, "full": {"epochs": 30, "points": 20}}
+
 __all__ = [
     "BASE_CONFIG",
     "NOISE",

@@ -48,9 +48,9 @@ import nbformat
 from nbconvert import SlidesExporter
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor, TagRemovePreprocessor
 
-from normlab import build
-from normlab.build import BuildOptions, Task
-from normlab.cli import UserError
+from normlab_tools import build
+from normlab_tools.build import BuildOptions, Task
+from normlab_tools.errors import UserError
 
 # The npm packages the slides load, pinned: nbconvert 7's slides template is written
 # for these versions.
@@ -506,26 +506,3 @@ def main(args: argparse.Namespace) -> int:
         return 1
     print(f"slides in {index.parent}; open {index} (works offline)")
     return 0
-
-
-def add_parser(subparsers):
-    parser = subparsers.add_parser(
-        "slides", help="build reveal.js slides of the lectures into build/slides/ (offline, speaker notes)",
-        description="Build reveal.js slides of course/*.py into build/slides/, from the executed "
-        "notebooks in build/course/ (executed first when missing or older than the lecture). "
-        "reveal.js, MathJax, jQuery and require.js are fetched once with npm into a cache and "
-        "copied into build/slides/vendor/, so the slides work offline.")
-    parser.add_argument("numbers", nargs="*", type=build._lecture_number_argument, metavar="NN",
-                        help="only these lectures, e.g. 01 03 (default: all)")
-    parser.add_argument("--root", help="the project folder, holding course/ (default: found from here)")
-    parser.add_argument("--out", help="output folder (default: ROOT/build)")
-    parser.add_argument("--rerun", action="store_true",
-                        help="execute the lectures again even when build/course/ has them")
-    parser.add_argument("--no-execute", dest="execute", action="store_false",
-                        help="slides of the lectures without running them (no outputs, no plots)")
-    parser.add_argument("--assets-only", action="store_true",
-                        help="only fetch reveal.js, MathJax, jQuery and require.js into the cache (npm)")
-    parser.add_argument("--timeout", type=build._positive_int, default=build.DEFAULT_TIMEOUT, metavar="S",
-                        help=f"seconds allowed per cell when a lecture runs (default {build.DEFAULT_TIMEOUT})")
-    parser.set_defaults(handler=main)
-    return main

@@ -1,7 +1,7 @@
 """The `normlab` command: one entry point for instructors, students and TAs.
 
-Each subcommand lives in the module that does the work and registers itself here
-through an ``add_parser(subparsers)`` function returning the handler.
+Each subcommand is a module of `normlab_tools.commands` with ``add_parser(subparsers)``
+(its arguments, handler in ``args.handler``).
 """
 
 from __future__ import annotations
@@ -10,13 +10,10 @@ import argparse
 import sys
 
 from normlab import __version__
+from normlab_tools.commands import build, check, experiments, grade, slides
+from normlab_tools.errors import UserError
 
-# Modules that contribute a subcommand through `add_parser(subparsers)`.
-SUBCOMMAND_MODULES: list[str] = ["build", "assignments", "experiments", "grading", "slides"]
-
-
-class UserError(Exception):
-    """A problem with what the user asked for: printed as one clear line, exit code 2."""
+COMMANDS = [build, slides, check, grade, experiments]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,9 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"normlab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in SUBCOMMAND_MODULES:
-        module = __import__(f"normlab.{module_name}", fromlist=["add_parser"])
-        module.add_parser(subparsers)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
     return parser
 
 

@@ -1,6 +1,6 @@
 """Grading one submission, inside a worker process.
 
-A worker owns a zygote (`normlab.grading.sandbox.Zygote`) and grades one student at a
+A worker owns a zygote (`normlab_tools.grading.sandbox.Zygote`) and grades one student at a
 time in a private nbgrader course directory made for the job::
 
     WORK/jobs/<student>/nbgrader_config.py     the course's settings
@@ -12,7 +12,7 @@ time in a private nbgrader course directory made for the job::
 and runs nbgrader's own ``autograde`` and ``generate_feedback`` there (in-process
 NbGraderAPI), with `SandboxedExecute` in place of nbgrader's Execute. The job's
 gradebook then holds exactly this student's grades; the parent process copies them into
-the course's gradebook (`normlab.grading.run`). Nothing here touches the course
+the course's gradebook (`normlab_tools.grading.run`). Nothing here touches the course
 directory.
 """
 
@@ -26,18 +26,18 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from normlab.grading import execute, sandbox
+from normlab_tools.grading import execute, sandbox
 
 SANITIZE_PREPROCESSORS = [  # nbgrader's, plus one fix (see DropEmptyGraderMetadata)
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
-    "normlab.grading.execute.DropEmptyGraderMetadata",
+    "normlab_tools.grading.execute.DropEmptyGraderMetadata",
     "nbgrader.preprocessors.OverwriteKernelspec",
     "nbgrader.preprocessors.OverwriteCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 AUTOGRADE_PREPROCESSORS = [  # nbgrader's, with SandboxedExecute for Execute
-    "normlab.grading.execute.SandboxedExecute",
+    "normlab_tools.grading.execute.SandboxedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -129,13 +129,13 @@ def grade(spec: JobSpec) -> JobResult:
         outcome = api.autograde(spec.assignment, spec.student)
         result.events = list(execute.EVENTS)
         if not outcome.get("success"):
-            from normlab.assignments import nbgrader_error
+            from normlab_tools.assignments import nbgrader_error
 
             result.error = nbgrader_error(outcome)
         else:
             feedback = api.generate_feedback(spec.assignment, spec.student)
             if not feedback.get("success"):
-                from normlab.assignments import nbgrader_error
+                from normlab_tools.assignments import nbgrader_error
 
                 result.events.append({"kind": "feedback", "cell": "", "detail": nbgrader_error(feedback)})
             result.ok = True
@@ -159,7 +159,7 @@ def _prepare(job_dir: Path, template: Path, spec: JobSpec) -> None:
 def _api(job_dir: Path, config: WorkerConfig):
     from nbgrader.apps import NbGraderAPI
 
-    from normlab.assignments import load_course_config, scripts_on_path
+    from normlab_tools.assignments import load_course_config, scripts_on_path
 
     scripts_on_path()
     course = load_course_config(job_dir)
@@ -168,7 +168,7 @@ def _api(job_dir: Path, config: WorkerConfig):
     course.Autograde.autograde_preprocessors = AUTOGRADE_PREPROCESSORS
     for section in ("Execute", "SandboxedExecute"):
         course[section].timeout = config.timeout
-    course.SandboxedExecute.kernel_manager_class = "normlab.grading.sandbox.SandboxKernelManager"
+    course.SandboxedExecute.kernel_manager_class = "normlab_tools.grading.sandbox.SandboxKernelManager"
     course.SandboxedExecute.output_limit = config.limits.output
     return NbGraderAPI(config=course)
 
@@ -250,7 +250,7 @@ def worker_main(fd: int, config_dict: dict) -> None:
         pass
     if os.getppid() == 1:  # the parent died before we could ask to die with it
         return
-    from normlab.grading.run import quiet_nbgrader
+    from normlab_tools.grading.run import quiet_nbgrader
 
     quiet_nbgrader()
     connection = Connection(fd)

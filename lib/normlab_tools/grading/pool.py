@@ -2,7 +2,7 @@
 
 A small pool of our own rather than multiprocessing.Pool or concurrent.futures:
 
-- workers are plain ``python -m normlab.grading.jobs`` processes talking over a socket
+- workers are plain ``python -m normlab_tools.grading.jobs`` processes talking over a socket
   pair, so nothing depends on how the grader itself was started (no re-import of
   ``__main__`` as multiprocessing's spawn does, no fork of a process with threads);
 - a worker that dies (it should not: student code runs in its sandboxed kernel, not in
@@ -21,7 +21,7 @@ import sys
 from collections import deque
 from multiprocessing.connection import Connection, wait
 
-from normlab.cli import UserError
+from normlab_tools.errors import UserError
 
 RETRIES = 1  # a student whose worker crashed is tried once more
 SETUP_FAILURES = 3  # workers that may die while starting before the run gives up
@@ -32,7 +32,7 @@ class _Worker:
         self.index = index
         ours, theirs = socket.socketpair()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "normlab.grading.jobs", str(theirs.fileno()), json.dumps(config)],
+            [sys.executable, "-m", "normlab_tools.grading.jobs", str(theirs.fileno()), json.dumps(config)],
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         theirs.close()
         self.connection = Connection(ours.detach())
@@ -58,7 +58,7 @@ class WorkerPool:
         self.size = workers
 
     def _config_for(self, index: int) -> dict:
-        from normlab.grading.sandbox import UID_BASE
+        from normlab_tools.grading.sandbox import UID_BASE
 
         config = dict(self.config)
         if config.get("sandbox") and os.geteuid() == 0:

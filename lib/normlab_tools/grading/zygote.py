@@ -1,6 +1,6 @@
 """The kernel template process ("zygote") of one grading worker.
 
-Run as ``python -m normlab.grading.zygote PRELOAD_JSON`` (inside bubblewrap unless the
+Run as ``python -m normlab_tools.grading.zygote PRELOAD_JSON`` (inside bubblewrap unless the
 grade runs with --no-sandbox). It imports what every submission's kernel would import
 anyway -- ipykernel, IPython and the modules the assignment's source imports (numpy,
 torch through normlab.data, matplotlib, scikit-learn...) -- once, then forks one kernel

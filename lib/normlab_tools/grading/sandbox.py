@@ -1,11 +1,11 @@
 """Sandboxed kernels for grading: bubblewrap around a kernel template ("zygote").
 
-Each grading worker starts one zygote (`normlab.grading.zygote`) inside bubblewrap:
+Each grading worker starts one zygote (`normlab_tools.grading.zygote`) inside bubblewrap:
 
     bwrap --unshare-pid --unshare-net --unshare-ipc --unshare-uts --die-with-parent
           --ro-bind (system folders, the Python installation, the venv, normlab's code)
           --dev /dev --proc /proc --tmpfs /tmp (read-only) --remount-ro /
-          -- python -m normlab.grading.zygote
+          -- python -m normlab_tools.grading.zygote
 
 so the zygote and every kernel it forks see no network, a read-only file system made
 only of what Python needs -- not the course directory, the gradebook, the assignment
@@ -15,7 +15,7 @@ namespaces with a private, size-limited tmpfs as its home and working folder, it
 uid (one per worker when the grader runs as root, so the process limit is per kernel),
 rlimits on CPU time, data size, processes, file size and open files, no capabilities,
 and a watchdog over the job's processes, memory and CPU cores (details in
-`normlab.grading.zygote`).
+`normlab_tools.grading.zygote`).
 
 The grader talks to the kernel over ZeroMQ ipc sockets that live in the kernel's
 private tmpfs; it reaches them through ``/proc/<pid>/root`` of the job, so no folder of
@@ -281,7 +281,7 @@ class Zygote:
             home = str(self.work_dir / "zygote-home")
             os.makedirs(home, exist_ok=True)
         payload = {"sandbox": self.settings.sandbox, "preload": self.settings.preload}
-        command += [sys.executable, "-m", "normlab.grading.zygote", json.dumps(payload)]
+        command += [sys.executable, "-m", "normlab_tools.grading.zygote", json.dumps(payload)]
         env = _zygote_environment(home)  # bwrap passes it on
         self._exits.clear()
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -498,7 +498,7 @@ class ZygoteProvisioner(LocalProvisioner):
         km = self.parent
         zygote = _ZYGOTE
         if zygote is None:
-            raise RuntimeError("no kernel template: call normlab.grading.sandbox.use_zygote first")
+            raise RuntimeError("no kernel template: call normlab_tools.grading.sandbox.use_zygote first")
         info = km.get_connection_info()
         connection = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in info.items()}
         job, pid = zygote.start_kernel(connection, _FILES)
@@ -540,7 +540,7 @@ class SandboxKernelManager(AsyncKernelManager):
 
     @default("client_class")
     def _default_client_class(self):
-        return "normlab.grading.sandbox.SandboxKernelClient"
+        return "normlab_tools.grading.sandbox.SandboxKernelClient"
 
 
 class SandboxKernelClient(AsyncKernelClient):

@@ -44,9 +44,9 @@ from nbconvert import HTMLExporter
 from tqdm import tqdm
 from traitlets import default
 
-from normlab.cli import UserError
+from normlab_tools.commands.arguments import CELL_TIMEOUT
+from normlab_tools.errors import UserError
 
-DEFAULT_TIMEOUT = 600  # seconds per cell
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # lib/normlab/build.py -> the project
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -94,7 +94,7 @@ def read_source(path: Path) -> nbformat.NotebookNode:
     return notebook
 
 
-def execute_notebook(path_in, path_out, timeout: int = DEFAULT_TIMEOUT, cwd=None) -> tuple[float, str | None]:
+def execute_notebook(path_in, path_out, timeout: int = CELL_TIMEOUT, cwd=None) -> tuple[float, str | None]:
     """Execute the Jupytext notebook `path_in` top to bottom and save it with outputs as `path_out`.
 
     The kernel runs this interpreter with NORMLAB_BUILD=1, in `cwd` (default: the folder of
@@ -168,7 +168,7 @@ class BuildOptions:
     out: Path                                       # usually ROOT/build
     numbers: list[int] = field(default_factory=list)  # lecture numbers to build; empty: all
     execute: bool = True
-    timeout: int = DEFAULT_TIMEOUT
+    timeout: int = CELL_TIMEOUT
 
 
 @dataclass
@@ -225,15 +225,15 @@ def notebook_step(folder: str) -> Callable[[BuildOptions], list[Task]]:
 
 
 def slides_step(options: BuildOptions) -> list[Task]:
-    """The reveal.js slides under OUT/slides/ (normlab.slides, which imports this module)."""
-    from normlab.slides import slides_step as plan_slides
+    """The reveal.js slides under OUT/slides/ (normlab_tools.slides, which imports this module)."""
+    from normlab_tools.slides import slides_step as plan_slides
     return plan_slides(options)
 
 
 def assignments_step(options: BuildOptions) -> list[Task]:
-    """Per assignment: the nbgrader student release and the answer key (normlab.assignments).
+    """Per assignment: the nbgrader student release and the answer key (normlab_tools.assignments).
     Left out when lectures are selected by number or the project has no assignments."""
-    from normlab.assignments import assignment_ids, build_assignments
+    from normlab_tools.assignments import assignment_ids, build_assignments
 
     if options.numbers or not (options.root / "assignments" / "nbgrader_config.py").is_file():
         return []
@@ -303,18 +303,6 @@ def format_table(rows: Sequence[Row]) -> str:
 # --- the command -------------------------------------------------------------------------
 
 
-def _lecture_number_argument(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a lecture number like 01")
-    return int(text)
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds > 0")
-    return int(text)
-
-
 def main(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve() if args.root else find_root()
     options = BuildOptions(root=root, out=Path(args.out).resolve() if args.out else root / "build",
@@ -331,20 +319,3 @@ def main(args: argparse.Namespace) -> int:
         return 1
     print(f"all {len(rows)} built into {options.out}")
     return 0
-
-
-def add_parser(subparsers) -> Callable[[argparse.Namespace], int]:
-    parser = subparsers.add_parser(
-        "build", help="build the course into build/: executed notebooks and HTML",
-        description="Build course/*.py and solutions/*.py into executed notebooks with HTML "
-        "under build/. Each notebook runs on this Python with NORMLAB_BUILD=1.")
-    parser.add_argument("numbers", nargs="*", type=_lecture_number_argument, metavar="NN",
-                        help="build only these lectures (and their solutions), e.g. 01 03")
-    parser.add_argument("--root", help="the project folder, holding course/ (default: found from here)")
-    parser.add_argument("--out", help="output folder (default: ROOT/build)")
-    parser.add_argument("--no-execute", dest="execute", action="store_false",
-                        help="convert to notebooks and HTML without running them")
-    parser.add_argument("--timeout", type=_positive_int, default=DEFAULT_TIMEOUT, metavar="S",
-                        help=f"seconds allowed per cell (default {DEFAULT_TIMEOUT})")
-    parser.set_defaults(handler=main)
-    return main

@@ -299,7 +299,7 @@ def _cell_name(cell, index: int) -> str:
 
 
 def _first_line(text: str) -> str:
-    from normlab.assignments import _ANSI
+    from normlab_tools.assignments import _ANSI
 
     lines = _ANSI.sub("", text or "").strip().splitlines()
     return lines[0][:200] if lines else ""

@@ -1,58 +1,17 @@
-"""``normlab experiments``: the scoreboard, learning curves and smoothness probes on the command line."""
+"""What ``normlab experiments`` runs: the scoreboard, learning curves and smoothness probes, with files and tables."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import textwrap
 import time
 from pathlib import Path
 
-from normlab.experiments.conditions import CONDITIONS
+from normlab.experiments.conditions import CONDITIONS, SMOOTHNESS_SETTINGS
+from normlab_tools.errors import UserError
 
 SMOOTHNESS = "smoothness"
-# Smoothness settings per mode: training epochs, probed points.
-SMOOTHNESS_SETTINGS = {"quick": {"epochs": 10, "points": 12}, "full": {"epochs": 30, "points": 20}}
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def add_parser(subparsers):
-    names = ", ".join([c.name for c in CONDITIONS] + [SMOOTHNESS])
-    parser = subparsers.add_parser(
-        "experiments", help="run the BatchNorm experiments: the scoreboard, learning curves, smoothness",
-        description="Reproduce the seeds' BatchNorm claims (thesis talk scoreboard, lecture benchmarks, "
-        "Santurkar et al.) over several seeds on the embedded digits data, with a verdict per condition "
-        "by a rule on the seed spread. Finished runs in OUT/runs are reused (resumable).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"conditions: {names}\nUse --list to see each with the claim it tests.")
-    parser.add_argument("--full", action="store_true",
-                        help="the whole grid: 5 seeds, up to 100 epochs with the thesis' patience (5/20), every "
-                        "cell, MLP and CNN on digits, and MNIST / CIFAR-10 when found under --data-root")
-    parser.add_argument("--conditions", nargs="+", metavar="NAME",
-                        help="run only these conditions (default: all of them and 'smoothness')")
-    parser.add_argument("--seeds", type=_positive_int, metavar="N", help="seeds per cell (default 3; --full 5)")
-    parser.add_argument("--out", metavar="DIR",
-                        help="output folder (default build/experiments/quick or build/experiments/full)")
-    parser.add_argument("--data-root", metavar="DIR", help="folder holding MNIST/ or cifar-10-batches-py/ (--full)")
-    parser.add_argument("--workers", type=_positive_int, metavar="N",
-                        help="worker processes, one torch thread each (default 2 when there are 4+ runs to do)")
-    parser.add_argument("--epochs", type=_positive_int, metavar="N", help="override the maximum epochs of every run")
-    parser.add_argument("--train-limit", type=_positive_int, metavar="N",
-                        help="train on only the first N training samples (quick looks, tests)")
-    parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG figures")
-    parser.add_argument("--list", action="store_true", help="list the conditions and their claims, then exit")
-    parser.set_defaults(handler=main)
-    return main
 
 
 def _list_conditions() -> str:
@@ -69,8 +28,6 @@ def _list_conditions() -> str:
 
 
 def main(args) -> int:
-    from normlab.cli import UserError
-
     if args.list:
         print(_list_conditions())
         return 0

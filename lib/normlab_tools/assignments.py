@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from normlab.cli import UserError
+from normlab_tools.errors import UserError
 
 COURSE_ID = "normlab"
 KERNEL_NAME = "normlab"
@@ -458,16 +458,3 @@ def check_main(args: argparse.Namespace) -> int:
     report = check_notebook(args.assignment, path)
     print(format_report(report))
     return 0 if report.points == report.max_points else 1
-
-
-def add_parser(subparsers):
-    parser = subparsers.add_parser(
-        "check", help="run an assignment notebook's visible tests as the grader would",
-        description="Run NOTEBOOK (your copy of assignment ASSIGNMENT) top to bottom the way "
-        "the grader does (same kernel, same per-cell timeout, stderr in a test cell scores 0) "
-        "and print the points of each visible test with the reason it failed. Exit code 0 "
-        "when every visible test passes, 1 when some fail, 2 for a wrong or unreadable notebook.")
-    parser.add_argument("assignment", help="the assignment, e.g. ps1")
-    parser.add_argument("notebook", help="your notebook, e.g. ps1.ipynb")
-    parser.set_defaults(handler=check_main)
-    return check_main

@@ -1,6 +1,6 @@
 """`normlab grade psK SUBMISSIONS`: the whole class, in parallel, sandboxed, resumable.
 
-The steps (see `normlab.grading` for the design):
+The steps (see `normlab_tools.grading` for the design):
 
 1. lock the course directory's grading state; make sure it has the assignment (its
    source notebooks, nbgrader_config.py, and the assignment in the gradebook), built
@@ -32,9 +32,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normlab.cli import UserError
+from normlab_tools.errors import UserError
 
-DEFAULT_COURSE_DIR = Path("build") / "nbgrader"
 MAX_WORKERS = 32
 REASON_LENGTH = 300
 MANUAL_NOTE = "answers to grade by hand (nbgrader formgrader)"
@@ -65,7 +64,7 @@ class Outcome:
 
 def prepare_course(course_dir: Path, assignment: str) -> list[str]:
     """Make sure `course_dir` can grade `assignment`; return its notebook names."""
-    from normlab import assignments
+    from normlab_tools import assignments
 
     source = course_dir / "source" / assignment
     project_source = assignments.PACKAGE_ROOT / "assignments" / "source" / assignment
@@ -98,7 +97,7 @@ def prepare_course(course_dir: Path, assignment: str) -> list[str]:
 
 def course_timeout(course_dir: Path) -> int:
     """The per-cell timeout the course's nbgrader_config.py sets (the project's default)."""
-    from normlab.assignments import CELL_TIMEOUT, load_course_config
+    from normlab_tools.assignments import CELL_TIMEOUT, load_course_config
 
     timeout = load_course_config(course_dir).Execute.get("timeout")
     return int(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else CELL_TIMEOUT
@@ -116,7 +115,7 @@ def make_template(course_dir: Path, template: Path, assignment: str) -> None:
 
     from nbgrader.api import Comment, Grade, Gradebook, SubmittedAssignment, SubmittedNotebook
 
-    from normlab.assignments import COURSE_ID
+    from normlab_tools.assignments import COURSE_ID
 
     if template.exists():
         shutil.rmtree(template)
@@ -189,7 +188,7 @@ def merge_into_gradebook(course_dir: Path, job_dir: Path, assignment: str, stude
     """
     from nbgrader.api import Gradebook
 
-    from normlab.assignments import COURSE_ID
+    from normlab_tools.assignments import COURSE_ID
 
     with Gradebook(_db_url(job_dir), course_id=COURSE_ID) as job:
         submitted = job.find_submission(assignment, student)
@@ -216,7 +215,7 @@ def record_zero(course_dir: Path, assignment: str, student: str) -> None:
     a missing notebook), nothing left for manual grading."""
     from nbgrader.api import Gradebook
 
-    from normlab.assignments import COURSE_ID
+    from normlab_tools.assignments import COURSE_ID
 
     with Gradebook(_db_url(course_dir), course_id=COURSE_ID) as gradebook:
         gradebook.update_or_create_student(student)
@@ -233,7 +232,7 @@ def read_scores(course_dir: Path, assignment: str, students: list[str]) -> dict:
     """student -> ({grade_id: score}, needs_manual_grade) from the course's gradebook."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    from normlab.assignments import COURSE_ID
+    from normlab_tools.assignments import COURSE_ID
 
     scores = {}
     with Gradebook(_db_url(course_dir), course_id=COURSE_ID) as gradebook:
@@ -317,8 +316,8 @@ def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: i
                 timeout: int | None = None, force: bool = False, sandboxed: bool = True,
                 progress: bool = True, limits=None) -> Outcome:
     """Grade every submission (see the module docstring). Raises UserError on bad input."""
-    from normlab import assignments
-    from normlab.grading import intake, sandbox
+    from normlab_tools import assignments
+    from normlab_tools.grading import intake, sandbox
 
     if not assignments.ASSIGNMENT_ID.fullmatch(assignment):
         raise UserError(f"{assignment!r} is not an assignment name like ps1")
@@ -409,8 +408,8 @@ def quiet_nbgrader() -> None:
 def _worker_config(course_dir, work, assignment, timeout, sandboxed, limits, submissions, notebooks) -> dict:
     import nbformat
 
-    from normlab import assignments
-    from normlab.grading import jobs, sandbox
+    from normlab_tools import assignments
+    from normlab_tools.grading import jobs, sandbox
 
     preload = []
     for name in notebooks:
@@ -449,7 +448,7 @@ def _run_workers(config: dict, plans: list[Plan], workers: int, progress: bool, 
                  assignment: str, state_dir: Path, columns, notebooks: list[str]) -> None:
     from tqdm import tqdm
 
-    from normlab.grading.pool import WorkerPool
+    from normlab_tools.grading.pool import WorkerPool
 
     workers = min(workers, len(plans))
     by_student = {p.student: p for p in plans}
@@ -591,7 +590,7 @@ def summary(outcome: Outcome, assignment: str) -> str:
 
 
 def grade_main(args: argparse.Namespace) -> int:
-    course_dir = Path(args.course_dir) if args.course_dir else DEFAULT_COURSE_DIR
+    course_dir = Path(args.course_dir)
     try:
         outcome = grade_class(args.assignment, Path(args.submissions), course_dir, workers=args.workers,
                               timeout=args.timeout, force=args.force, sandboxed=not args.no_sandbox,
@@ -602,27 +601,3 @@ def grade_main(args: argparse.Namespace) -> int:
         return 130
     print(summary(outcome, args.assignment))
     return 0
-
-
-def add_parser(subparsers):
-    parser = subparsers.add_parser(
-        "grade", help="autograde a class's submissions (nbgrader, in parallel, sandboxed)",
-        description="Autograde every submission of ASSIGNMENT with nbgrader: each student's notebook runs "
-        "in a sandboxed kernel (no network, read-only system, private scratch folder, CPU/memory/process/"
-        "output limits), several students at a time; grades go into the course's gradebook, "
-        "grades.csv and feedback HTML. A re-run grades only new or changed submissions.")
-    parser.add_argument("assignment", help="the assignment, e.g. ps1")
-    parser.add_argument("submissions", help="a folder with a folder per student (nbgrader's submitted/ "
-                        "layout), a folder of <student>_<anything>.ipynb files, or a zip of either")
-    parser.add_argument("--course-dir", help=f"the nbgrader course directory (default: {DEFAULT_COURSE_DIR}, "
-                        "what `normlab build` makes; created from the project's assignments/ if needed)")
-    parser.add_argument("--workers", type=int, default=1, help="students graded at once (default 1; "
-                        "one per core is a good choice)")
-    parser.add_argument("--timeout", type=int, default=None,
-                        help="seconds a cell may run (default: the course's nbgrader_config.py, 60)")
-    parser.add_argument("--force", action="store_true", help="regrade every submission, changed or not")
-    parser.add_argument("--no-sandbox", action="store_true",
-                        help="run students' code without a sandbox (only for submissions you trust)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=grade_main)
-    return grade_main

@@ -1,5 +1,0 @@
-import sys
-
-from normlab.cli import main
-
-sys.exit(main())

@@ -1,0 +1,33 @@
+"""``normlab slides``: offline reveal.js decks of the lectures."""
+
+from __future__ import annotations
+
+from normlab_tools.commands.arguments import CELL_TIMEOUT, lecture_number, positive_int
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "slides", help="build reveal.js slides of the lectures into build/slides/ (offline, speaker notes)",
+        description="Build reveal.js slides of course/*.py into build/slides/, from the executed "
+        "notebooks in build/course/ (executed first when missing or older than the lecture). "
+        "reveal.js, MathJax, jQuery and require.js are fetched once with npm into a cache and "
+        "copied into build/slides/vendor/, so the slides work offline.")
+    parser.add_argument("numbers", nargs="*", type=lecture_number, metavar="NN",
+                        help="only these lectures, e.g. 01 03 (default: all)")
+    parser.add_argument("--root", help="the project folder, holding course/ (default: found from here)")
+    parser.add_argument("--out", help="output folder (default: ROOT/build)")
+    parser.add_argument("--rerun", action="store_true",
+                        help="execute the lectures again even when build/course/ has them")
+    parser.add_argument("--no-execute", dest="execute", action="store_false",
+                        help="slides of the lectures without running them (no outputs, no plots)")
+    parser.add_argument("--assets-only", action="store_true",
+                        help="only fetch reveal.js, MathJax, jQuery and require.js into the cache (npm)")
+    parser.add_argument("--timeout", type=positive_int, default=CELL_TIMEOUT, metavar="S",
+                        help=f"seconds allowed per cell when a lecture runs (default {CELL_TIMEOUT})")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from normlab_tools import slides
+
+    return slides.main(args)
