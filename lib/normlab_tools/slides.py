@@ -358,13 +358,12 @@ def _executed(notebook_path: Path) -> bool:
     return all(cell.execution_count is not None for cell in cells if cell.cell_type == "code" and cell.source.strip())
 
 
-_MACHINERY = {"build.py", "slides.py", "cli.py", "__main__.py"}  # not imported by lectures
-
-
 def _library_mtime() -> float:
-    """When the normlab library the lectures import last changed: its figures and numbers
-    are in the notebooks (the build machinery is left out)."""
-    return max(path.stat().st_mtime for path in Path(__file__).parent.rglob("*.py") if path.name not in _MACHINERY)
+    """When the teaching library the lectures import (the `normlab` package) last changed:
+    its figures and numbers are in the notebooks. The tooling is a package of its own."""
+    import normlab
+
+    return max(path.stat().st_mtime for path in Path(normlab.__file__).parent.rglob("*.py"))
 
 
 def notebook_is_current(source: Path, options: BuildOptions) -> bool:
