@@ -2,7 +2,7 @@
 
 `normlab build` copies this file into the course directory it makes (build/nbgrader/);
 put it in any course directory you grade from. The values shared with `normlab check`
-(per-cell timeout, benign stderr, kernel) come from `normlab_tools.assignments`, so a student's
+(per-cell timeout, benign stderr, kernel manager) come from `normlab_tools.assignments`, so a student's
 check and the grader cannot disagree.
 """
 
@@ -21,10 +21,13 @@ c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 
 c.CourseDirectory.course_id = "normlab"
 
-# Every notebook runs on a kernel named "normlab" that starts *this* Python
-# (sys.executable), never on whatever "python3" kernelspec happens to be installed.
-c.Execute.kernel_name = assignments.grading_kernel()
-c.KernelManager.transport_encryption = assignments.transport_encryption()
+# Every notebook runs on an IPython kernel of *this* Python (sys.executable), never on
+# whatever "python3" kernelspec happens to be installed: nbclient's kernel_manager_class,
+# honoured by the autograde pipeline's Execute (nbgrader's own passes its default
+# AsyncKernelManager as an argument, which beats any config).
+c.Execute.kernel_manager_class = assignments.KERNEL_MANAGER
+c.Autograde.autograde_preprocessors = assignments.autograde_preprocessors()
+c.Execute.kernel_name = assignments.KERNEL_NAME  # a label: the kernel manager ignores it
 # nbgrader runs `alembic` from PATH to create a gradebook: use this environment's.
 assignments.scripts_on_path()
 

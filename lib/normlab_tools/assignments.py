@@ -18,8 +18,9 @@ why a test failed. It reads only the student's notebook: hidden tests are in the
 instructor's source, never in a release, and any it finds are removed before running.
 
 Grading settings shared by nbgrader (through nbgrader_config.py) and `normlab check`
-live here, so the two cannot drift: `CELL_TIMEOUT`, `BENIGN_STDERR` and the kernel
-(`grading_kernel`).
+live here, so the two cannot drift: `CELL_TIMEOUT`, `BENIGN_STDERR`, and the kernel
+(`normlab_tools.kernels.InterpreterKernelManager`, this interpreter's IPython) with the
+autograde pipeline that honours it (`autograde_preprocessors`).
 
 Every graded cell's ``grade_id`` starts with its assignment, e.g. ``ps1_test_bn_forward_2d``,
 so a notebook says which assignment it belongs to.
@@ -28,22 +29,21 @@ so a notebook says which assignment it belongs to.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from normlab_tools.errors import UserError
+from normlab_tools.kernels import KERNEL_MANAGER
 
 COURSE_ID = "normlab"
-KERNEL_NAME = "normlab"
+KERNEL_NAME = "normlab"  # only a label now: the kernel manager ignores kernel names
 CELL_TIMEOUT = 60  # seconds per cell, when grading and in `normlab check`
 ANSWER_KEY_TIMEOUT = 600  # seconds per cell for the full-length answer-key runs
 CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
@@ -57,12 +57,15 @@ ASSIGNMENT_ID = re.compile(r"ps\d+")
 HIDDEN_TESTS_MARK = "### BEGIN HIDDEN TESTS"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # lib/normlab/assignments.py -> the project
 
-_kernel_data_dir: Path | None = None
-
-
 # --- the grading kernel ------------------------------------------------------------------
 
 
+_kernel_data_dir: Path | None = None
+
+
+# Left only for tests/test_assignments*.py, which start kernels by this name; no command
+# uses it (they run on `normlab_tools.kernels.InterpreterKernelManager`). Delete it with
+# KERNEL_NAME once those tests pass kernel_manager_class instead.
 def grading_kernel() -> str:
     """Make the kernel named `KERNEL_NAME` start this interpreter, and return the name.
 
@@ -75,6 +78,9 @@ def grading_kernel() -> str:
     directory is removed at exit.
     """
     global _kernel_data_dir
+    import atexit
+    import tempfile
+
     from ipykernel.kernelspec import make_ipkernel_cmd
 
     if _kernel_data_dir is None:
@@ -110,11 +116,18 @@ def scripts_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join([scripts] + [p for p in paths if p != scripts])
 
 
-def transport_encryption() -> str:
-    """'auto' (CurveZMQ between grader and kernel) when pyzmq supports it, else 'disabled'."""
-    import zmq
+# nbgrader's Execute, but with the kernel manager the config names (see its docstring)
+EXECUTE = "normlab_tools.grading.execute.ConfiguredExecute"
 
-    return "auto" if zmq.has("curve") else "disabled"
+
+def autograde_preprocessors() -> list:
+    """nbgrader's autograde pipeline with `EXECUTE` in place of its Execute, for
+    nbgrader_config.py: the plain ``nbgrader autograde`` command then runs every notebook
+    on this interpreter's kernel (``Execute.kernel_manager_class``)."""
+    from nbgrader.converters import Autograde
+    from nbgrader.preprocessors import Execute
+
+    return [EXECUTE if step is Execute else step for step in Autograde.autograde_preprocessors.default()]
 
 
 def execution_config():
@@ -126,9 +139,8 @@ def execution_config():
     from traitlets.config import Config
 
     config = Config()
-    config.Execute.kernel_name = grading_kernel()
+    config.Execute.kernel_manager_class = KERNEL_MANAGER
     config.Execute.timeout = CELL_TIMEOUT
-    config.KernelManager.transport_encryption = transport_encryption()
     config.IgnorePattern.enabled = True
     config.IgnorePattern.pattern = BENIGN_STDERR
     return config
@@ -270,9 +282,11 @@ def _execute_answer_key(notebook_path: Path, target: Path) -> str:
     import nbformat
     from nbclient import NotebookClient
 
+    from normlab_tools.kernels import InterpreterKernelManager
+
     notebook = nbformat.read(notebook_path, as_version=4)
     target.parent.mkdir(parents=True, exist_ok=True)
-    client = NotebookClient(notebook, timeout=ANSWER_KEY_TIMEOUT, kernel_name=grading_kernel(),
+    client = NotebookClient(notebook, timeout=ANSWER_KEY_TIMEOUT, kernel_manager_class=InterpreterKernelManager,
                             config=execution_config(),
                             resources={"metadata": {"path": str(notebook_path.parent)}})
     try:
@@ -374,7 +388,9 @@ def check_notebook(assignment_id: str, path) -> CheckReport:
     then scores by nbgrader's own rule (an error or any stderr: 0). The file is not changed.
     """
     from nbgrader import utils
-    from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, Execute, IgnorePattern
+    from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, IgnorePattern
+
+    from normlab_tools.grading.execute import ConfiguredExecute
 
     path = Path(path)
     notebook = read_student_notebook(path, assignment_id)
@@ -389,7 +405,7 @@ def check_notebook(assignment_id: str, path) -> CheckReport:
     notebook, resources = ClearHiddenTests(config=config).preprocess(notebook, resources)
     notebook, resources = ClearOutput(config=config).preprocess(notebook, resources)
     with utils.setenv(NBGRADER_EXECUTION="autograde"):
-        notebook, resources = Execute(config=config).preprocess(notebook, resources)
+        notebook, resources = ConfiguredExecute(config=config).preprocess(notebook, resources)
     notebook, resources = IgnorePattern(config=config).preprocess(notebook, resources)
     for cell in notebook.cells:
         if utils.is_grade(cell) and cell.cell_type == "code":

@@ -9,9 +9,9 @@ else, and each task gives one `Row` of the closing table. Later products (reveal
 slides under build/slides/, nbgrader releases under build/nbgrader/) are further steps.
 
 Notebooks run top to bottom on an IPython kernel of the interpreter running the build
-(`sys.executable`), never on whatever 'python3' kernelspec is installed, with
-NORMLAB_BUILD=1 in the kernel's environment, and in the output folder (build/course/),
-the folder students run them in, so relative paths behave the same for both.
+(`sys.executable`, `normlab_tools.kernels.InterpreterKernelManager`), never on whatever
+'python3' kernelspec is installed, and in the output folder (build/course/), the folder
+students run them in, so relative paths behave the same for both.
 
 HTML uses nbconvert's default 'lab' template. Text, code, outputs (plots are base64
 PNGs) and CSS are inside the file; markdown images are embedded when found. What it
@@ -34,18 +34,14 @@ from pathlib import Path
 
 import jupytext
 import nbformat
-import zmq
-from ipykernel.kernelspec import get_kernel_dict
-from jupyter_client.kernelspec import KernelSpec
-from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 from tqdm import tqdm
-from traitlets import default
 
 from normlab_tools.commands.arguments import CELL_TIMEOUT
 from normlab_tools.errors import UserError
+from normlab_tools.kernels import InterpreterKernelManager
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # lib/normlab/build.py -> the project
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -53,29 +49,6 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 class NotebookSourceError(ValueError):
     """A source file that is not a Jupytext percent-format notebook."""
-
-
-class InterpreterKernelManager(AsyncKernelManager):
-    """Starts an IPython kernel on this interpreter (sys.executable) with NORMLAB_BUILD=1,
-    whatever kernelspec the notebook names; its traffic is CurveZMQ-encrypted when pyzmq
-    can (else ipykernel warns on every start that it runs over TCP without encryption)."""
-
-    @default("transport_encryption")
-    def _encrypt_when_possible(self) -> str:
-        return "auto" if zmq.has("curve") else "disabled"
-
-    @property
-    def kernel_spec(self) -> KernelSpec:
-        if self._kernel_spec is None:
-            ipykernel_spec = get_kernel_dict()  # argv starts with sys.executable
-            self._kernel_spec = KernelSpec(
-                argv=ipykernel_spec["argv"],
-                display_name=f"Python ({sys.executable})",
-                language="python",
-                metadata=ipykernel_spec["metadata"],  # says whether it supports encryption
-                env={"NORMLAB_BUILD": "1"},
-            )
-        return self._kernel_spec
 
 
 def read_source(path: Path) -> nbformat.NotebookNode:
@@ -97,7 +70,7 @@ def read_source(path: Path) -> nbformat.NotebookNode:
 def execute_notebook(path_in, path_out, timeout: int = CELL_TIMEOUT, cwd=None) -> tuple[float, str | None]:
     """Execute the Jupytext notebook `path_in` top to bottom and save it with outputs as `path_out`.
 
-    The kernel runs this interpreter with NORMLAB_BUILD=1, in `cwd` (default: the folder of
+    The kernel runs this interpreter, in `cwd` (default: the folder of
     `path_out`), with `timeout` seconds per cell. The notebook is saved also when a cell
     fails, with the outputs up to and including the error. Returns (seconds, error): error
     is None, or a text whose first line says where and what, e.g.

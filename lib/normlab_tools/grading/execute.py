@@ -25,6 +25,7 @@ submission) for the grade's one-line reason.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import signal
 
@@ -129,7 +130,17 @@ finally:
 '''
 
 
-class SandboxedExecute(Execute):
+class ConfiguredExecute(Execute):
+    """nbgrader's Execute with the kernel manager its config names (``kernel_manager_class``,
+    nbclient's trait): nbgrader 0.9's __init__ passes AsyncKernelManager as an argument,
+    which wins over any config (a workaround for nbconvert < 7.3.1, which nbclient 0.11
+    no longer needs: its default is the same class)."""
+
+    def __init__(self, *args, **kwargs):
+        super(Execute, self).__init__(*args, **kwargs)
+
+
+class SandboxedExecute(ConfiguredExecute):
     """See the module docstring."""
 
     output_limit = Integer(8 << 20, help="bytes of outputs a notebook may produce").tag(config=True)
@@ -298,9 +309,10 @@ def _cell_name(cell, index: int) -> str:
     return grade_id or f"cell {index + 1}"
 
 
-def _first_line(text: str) -> str:
-    from normlab_tools.assignments import _ANSI
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
+
+def _first_line(text: str) -> str:
     lines = _ANSI.sub("", text or "").strip().splitlines()
     return lines[0][:200] if lines else ""
 

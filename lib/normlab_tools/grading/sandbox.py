@@ -20,7 +20,7 @@ and a watchdog over the job's processes, memory and CPU cores (details in
 The grader talks to the kernel over ZeroMQ ipc sockets that live in the kernel's
 private tmpfs; it reaches them through ``/proc/<pid>/root`` of the job, so no folder of
 the grading machine is writable from a kernel. `SandboxKernelManager` is an
-`AsyncKernelManager` whose provisioner asks the worker's zygote for a kernel instead of
+`InterpreterKernelManager` whose provisioner asks the worker's zygote for a kernel instead of
 spawning ``python -m ipykernel``; nbgrader and nbclient drive it like any other kernel
 (interrupt on timeout, kill, shutdown).
 
@@ -46,9 +46,10 @@ from pathlib import Path
 import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import channel_socket_types
-from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import default
+
+from normlab_tools.kernels import InterpreterKernelManager
 
 SANDBOX_SCRATCH = "/scratch"  # the kernel's home and working folder (a private tmpfs)
 SANDBOX_SOCKETS = "/run/kernel"  # its ZeroMQ ipc sockets (a private tmpfs)
@@ -516,8 +517,9 @@ class ZygoteProvisioner(LocalProvisioner):
         await super().cleanup(restart)
 
 
-class SandboxKernelManager(AsyncKernelManager):
-    """An AsyncKernelManager whose kernels come from the worker's zygote (see module doc)."""
+class SandboxKernelManager(InterpreterKernelManager):
+    """The interpreter's kernel manager, with kernels forked from the worker's zygote (see
+    the module docstring)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
