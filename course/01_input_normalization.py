@@ -37,7 +37,7 @@ import torch
 from normlab import data, models, train
 from normlab.plots.inputs import (QuadraticLoss, drift_summary, gradient_descent,
                                   learning_rate_sweep, plot_curves, plot_layer_input_drift,
-                                  plot_loss_contours, record_layer_inputs)
+                                  plot_loss_contours)
 
 torch.set_num_threads(1)
 FEATURES = sklearn.datasets.load_wine().feature_names
@@ -288,7 +288,7 @@ print("... and with the training statistics:", splits.x_test[0, :4].numpy().roun
 digits = data.load_digits(flat=True)
 torch.manual_seed(0)
 net = models.mlp(64, 10, hidden=(64, 64, 64))
-record = record_layer_inputs(net, digits.x_train, digits.y_train, x_probe=digits.x_val,
+record = train.record_layer_inputs(net, digits.x_train, digits.y_train, x_probe=digits.x_val,
                              steps=300, lr=0.05, record_every=10)
 
 # %% slideshow={"slide_type": "subslide"}

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from normlab import data, models
-from normlab import functional as F
+from normlab import functional as nf
 from normlab.notebook import show_source
 from normlab.plots.inputs import plot_batchnorm_statistics
 
@@ -115,17 +115,17 @@ print("with eps:   ", ((constant - constant.mean(0)) / np.sqrt(constant.var(0) +
 # cache is what the backward pass (lecture 03) needs.
 
 # %%
-show_source(F.batchnorm_forward, docstring=False)
+show_source(nf.batchnorm_forward, docstring=False)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # `_forward` reshapes and applies $\gamma, \beta$; the statistics are computed here — the
 # three formulas of step 1:
 
 # %%
-show_source(F._normalize)
+show_source(nf.normalize_over_axes)
 
 # %%
-out, cache = F.batchnorm_forward(z, gamma=np.ones(3), beta=np.zeros(3), eps=eps)
+out, cache = nf.batchnorm_forward(z, gamma=np.ones(3), beta=np.zeros(3), eps=eps)
 print("max |library - by hand| =", np.abs(out - z_hat).max())
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -148,10 +148,10 @@ print("max |library - by hand| =", np.abs(out - z_hat).max())
 
 # %%
 gamma_identity, beta_identity = np.sqrt(var + eps), mu
-out, _ = F.batchnorm_forward(z, gamma_identity, beta_identity, eps)
+out, _ = nf.batchnorm_forward(z, gamma_identity, beta_identity, eps)
 print("this batch:    max |out - z| =", np.abs(out - z).max())
 other_batch = rng.normal(loc=[5.0, -2.0, 0.0], scale=[10.0, 0.1, 1.0], size=(8, 3))
-out_other, _ = F.batchnorm_forward(other_batch, gamma_identity, beta_identity, eps)
+out_other, _ = nf.batchnorm_forward(other_batch, gamma_identity, beta_identity, eps)
 print("another batch: max |out - z| =", np.abs(out_other - other_batch).max().round(3))
 
 # %% [markdown] slideshow={"slide_type": "notes"}
@@ -210,7 +210,7 @@ print("d loss / d bias =", with_bias.bias.grad.numpy())
 for shape, TorchBN in (((32, 5), torch.nn.BatchNorm1d), ((8, 3, 5, 5), torch.nn.BatchNorm2d)):
     x = rng.normal(3.0, 2.0, size=shape)
     gamma, beta = rng.normal(size=shape[1]), rng.normal(size=shape[1])
-    ours, _ = F.batchnorm_forward(x, gamma, beta, eps=1e-5)
+    ours, _ = nf.batchnorm_forward(x, gamma, beta, eps=1e-5)
     torch_bn = TorchBN(shape[1], eps=1e-5, dtype=torch.float64)   # train mode by default
     with torch.no_grad():
         torch_bn.weight.copy_(torch.from_numpy(gamma))
@@ -234,7 +234,7 @@ fig = plot_batchnorm_statistics(batch=4, features=5, channels=3, height=3, width
 
 # %%
 images = rng.normal(2.0, 3.0, size=(8, 3, 5, 5)) + np.linspace(0, 4, 5)  # brighter to the right
-out, _ = F.batchnorm_forward(images, np.ones(3), np.zeros(3))
+out, _ = nf.batchnorm_forward(images, np.ones(3), np.zeros(3))
 print("per channel, over (N, H, W): mean", out.mean(axis=(0, 2, 3)).round(6),
       " var", out.var(axis=(0, 2, 3)).round(4))
 print("channel 0, per column (over N, H):", out[:, 0].mean(axis=(0, 1)).round(2))
@@ -347,14 +347,14 @@ print(models.mlp(64, 10, hidden=(128,), norm="batch", norm_position="after"))
 #    is an empirical effect, and how would you measure it?
 # 2. **When $\epsilon$ is not negligible.** A unit's net inputs have standard deviation
 #    $10^{-3}$ on a batch. Predict the standard deviation of BN's output (with $\gamma = 1$,
-#    $\epsilon = 10^{-5}$), then check with `F.batchnorm_forward`. For which spreads does BN
+#    $\epsilon = 10^{-5}$), then check with `nf.batchnorm_forward`. For which spreads does BN
 #    stop standardizing?
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # 3. **Conv BN from the 2-D one.** Write `batchnorm_2d(x, gamma, beta)` for $(N, C, H, W)$
 #    input that moves the channel axis last, reshapes to $(N H W, C)$, calls
-#    `F.batchnorm_forward` on that 2-D array and reshapes back. Check it against
-#    `F.batchnorm_forward` on the 4-D input and against `torch.nn.BatchNorm2d`.
+#    `nf.batchnorm_forward` on that 2-D array and reshapes back. Check it against
+#    `nf.batchnorm_forward` on the 4-D input and against `torch.nn.BatchNorm2d`.
 # 4. **Invariance.** Show numerically that $\mathrm{BN}(a \odot z + b) = \mathrm{BN}(z)$ for any
 #    per-unit $a > 0$ and $b$. What happens for a negative $a_j$? How does this explain the
 #    redundant bias, and why does it make the *scale* of the preceding weights irrelevant

@@ -39,7 +39,7 @@ import sympy as sp
 import torch
 from IPython.display import Math, display
 
-from normlab import functional as F
+from normlab import functional as nf
 from normlab import gradcheck, symbolic
 from normlab.notebook import show_source
 from normlab.plots import graphs
@@ -78,8 +78,8 @@ graphs.draw_batchnorm_graph(2);
 # $a_2$), and through $\sigma^2$ (into $p_1$ and $p_2$).
 
 # %%
-fig = graphs.draw_batchnorm_graph(2, highlight="x_1")
-print(f"{len(fig.highlighted_edges)} of 20 edges carry x_1's influence to L")
+graphs.draw_batchnorm_graph(2, highlight="x_1");
+print(f"{len(graphs.influence_edges(2, 'x_1'))} of 20 edges carry x_1's influence to L")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Backprop rule for a DAG (Schilling's thesis talk: "backprop works for any
@@ -157,7 +157,7 @@ sp.diff(var_for_fixed_mu, x1)  # n = 3:  2 (x_1 - mu) / n
 # (here the part after $\partial L/\partial\hat x = \gamma\,g$):
 
 # %%
-show_source(F._dxhat_staged, docstring=False)
+show_source(nf.dxhat_to_dx_staged, docstring=False)
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Walk through the three lines against the three boxes: dvar, then dmu (with the
@@ -187,7 +187,7 @@ show_source(F._dxhat_staged, docstring=False)
 # It reuses the parameter gradients it has to compute anyway:
 
 # %%
-show_source(F.batchnorm_backward_fast, docstring=False)
+show_source(nf.batchnorm_backward_fast, docstring=False)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## The sheet's problem (b), step by step with SymPy
@@ -290,8 +290,8 @@ print("limit eps -> 0 of p_1 = d/sqrt(4 eps + d^2):", symbolic.limit_eps_to_zero
 
 # %%
 x, g = rng.standard_normal((8, 2000)), rng.standard_normal((8, 2000))
-_, cache = F.batchnorm_forward(x, np.ones(2000), np.zeros(2000), eps=0.0)
-dx, _, _ = F.batchnorm_backward_fast(g, cache)
+_, cache = nf.batchnorm_forward(x, np.ones(2000), np.zeros(2000), eps=0.0)
+dx, _, _ = nf.batchnorm_backward_fast(g, cache)
 surviving = np.linalg.norm(dx, axis=0) * np.sqrt(cache.var.ravel()) / np.linalg.norm(g, axis=0)
 print(f"max |sum_i dx_i| = {np.abs(dx.sum(0)).max():.0e},  max |sum_i xhat_i dx_i| = "
       f"{np.abs((cache.xhat * dx).sum(0)).max():.0e}")
@@ -339,9 +339,9 @@ graphs.plot_input_gradient_vs_eps(eps_values, ratios);
 
 # %%
 inputs = {"x": rng.standard_normal((6, 4)), "gamma": rng.standard_normal(4), "beta": rng.standard_normal(4)}
-for backward in (F.batchnorm_backward, F.batchnorm_backward_fast):
+for backward in (nf.batchnorm_backward, nf.batchnorm_backward_fast):
     print(backward.__name__)
-    for report in gradcheck.check_layer(F.batchnorm_forward, backward, inputs):
+    for report in gradcheck.check_layer(nf.batchnorm_forward, backward, inputs):
         print("   ", report)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -364,11 +364,11 @@ def backward_without_variance_route(dout, cache):
 
 # %%
 x, gamma_, beta_ = inputs["x"], inputs["gamma"], inputs["beta"]
-out, cache = F.batchnorm_forward(x, gamma_, beta_)
+out, cache = nf.batchnorm_forward(x, gamma_, beta_)
 for label, dout in [("all ones", np.ones_like(out)), ("random  ", rng.standard_normal(out.shape))]:
-    numerical = gradcheck.numerical_gradient(lambda v: F.batchnorm_forward(v, gamma_, beta_)[0], x.copy(), dout)
+    numerical = gradcheck.numerical_gradient(lambda v: nf.batchnorm_forward(v, gamma_, beta_)[0], x.copy(), dout)
     correct, buggy = (np.abs(backward(dout, cache)[0] - numerical).max()
-                      for backward in (F.batchnorm_backward, backward_without_variance_route))
+                      for backward in (nf.batchnorm_backward, backward_without_variance_route))
     print(f"{label}: max|true dx| {np.abs(numerical).max():.0e}   max|error| correct {correct:.0e}, buggy {buggy:.0e}")
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
@@ -404,9 +404,9 @@ print(f"symbolic vs torch autograd, n = 4: max difference {symbolic.check_agains
 # %%
 for shape in [(256, 1024), (32, 64, 16, 16)]:
     x32, g32 = rng.standard_normal(shape, dtype=np.float32), rng.standard_normal(shape, dtype=np.float32)
-    _, cache = F.batchnorm_forward(x32, np.ones(shape[1], np.float32), np.zeros(shape[1], np.float32))
+    _, cache = nf.batchnorm_forward(x32, np.ones(shape[1], np.float32), np.zeros(shape[1], np.float32))
     staged, fast = (min(timeit.repeat(lambda: backward(g32, cache), number=1, repeat=7))
-                    for backward in (F.batchnorm_backward, F.batchnorm_backward_fast))
+                    for backward in (nf.batchnorm_backward, nf.batchnorm_backward_fast))
     print(f"{str(shape):18s} staged {staged * 1e3:6.2f} ms   closed form {fast * 1e3:6.2f} ms"
           f"   ratio {staged / fast:.1f}x")
 

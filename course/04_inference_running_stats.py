@@ -40,8 +40,8 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from normlab import data, models, train
-from normlab import functional as F
-from normlab import nn as nl
+from normlab import functional as nf
+from normlab import nn as nlnn
 from normlab.notebook import show_source
 from normlab.plots import graphs
 
@@ -61,13 +61,13 @@ _ = torch.manual_seed(0)
 # $y = \gamma\,\dfrac{x - \mathrm{running\_mean}}{\sqrt{\mathrm{running\_var}+\epsilon}} + \beta$.
 
 # %% slideshow={"slide_type": "fragment"}
-show_source(F.batchnorm_inference, docstring=False)
+show_source(nf.batchnorm_inference, docstring=False)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## The same sample, alone and in a batch
 
 # %%
-bn = nl.BatchNorm(3)
+bn = nlnn.BatchNorm(3)
 batch = torch.randn(6, 3) * 2 + 5
 bn.train()
 in_batch = bn(batch)[0]
@@ -161,7 +161,7 @@ print("steps until the initial 0 weighs < 1 %:",
 
 # %%
 x = torch.randn(16, 3, dtype=torch.float64) * 2 + 5
-ours, torchs = (nl.BatchNorm(3, momentum=1.0).double(), nn.BatchNorm1d(3, momentum=1.0).double())
+ours, torchs = (nlnn.BatchNorm(3, momentum=1.0).double(), nn.BatchNorm1d(3, momentum=1.0).double())
 ours(x), torchs(x)
 print("normlab running_var    :", ours.running_var.numpy().round(4))
 print("torch   running_var    :", torchs.running_var.detach().numpy().round(4))
@@ -180,7 +180,7 @@ print("biased   batch variance:", x.var(dim=0, unbiased=False).numpy().round(4),
 # so the buffer is the plain **mean of all batch statistics so far** — no forgetting:
 
 # %%
-bn_cumulative = nl.BatchNorm(2, momentum=None)
+bn_cumulative = nlnn.BatchNorm(2, momentum=None)
 batch_stats = []
 for step in range(5):
     batch_k = torch.randn(8, 2) + step  # a drifting feature
@@ -269,9 +269,9 @@ for label, m in [("running averages (momentum 0.1)", model), ("population statis
 # %%
 sample, label = splits.x_test[:1], int(splits.y_test[0])
 others = splits.x_test[1:]
-random_mates = graphs.batch_mates_probabilities(model, sample, others, batch_size=8, trials=5)
+random_mates = train.batch_mates_probabilities(model, sample, others, batch_size=8, trials=5)
 same_label = others[splits.y_test[1:] == label][:7]
-same_label_mates = graphs.batch_mates_probabilities(model, sample, same_label, batch_size=8, trials=1)
+same_label_mates = train.batch_mates_probabilities(model, sample, same_label, batch_size=8, trials=1)
 with torch.no_grad():
     eval_probabilities = model.eval()(sample).softmax(dim=1)
 print(f"true label {label};  eval mode: predicts {eval_probabilities.argmax().item()} "
@@ -292,7 +292,7 @@ for name, rows in [("random batch mates", random_mates), ("mates with label " + 
 
 # %%
 for batch_size in (2, 4, 8, 32, len(splits.y_test)):
-    accuracy = graphs.train_mode_accuracy(model, splits.x_test, splits.y_test, batch_size)
+    accuracy = train.train_mode_accuracy(model, splits.x_test, splits.y_test, batch_size)
     print(f"train mode, test batches of {batch_size:3d}: accuracy {accuracy:.3f}")
 print(f"eval mode (running statistics)    : accuracy {train.evaluate(model, test_loader)[1]:.3f}")
 
@@ -314,7 +314,7 @@ print(f"one test batch in train mode moved running_mean by up to {shift:.3f}")
 # every input); PyTorch refuses, and so does `normlab`. In eval mode it is fine:
 
 # %%
-for layer in (nn.BatchNorm1d(3), nl.BatchNorm(3)):
+for layer in (nn.BatchNorm1d(3), nlnn.BatchNorm(3)):
     try:
         layer.train()(torch.randn(1, 3))
     except ValueError as error:
@@ -336,7 +336,7 @@ for layer in (nn.BatchNorm1d(3), nl.BatchNorm(3)):
 # `normlab.nn.fold_batchnorm(layer, bn)` returns that single layer. Fold the whole MLP:
 
 # %%
-show_source(nl.fold_sequential, docstring=False)
+show_source(nlnn.fold_sequential, docstring=False)
 
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -344,7 +344,7 @@ show_source(nl.fold_sequential, docstring=False)
 
 # %%
 model.eval()
-folded = nl.fold_sequential(model)
+folded = nlnn.fold_sequential(model)
 seconds = {model: [], folded: []}
 with torch.no_grad():
     gap = (model(splits.x_test) - folded(splits.x_test)).abs().max().item()
@@ -386,7 +386,7 @@ print(f"eval forward of the test set: {before:.0f} us -> {after:.0f} us (indicat
 #    unbiased variance of all $k\cdot m$ values pooled? Verify numerically with batches
 #    whose means differ, and explain the gap.
 # 3. **(Forgotten eval.)** Sort the test set by label and measure the train-mode accuracy
-#    with batches of 32 (`graphs.train_mode_accuracy`). Compare with the shuffled order
+#    with batches of 32 (`train.train_mode_accuracy`). Compare with the shuffled order
 #    and with eval mode, and explain.
 # 4. **(Folding a CNN.)** Train `models.small_cnn(1, 10, 8, norm="batch")` on the digits
 #    images for 3 epochs, fold every Conv2d+BatchNorm2d and the head's Linear+BatchNorm1d,

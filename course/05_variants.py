@@ -38,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown
 
-import normlab.nn as nlnn
-from normlab import data, functional, models
+from normlab import data, models, train
+from normlab import functional as nf
+from normlab import nn as nlnn
 from normlab.notebook import show_source
 from normlab.plots import variants
 
@@ -72,7 +73,8 @@ digits = data.load_digits(flat=True)  # 1258 train / 180 val / 359 test vectors 
 # every output that changed.
 
 # %%
-cube = variants.plot_normalization_cube(num_samples=6, num_channels=6, num_positions=6, num_groups=2)
+masks = variants.normalization_masks(num_samples=6, num_channels=6, num_positions=6, num_groups=2)
+cube = variants.plot_normalization_cube(masks, num_groups=2)
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Walk through the four boxes. The H,W axis is the flattened spatial grid. BN: one channel
@@ -89,7 +91,7 @@ cube = variants.plot_normalization_cube(num_samples=6, num_channels=6, num_posit
 # should hold $NHW = 36$, $CHW = 36$, $HW = 6$ and $\frac{C}{G}HW = 18$ entries.
 
 # %%
-{kind: int(mask.sum()) for kind, mask in cube.masks.items()}
+{kind: int(mask.sum()) for kind, mask in masks.items()}
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## The code: only the axes differ
@@ -99,13 +101,13 @@ cube = variants.plot_normalization_cube(num_samples=6, num_channels=6, num_posit
 # one batch norm uses (lecture 02).
 
 # %%
-show_source(functional.groupnorm_forward, docstring=False)
+show_source(nf.groupnorm_forward, docstring=False)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Instance norm (and layer norm) are the same few lines with other axes:
 
 # %%
-show_source(functional.instancenorm_forward, docstring=False)
+show_source(nf.instancenorm_forward, docstring=False)
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Point at `axes = tuple(range(2, x.ndim))` in instance norm and `range(1, x.ndim)` in layer
@@ -125,9 +127,9 @@ g, b = rng.standard_normal(6), rng.standard_normal(6)
 g_ln, b_ln = rng.standard_normal((6, 5, 5)), rng.standard_normal((6, 5, 5))
 t = torch.from_numpy
 pairs = {
-    "layer norm": (functional.layernorm_forward(x, g_ln, b_ln)[0], F.layer_norm(t(x), (6, 5, 5), t(g_ln), t(b_ln))),
-    "instance norm": (functional.instancenorm_forward(x, g, b)[0], F.instance_norm(t(x), weight=t(g), bias=t(b))),
-    "group norm, G=3": (functional.groupnorm_forward(x, g, b, 3)[0], F.group_norm(t(x), 3, t(g), t(b))),
+    "layer norm": (nf.layernorm_forward(x, g_ln, b_ln)[0], F.layer_norm(t(x), (6, 5, 5), t(g_ln), t(b_ln))),
+    "instance norm": (nf.instancenorm_forward(x, g, b)[0], F.instance_norm(t(x), weight=t(g), bias=t(b))),
+    "group norm, G=3": (nf.groupnorm_forward(x, g, b, 3)[0], F.group_norm(t(x), 3, t(g), t(b))),
 }
 for name, (ours, theirs) in pairs.items():
     print(f"{name:16s} max |difference| = {np.abs(ours - theirs.numpy()).max():.1e}")
@@ -166,10 +168,10 @@ for name, ours, theirs in [("LayerNorm", nlnn.LayerNorm((6, 5, 5)), torch.nn.Lay
 
 # %%
 ones, zeros = np.ones(6), np.zeros(6)
-gn_one_group = functional.groupnorm_forward(x, ones, zeros, num_groups=1)[0]
-gn_c_groups = functional.groupnorm_forward(x, ones, zeros, num_groups=6)[0]
-layer = functional.layernorm_forward(x, np.ones((6, 5, 5)), np.zeros((6, 5, 5)))[0]
-instance = functional.instancenorm_forward(x, ones, zeros)[0]
+gn_one_group = nf.groupnorm_forward(x, ones, zeros, num_groups=1)[0]
+gn_c_groups = nf.groupnorm_forward(x, ones, zeros, num_groups=6)[0]
+layer = nf.layernorm_forward(x, np.ones((6, 5, 5)), np.zeros((6, 5, 5)))[0]
+instance = nf.instancenorm_forward(x, ones, zeros)[0]
 print(f"GN(G=1) vs LN: max |difference| = {np.abs(gn_one_group - layer).max():.1e}")
 print(f"GN(G=C) vs IN: max |difference| = {np.abs(gn_c_groups - instance).max():.1e}")
 
@@ -188,7 +190,7 @@ print(f"GN(G=C) vs IN: max |difference| = {np.abs(gn_c_groups - instance).max():
 
 # %%
 pair = rng.standard_normal((2, 5)) * 3 + 7
-print(np.round(functional.batchnorm_forward(pair, np.ones(5), np.zeros(5))[0], 4))
+print(np.round(nf.batchnorm_forward(pair, np.ones(5), np.zeros(5))[0], 4))
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # The seeds say so in words:
@@ -207,7 +209,7 @@ print(np.round(functional.batchnorm_forward(pair, np.ones(5), np.zeros(5))[0], 4
 # scaling rule, as Wu & He); one seed. About 5 s.
 
 # %%
-sweep = variants.batch_size_sweep(["batch", "group", "layer"], [64, 16, 4, 2], digits, epochs=1)
+sweep = train.batch_size_sweep(["batch", "group", "layer"], [64, 16, 4, 2], digits, epochs=1)
 fig = variants.plot_batch_size_sweep(sweep)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -261,11 +263,11 @@ def with_batchnorm(activation, position):
 
 
 activations = ["relu", "prelu", "elu", "sigmoid", "tanh", "none"]
-bn_after = variants.compare_conditions({a: with_batchnorm(a, "after") for a in activations}, digits, epochs=3)
-bn_before = variants.compare_conditions({a: with_batchnorm(a, "before") for a in activations[:-1]}, digits,
+bn_after = train.compare_conditions({a: with_batchnorm(a, "after") for a in activations}, digits, epochs=3)
+bn_before = train.compare_conditions({a: with_batchnorm(a, "before") for a in activations[:-1]}, digits,
                                         epochs=3)
 bn_before["none"] = bn_after["none"]  # no activation: before and after are the same network
-no_bn = variants.compare_conditions({a: lambda a=a: models.mlp(64, 10, activation=a) for a in ("relu", "elu")},
+no_bn = train.compare_conditions({a: lambda a=a: models.mlp(64, 10, activation=a) for a in ("relu", "elu")},
                                     digits, epochs=3)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -368,7 +370,7 @@ print(variants.verdict("ReLU + BN", bn_before["relu"], "ReLU without BN", no_bn[
 # 3. **Why BN fails at batch size 2.** Take the BN model trained with batch size 2 in
 #    `sweep`. Is the problem the running statistics (estimated from batches of two) or the
 #    weights learned with noisy batch statistics? Recompute the statistics with
-#    `variants.recalibrate_batchnorm` on the training set in large batches and evaluate again.
+#    `train.recalibrate_batchnorm` on the training set in large batches and evaluate again.
 # 4. **Multiple choice.** You train a segmentation network whose images fill the memory, so
 #    the batch size is 1. Which normalization(s) can you use in training: (a) batch norm,
 #    (b) layer norm, (c) group norm, (d) instance norm? And why does `models.mlp` refuse

@@ -39,8 +39,9 @@ import numpy as np
 import torch
 from IPython.display import Markdown
 
-import normlab.nn as nlnn
-from normlab import data, functional, models
+from normlab import data, models, train
+from normlab import functional as nf
+from normlab import nn as nlnn
 from normlab.notebook import show_source
 from normlab.plots import variants
 
@@ -58,7 +59,8 @@ digits = data.load_digits(flat=True)  # 1258 train / 180 val / 359 test vectors 
 # one of exponentially many *thinned* networks that share weights.
 
 # %%
-fig = variants.plot_thinned_network(layer_sizes=(5, 7, 7, 3), p=0.5, seed=2)
+kept = variants.dropout_keep_masks(layer_sizes=(5, 7, 7, 3), p=0.5, seed=2)
+fig = variants.plot_thinned_network(kept, p=0.5)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Drop probability $p$, keep probability $q = 1 - p$
@@ -97,7 +99,7 @@ fig = variants.plot_thinned_network(layer_sizes=(5, 7, 7, 3), p=0.5, seed=2)
 # ## The same in `normlab.functional`
 
 # %%
-show_source(functional.dropout_forward, docstring=False)
+show_source(nf.dropout_forward, docstring=False)
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Two details: the mask is stored already divided by q, so the backward pass is a single
@@ -113,7 +115,7 @@ show_source(functional.dropout_forward, docstring=False)
 
 # %%
 numbers = np.arange(10, dtype=np.float64).reshape(5, 2)
-dropped, cache = functional.dropout_forward(numbers, p=0.2, train=True, rng=np.random.default_rng(0))
+dropped, cache = nf.dropout_forward(numbers, p=0.2, train=True, rng=np.random.default_rng(0))
 print(np.column_stack([numbers, dropped]))  # left: input, right: after dropout
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -141,11 +143,11 @@ print("eval: ", layer(x).flatten().tolist())
 # %%
 a = np.array([1.0, -2.0, 3.0, 0.5])
 masks = np.random.default_rng(1)
-inverted = np.mean([functional.dropout_forward(a, 0.5, True, masks)[0] for _ in range(20_000)], axis=0)
-plain = np.mean([variants.dropout_forward_not_inverted(a, 0.5, True, masks) for _ in range(20_000)], axis=0)
+inverted = np.mean([nf.dropout_forward(a, 0.5, True, masks)[0] for _ in range(20_000)], axis=0)
+plain = np.mean([nf.dropout_forward_not_inverted(a, 0.5, True, masks) for _ in range(20_000)], axis=0)
 print("a                         ", a)
-print("inverted: mean in training", inverted.round(3), " test:", functional.dropout_forward(a, 0.5, False)[0])
-print("plain:    mean in training", plain.round(3), " test:", variants.dropout_forward_not_inverted(a, 0.5, False))
+print("inverted: mean in training", inverted.round(3), " test:", nf.dropout_forward(a, 0.5, False)[0])
+print("plain:    mean in training", plain.round(3), " test:", nf.dropout_forward_not_inverted(a, 0.5, False))
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Inverted: training mean ≈ a, test output a. Non-inverted: training mean ≈ a/2, test output
@@ -168,7 +170,7 @@ print("plain:    mean in training", plain.round(3), " test:", variants.dropout_f
 # %%
 relu_units = np.maximum(rng.standard_normal(200_000), 0)  # a ReLU of N(0, 1): mu = 0.40, var = 0.34
 mu, var, q = relu_units.mean(), relu_units.var(), 0.5
-trained = functional.dropout_forward(relu_units, p=1 - q, train=True, rng=rng)[0]
+trained = nf.dropout_forward(relu_units, p=1 - q, train=True, rng=rng)[0]
 print(f"variance in training: measured {trained.var():.3f}, formula {(var + mu**2) / q - mu**2:.3f}")
 print(f"variance at test:     measured {relu_units.var():.3f}")
 
@@ -182,18 +184,18 @@ print(f"variance at test:     measured {relu_units.var():.3f}")
 
 # %%
 with_bn = {p: (lambda p=p: models.mlp(64, 10, norm="batch", dropout=p)) for p in (0.5, 0.2, 0.0)}
-bn_runs = variants.compare_conditions({f"dropout {p:g}": build for p, build in with_bn.items()}, digits, epochs=6)
-after_last_bn = variants.compare_conditions(
-    {"dropout 0.5 after the last BN": lambda: variants.mlp_with_dropout_after_bn(64, 10, 0.5)}, digits, epochs=6)
+bn_runs = train.compare_conditions({f"dropout {p:g}": build for p, build in with_bn.items()}, digits, epochs=6)
+after_last_bn = train.compare_conditions(
+    {"dropout 0.5 after the last BN": lambda: train.mlp_with_dropout_after_bn(64, 10, 0.5)}, digits, epochs=6)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## The variance of each BN layer's input: training, stored, test
 #
-# Measured on the training set with the seed-0 networks (`variants.bn_input_variances`):
+# Measured on the training set with the seed-0 networks (`train.bn_input_variances`):
 
 # %%
-shift = {"dropout before BN 2": variants.bn_input_variances(bn_runs["dropout 0.5"][0].model, digits.x_train),
-         "dropout after the last BN": variants.bn_input_variances(
+shift = {"dropout before BN 2": train.bn_input_variances(bn_runs["dropout 0.5"][0].model, digits.x_train),
+         "dropout after the last BN": train.bn_input_variances(
              after_last_bn["dropout 0.5 after the last BN"][0].model, digits.x_train)}
 fig = variants.plot_variance_shift(shift)
 
@@ -215,12 +217,12 @@ for title, layers in shift.items():
 #
 # Three networks with $p = 0.5$, and a fourth that isolates the shift: the *same* trained
 # weights as "dropout 0.5", with BN's statistics recomputed on the training set with
-# dropout off (`variants.recalibrate_batchnorm`).
+# dropout off (`train.recalibrate_batchnorm`).
 
 # %%
 placement = {"no dropout": bn_runs["dropout 0"],
              "dropout 0.5 before BN": bn_runs["dropout 0.5"],
-             "  … BN statistics recomputed": variants.with_recalibrated_batchnorm(bn_runs["dropout 0.5"], digits),
+             "  … BN statistics recomputed": train.with_recalibrated_batchnorm(bn_runs["dropout 0.5"], digits),
              "dropout 0.5 after the last BN": after_last_bn["dropout 0.5 after the last BN"]}
 Markdown(variants.results_table({"test accuracy": placement, "test loss": (placement, "test_loss")}))
 
@@ -260,7 +262,7 @@ Markdown(variants.results_table({"measured test accuracy": bn_runs}, quoted=vari
 # lower value with dropped activations". The same networks without BN:
 
 # %%
-no_bn = variants.compare_conditions({f"dropout {p:g}": (lambda p=p: models.mlp(64, 10, dropout=p))
+no_bn = train.compare_conditions({f"dropout {p:g}": (lambda p=p: models.mlp(64, 10, dropout=p))
                                      for p in (0.5, 0.0)}, digits, epochs=6)
 print(variants.verdict("BN", bn_runs["dropout 0"], "no BN", no_bn["dropout 0"]), "(no dropout)")
 print(variants.verdict("BN", bn_runs["dropout 0.5"], "no BN", no_bn["dropout 0.5"]), "(dropout 0.5)")
@@ -335,6 +337,6 @@ Markdown(variants.results_table({"generalization gap, no BN": (no_bn, "gap"),
 #    the ratio $\operatorname{Var}_\text{train}/\operatorname{Var}_\text{test}$ after dropout for
 #    $p \in \{0.1, 0.2, \dots, 0.7\}$ and compare with the formula. By what factor does a BN
 #    layer right after such a dropout shrink its test-time outputs?
-# 5. **Gradient check.** Check `functional.dropout_backward` with `normlab.gradcheck`
+# 5. **Gradient check.** Check `nf.dropout_backward` with `normlab.gradcheck`
 #    (hint: draw the mask from a generator re-seeded in every call, so the finite
 #    differences see the same mask).

@@ -38,8 +38,9 @@ import torch
 from normlab import data, models, train
 from normlab.nn import BatchNorm
 from normlab.notebook import show_source
-from normlab.plots.depth import (activation_statistics, fit_tracking_weight_norms, plot_activation_histograms,
-                                 plot_depth_profiles, plot_weight_norms)
+from normlab.plots.depth import (activation_statistics, plot_activation_histograms, plot_depth_profiles,
+                                 plot_weight_norms)
+from normlab.train import fit_tracking_weight_norms
 
 torch.set_num_threads(1)
 digits = data.load_digits(flat=True)  # 8x8 images as 64 standardized pixels, 10 classes
@@ -159,7 +160,7 @@ for name, var_w in (("Xavier", 2 / (128 + 128)), ("Kaiming", 2 / 128)):
 # Normal versions of both; biases 0; the output layer included.
 
 # %%
-show_source(models._initialize, docstring=False)
+show_source(models.initialize_weights, docstring=False)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## An experiment through 20 layers

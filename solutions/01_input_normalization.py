@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from normlab import data, models
-from normlab.plots.inputs import QuadraticLoss, drift_summary, learning_rate_sweep, record_layer_inputs
+from normlab.plots.inputs import QuadraticLoss, drift_summary, learning_rate_sweep
+from normlab.train import record_layer_inputs
 
 torch.set_num_threads(1)
 FEATURES = sklearn.datasets.load_wine().feature_names

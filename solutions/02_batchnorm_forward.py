@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from normlab import data, models, train
-from normlab import functional as F
+from normlab import functional as nf
 
 torch.set_num_threads(1)
 rng = np.random.default_rng(0)
@@ -113,7 +113,7 @@ print(f"{'input std':>10s}{'predicted':>11s}{'measured':>10s}")
 for spread in (1e-4, 1e-3, 3e-3, 1e-2, 1e-1, 1.0):
     z = rng.normal(0.0, 1.0, size=(256, 1))
     z = (z - z.mean()) / z.std() * spread          # exactly this batch standard deviation
-    out, _ = F.batchnorm_forward(z, np.ones(1), np.zeros(1), eps=1e-5)
+    out, _ = nf.batchnorm_forward(z, np.ones(1), np.zeros(1), eps=1e-5)
     predicted = np.sqrt(spread**2 / (spread**2 + 1e-5))
     print(f"{spread:10.0e}{predicted:11.3f}{out.std():10.3f}")
 
@@ -132,14 +132,14 @@ def batchnorm_2d(x, gamma, beta, eps=1e-5):
     """BN for (N, C, H, W): channels last, flatten to (N*H*W, C), 2-D BN, and back."""
     n, c, h, w = x.shape
     columns = x.transpose(0, 2, 3, 1).reshape(-1, c)        # one row per (sample, position)
-    out, _ = F.batchnorm_forward(columns, gamma, beta, eps)
+    out, _ = nf.batchnorm_forward(columns, gamma, beta, eps)
     return out.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
 
 x = rng.normal(1.0, 2.0, size=(6, 4, 5, 7))
 gamma, beta = rng.normal(size=4), rng.normal(size=4)
 ours = batchnorm_2d(x, gamma, beta)
-library, _ = F.batchnorm_forward(x, gamma, beta)
+library, _ = nf.batchnorm_forward(x, gamma, beta)
 torch_bn = nn.BatchNorm2d(4, dtype=torch.float64)
 with torch.no_grad():
     torch_bn.weight.copy_(torch.from_numpy(gamma))
@@ -167,11 +167,11 @@ print("max |reshape version - torch|   =", np.abs(ours - reference).max())
 z = rng.normal(3.0, 2.0, size=(32, 4))
 a, b = np.array([0.01, 1.0, 7.0, -2.0]), rng.normal(0.0, 50.0, size=4)
 ones, zeros = np.ones(4), np.zeros(4)
-reference, _ = F.batchnorm_forward(z, ones, zeros)
-transformed, _ = F.batchnorm_forward(a * z + b, ones, zeros)
+reference, _ = nf.batchnorm_forward(z, ones, zeros)
+transformed, _ = nf.batchnorm_forward(a * z + b, ones, zeros)
 print("max |BN(az+b) - BN(z)| per unit:", np.abs(transformed - reference).max(axis=0).round(4))
 print("unit 3 (a = -2): max |BN(az+b) + BN(z)| =", np.abs(transformed[:, 3] + reference[:, 3]).max().round(6))
-flat, _ = F.batchnorm_forward(0.0 * z + b, ones, np.full(4, 0.5))
+flat, _ = nf.batchnorm_forward(0.0 * z + b, ones, np.full(4, 0.5))
 print("a = 0: output", flat[0].round(3), "(= beta for every sample)")
 
 # %% [markdown]

@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 import torch
 
-from normlab import functional as F
+from normlab import functional as nf
 from normlab import gradcheck, symbolic
 
 torch.set_num_threads(1)
@@ -66,8 +66,8 @@ print("dL/dx1 + dL/dx2 =", sp.simplify(grads.dx[0] + grads.dx[1]))
 # %%
 print("n = 3, SymPy:", sp.simplify(sum(symbolic.batchnorm_gradients(3, simplify=False).dx)))
 x, g = rng.standard_normal((50, 1)), rng.standard_normal((50, 1))
-_, cache = F.batchnorm_forward(x, np.ones(1), np.zeros(1))
-print("n = 50, NumPy:", F.batchnorm_backward_fast(g, cache)[0].sum())
+_, cache = nf.batchnorm_forward(x, np.ones(1), np.zeros(1))
+print("n = 50, NumPy:", nf.batchnorm_backward_fast(g, cache)[0].sum())
 
 # %% [markdown]
 # ## Exercise 2 — the two constraints, and why $n = 2$ loses everything
@@ -88,8 +88,8 @@ print("n = 50, NumPy:", F.batchnorm_backward_fast(g, cache)[0].sum())
 # %%
 for n in (2, 3):
     x, g = rng.standard_normal((n, 1)), rng.standard_normal((n, 1))
-    _, cache = F.batchnorm_forward(x, np.ones(1), np.zeros(1), eps=1e-12)
-    dx = F.batchnorm_backward_fast(g, cache)[0]
+    _, cache = nf.batchnorm_forward(x, np.ones(1), np.zeros(1), eps=1e-12)
+    dx = nf.batchnorm_backward_fast(g, cache)[0]
     print(f"n = {n}: dL/dx = {np.round(dx.ravel(), 6)}, sum = {dx.sum():.1e}, "
           f"sum xhat*dx = {(cache.xhat * dx).sum():.1e}")
 
@@ -115,9 +115,9 @@ def backward_without_variance_route(dout, cache):
 
 # %%
 x, gamma_, beta_ = rng.standard_normal((6, 4)), rng.standard_normal(4), rng.standard_normal(4)
-out, cache = F.batchnorm_forward(x, gamma_, beta_)
+out, cache = nf.batchnorm_forward(x, gamma_, beta_)
 for label, dout in [("all ones", np.ones_like(out)), ("random  ", rng.standard_normal(out.shape))]:
-    numerical = gradcheck.numerical_gradient(lambda v: F.batchnorm_forward(v, gamma_, beta_)[0], x.copy(), dout)
+    numerical = gradcheck.numerical_gradient(lambda v: nf.batchnorm_forward(v, gamma_, beta_)[0], x.copy(), dout)
     errors = {bug.__name__: np.abs(bug(dout, cache)[0] - numerical).max()
               for bug in (backward_without_mean_route, backward_without_variance_route)}
     print(label, {name: f"{error:.0e}" for name, error in errors.items()})
@@ -137,7 +137,7 @@ for label, dout in [("all ones", np.ones_like(out)), ("random  ", rng.standard_n
 
 # %%
 inputs = {"x": rng.standard_normal((2, 3, 4, 4)), "gamma": rng.standard_normal(3), "beta": rng.standard_normal(3)}
-for report in gradcheck.check_layer(F.batchnorm_forward, F.batchnorm_backward_fast, inputs):
+for report in gradcheck.check_layer(nf.batchnorm_forward, nf.batchnorm_backward_fast, inputs):
     print(report)
 
 # %% [markdown]
@@ -148,8 +148,8 @@ for report in gradcheck.check_layer(F.batchnorm_forward, F.batchnorm_backward_fa
 # %%
 trials = 400
 x, g = rng.standard_normal((2, trials, 4, 4)), rng.standard_normal((2, trials, 4, 4))
-_, cache = F.batchnorm_forward(x, np.ones(trials), np.zeros(trials), eps=1e-5)
-dx = F.batchnorm_backward_fast(g, cache)[0]
+_, cache = nf.batchnorm_forward(x, np.ones(trials), np.zeros(trials), eps=1e-5)
+dx = nf.batchnorm_backward_fast(g, cache)[0]
 ratio = np.sqrt((dx**2).sum(axis=(0, 2, 3)) / (g**2).sum(axis=(0, 2, 3)))  # one per channel
 print(f"median |dL/dx| / |g| for a batch of two 4x4 images: {np.median(ratio):.3f}")
 
@@ -181,8 +181,8 @@ print("lim_{eps->0} dL/dx_1 =", limit, "=", float(limit))
 trials = 4000
 for n in (3, 4, 8):
     x, g = rng.standard_normal((n, trials)), rng.standard_normal((n, trials))
-    _, cache = F.batchnorm_forward(x, np.ones(trials), np.zeros(trials), eps=0.0)
-    dx = F.batchnorm_backward_fast(g, cache)[0]
+    _, cache = nf.batchnorm_forward(x, np.ones(trials), np.zeros(trials), eps=0.0)
+    dx = nf.batchnorm_backward_fast(g, cache)[0]
     surviving = np.linalg.norm(dx, axis=0) * np.sqrt(cache.var.ravel()) / np.linalg.norm(g, axis=0)
     print(f"n = {n}: mean of fraction^2 = {np.mean(surviving**2):.3f}   (n-2)/n = {(n - 2) / n:.3f}   "
           f"mean fraction = {surviving.mean():.3f}   sqrt((n-2)/n) = {np.sqrt((n - 2) / n):.3f}")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from normlab import data, models, train
-from normlab import nn as nl
+from normlab import nn as nlnn
 from normlab.plots import graphs
 
 torch.set_num_threads(1)
@@ -64,7 +64,7 @@ for m in (0.1, 0.01):
 # within-batch variances never sees.
 
 # %%
-bn = nl.BatchNorm(1, momentum=None).double()
+bn = nlnn.BatchNorm(1, momentum=None).double()
 batches = [torch.randn(16, 1, dtype=torch.float64) + shift for shift in (0.0, 1.0, 2.0, 3.0)]
 for batch in batches:
     bn(batch)
@@ -89,8 +89,8 @@ train_loader, val_loader, test_loader = splits.loaders(batch_size=32, seed=0)
 train.fit(model, train_loader, val_loader, epochs=10, lr=0.05, progress=False)
 order = torch.argsort(splits.y_test, stable=True)
 x_sorted, y_sorted = splits.x_test[order], splits.y_test[order]
-print(f"train mode, shuffled order, batches of 32 : {graphs.train_mode_accuracy(model, splits.x_test, splits.y_test, 32):.3f}")
-print(f"train mode, sorted by label, batches of 32: {graphs.train_mode_accuracy(model, x_sorted, y_sorted, 32):.3f}")
+print(f"train mode, shuffled order, batches of 32 : {train.train_mode_accuracy(model, splits.x_test, splits.y_test, 32):.3f}")
+print(f"train mode, sorted by label, batches of 32: {train.train_mode_accuracy(model, x_sorted, y_sorted, 32):.3f}")
 print(f"eval mode                                 : {train.evaluate(model, test_loader)[1]:.3f}")
 
 # %% [markdown]
@@ -115,7 +115,7 @@ cnn = models.small_cnn(1, 10, 8, norm="batch")
 cnn_loaders = images.loaders(batch_size=32, seed=0)
 train.fit(cnn, cnn_loaders[0], cnn_loaders[1], epochs=3, lr=0.05, progress=False)
 cnn.eval()
-folded_cnn = nl.fold_sequential(cnn)
+folded_cnn = nlnn.fold_sequential(cnn)
 with torch.no_grad():
     gap = (cnn(images.x_test) - folded_cnn(images.x_test)).abs().max().item()
 print(f"test accuracy {train.evaluate(cnn, cnn_loaders[2])[1]:.3f};  max |logit difference| after folding {gap:.1e}")

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from IPython.display import Markdown
 
-import normlab.nn as nlnn
-from normlab import data, models
+from normlab import data, models, train
+from normlab import nn as nlnn
 from normlab.plots import variants
 
 torch.set_num_threads(1)
@@ -92,9 +92,9 @@ def batchnorm_mlp():
     return models.mlp(64, 10, norm="batch")
 
 
-run = variants.train_and_test(batchnorm_mlp, digits, batch_size=2, epochs=1, lr=0.1 * 2 / 64, seed=0)
-(recalibrated,) = variants.with_recalibrated_batchnorm([run], digits)
-reference = variants.train_and_test(batchnorm_mlp, digits, batch_size=64, epochs=1, lr=0.1, seed=0)
+run = train.train_and_test(batchnorm_mlp, digits, batch_size=2, epochs=1, lr=0.1 * 2 / 64, seed=0)
+(recalibrated,) = train.with_recalibrated_batchnorm([run], digits)
+reference = train.train_and_test(batchnorm_mlp, digits, batch_size=64, epochs=1, lr=0.1, seed=0)
 print(f"(a) running statistics from batches of 2: test accuracy {run.test_acc:.3f}, loss {run.test_loss:.3f}")
 print(f"(b) statistics recomputed, same weights:  test accuracy {recalibrated.test_acc:.3f}, "
       f"loss {recalibrated.test_loss:.3f}")
@@ -164,7 +164,7 @@ conditions = {
     "sigmoid, BN before": lambda: models.mlp(64, 10, norm="batch", norm_position="before", activation="sigmoid"),
     "sigmoid, BN after": lambda: models.mlp(64, 10, norm="batch", norm_position="after", activation="sigmoid"),
 }
-longer = variants.compare_conditions(conditions, digits, epochs=15)
+longer = train.compare_conditions(conditions, digits, epochs=15)
 Markdown(variants.results_table({"test accuracy": longer, "train accuracy": (longer, "train_acc")}))
 
 # %%

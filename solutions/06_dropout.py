@@ -26,7 +26,8 @@ import torch
 from IPython.display import Markdown
 from torch import nn
 
-from normlab import data, functional, gradcheck, models, train
+from normlab import data, gradcheck, models, train
+from normlab import functional as nf
 from normlab.plots import variants
 
 torch.set_num_threads(1)
@@ -65,7 +66,7 @@ for norm in ("none", "batch"):
 # (no dropout, 6 epochs, 3 seeds), with and without BN:
 
 # %%
-plain_vs_bn = variants.compare_conditions({"no BN": lambda: models.mlp(64, 10),
+plain_vs_bn = train.compare_conditions({"no BN": lambda: models.mlp(64, 10),
                                            "BN": lambda: models.mlp(64, 10, norm="batch")}, digits, epochs=6)
 Markdown(variants.results_table({"test accuracy": plain_vs_bn, "train accuracy": (plain_vs_bn, "train_acc"),
                                  "generalization gap": (plain_vs_bn, "gap")}))
@@ -90,12 +91,12 @@ Markdown(variants.results_table({"test accuracy": plain_vs_bn, "train accuracy":
 # Binomial(10, 0.2), with mean $10 \cdot 0.2 = 2$ and
 # $P(\text{exactly one zero}) = 10 \cdot 0.2 \cdot 0.8^9 \approx 0.268$.
 # The kept values are divided by 0.8, i.e. multiplied by 1.25, so each entry keeps its
-# expectation ($0.8 \cdot 1.25\,x = x$). Simulated with `functional.dropout_forward`:
+# expectation ($0.8 \cdot 1.25\,x = x$). Simulated with `nf.dropout_forward`:
 
 # %%
 numbers = np.arange(10, dtype=np.float64).reshape(5, 2)
 rng = np.random.default_rng(0)
-zeros = np.array([(functional.dropout_forward(numbers + 1, 0.2, True, rng)[0] == 0).sum() for _ in range(20_000)])
+zeros = np.array([(nf.dropout_forward(numbers + 1, 0.2, True, rng)[0] == 0).sum() for _ in range(20_000)])
 print(f"mean number of zeros {zeros.mean():.3f} (exact 2)")
 print(f"P(exactly one zero)  {np.mean(zeros == 1):.3f} (exact {10 * 0.2 * 0.8**9:.3f})")
 
@@ -133,7 +134,7 @@ def mlp_with(dropout_module):
     return model
 
 
-runs = variants.compare_conditions({"inverted (nn.Dropout)": lambda: models.mlp(64, 10, dropout=0.5),
+runs = train.compare_conditions({"inverted (nn.Dropout)": lambda: models.mlp(64, 10, dropout=0.5),
                                     "non-inverted": lambda: mlp_with(NonInvertedDropout)}, digits, epochs=8)
 
 # %% [markdown]
@@ -189,7 +190,7 @@ a = np.maximum(np.random.default_rng(1).standard_normal(200_000), 0)
 mu, second_moment = 1 / math.sqrt(2 * math.pi), 0.5
 print("   p   measured   formula   BN output scale at test")
 for p in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7):
-    dropped = functional.dropout_forward(a, p, True, np.random.default_rng(2))[0]
+    dropped = nf.dropout_forward(a, p, True, np.random.default_rng(2))[0]
     measured = dropped.var() / a.var()
     formula = (second_moment / (1 - p) - mu**2) / (second_moment - mu**2)
     print(f"{p:4.1f} {measured:10.3f} {formula:9.3f} {1 / math.sqrt(formula):12.3f}")
@@ -209,11 +210,11 @@ for p in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7):
 
 # %%
 def forward(x):
-    return functional.dropout_forward(x, p=0.3, train=True, rng=np.random.default_rng(7))
+    return nf.dropout_forward(x, p=0.3, train=True, rng=np.random.default_rng(7))
 
 
 def backward(dout, cache):
-    return (functional.dropout_backward(dout, cache),)
+    return (nf.dropout_backward(dout, cache),)
 
 
 x = np.random.default_rng(0).standard_normal((4, 5))

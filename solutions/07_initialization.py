@@ -26,7 +26,8 @@ from torch.nn import functional as F
 
 from normlab import data, models, train
 from normlab.nn import BatchNorm
-from normlab.plots.depth import activation_statistics, fit_tracking_weight_norms
+from normlab.plots.depth import activation_statistics
+from normlab.train import fit_tracking_weight_norms
 
 torch.set_num_threads(1)
 digits = data.load_digits(flat=True)

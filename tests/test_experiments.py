@@ -73,6 +73,23 @@ def test_verdict_for_times_prefers_the_faster_arm_and_needs_two_seeds():
     assert "2 x SE" in RULE and "best validation accuracy" in RULE
 
 
+def test_the_scoreboard_and_the_lectures_share_one_verdict_rule():
+    """scoreboard.compare is normlab.stats.compare with the metric's direction and delta."""
+    from normlab import stats
+    from normlab.experiments import scoreboard
+
+    assert scoreboard.Verdict is stats.Verdict
+    a, b = [97.0, 97.4, 96.6], [95.0, 95.4, 94.6]
+    assert compare(a, b) == stats.compare(a, b, min_effect=0.5)
+    assert compare(a, b, metric="epoch_ms") == stats.compare(a, b, higher_is_better=False, min_effect_relative=0.05)
+    assert stats.mean_sd([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)), 2)
+    assert math.isnan(stats.mean_sd([1.0])[1]) and math.isnan(stats.standard_error([1.0], [2.0, 3.0]))
+    assert stats.standard_error([1.0, 3.0], [0.0, 0.0]) == pytest.approx(1.0)
+    assert stats.paired_standard_error([1.0, 3.0], [0.0, 2.0]) == 0.0
+    with pytest.raises(ValueError, match="same number"):
+        stats.compare([1.0, 2.0], [1.0, 2.0, 3.0], paired=True)
+
+
 # --------------------------------------------------------------------------------------
 # Conditions and run keys
 # --------------------------------------------------------------------------------------

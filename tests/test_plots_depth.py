@@ -10,9 +10,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from normlab import data, models  # noqa: E402
+from normlab.train import fit_tracking_weight_norms  # noqa: E402
 from normlab.plots.depth import (  # noqa: E402
     activation_statistics,
-    fit_tracking_weight_norms,
     plot_activation_histograms,
     plot_depth_profiles,
     plot_weight_norms,

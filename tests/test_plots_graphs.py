@@ -10,6 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
+from normlab import train  # noqa: E402
 from normlab.plots import graphs  # noqa: E402
 
 
@@ -46,14 +47,13 @@ def test_drawing_has_one_box_per_node_and_one_arrow_per_edge():
     ax = fig.axes[0]
     assert sum(isinstance(p, FancyBboxPatch) for p in ax.patches) == 13  # one per node (4 n + 5)
     assert sum(isinstance(p, FancyArrowPatch) for p in ax.patches) == 20
-    assert fig.highlighted_edges == []
     labels = {t.get_text() for t in ax.texts}
     assert {r"$g_1$", r"$g_2$", r"$\sigma^2$", r"$\mu$"} <= labels
 
 
 def test_highlight_marks_every_route_from_x1_and_none_from_x2():
     fig = graphs.draw_batchnorm_graph(2, highlight="x_1")
-    highlighted = set(fig.highlighted_edges)
+    highlighted = set(graphs.influence_edges(2, "x_1"))
     assert ("x_1", "mu") in highlighted and ("mu", "a_2") in highlighted  # x_1 reaches y_2
     assert ("sigma2", "p_2") in highlighted and ("y_2", "L") in highlighted
     assert ("x_2", "a_2") not in highlighted and ("gamma", "y_1") not in highlighted
@@ -155,24 +155,24 @@ def test_train_mode_accuracy_leaves_the_model_alone_and_uses_batch_statistics():
 
     model, (x, y) = _tiny_model().eval(), _data()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    whole_batch = graphs.train_mode_accuracy(model, x, y, batch_size=len(x))
+    whole_batch = train.train_mode_accuracy(model, x, y, batch_size=len(x))
     with torch.no_grad():
         expected = (_tiny_model().train()(x).argmax(1) == y).float().mean().item()
     assert whole_batch == pytest.approx(expected)
     assert not model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert 0 <= graphs.train_mode_accuracy(model, x, y, batch_size=4) <= 1  # 21 = 5*4 + 1: last joined
+    assert 0 <= train.train_mode_accuracy(model, x, y, batch_size=4) <= 1  # 21 = 5*4 + 1: last joined
     with pytest.raises(ValueError, match="at least 2"):
-        graphs.train_mode_accuracy(model, x, y, batch_size=1)
+        train.train_mode_accuracy(model, x, y, batch_size=1)
 
 
 def test_without_batch_norm_the_batch_does_not_matter():
     import torch
 
     model, (x, y) = _tiny_model(norm=False), _data()
-    accuracies = {graphs.train_mode_accuracy(model, x, y, b) for b in (2, 5, 21)}
+    accuracies = {train.train_mode_accuracy(model, x, y, b) for b in (2, 5, 21)}
     assert len(accuracies) == 1
-    rows = graphs.batch_mates_probabilities(model, x[:1], x[1:], batch_size=5, trials=4)
+    rows = train.batch_mates_probabilities(model, x[:1], x[1:], batch_size=5, trials=4)
     torch.testing.assert_close(rows, rows[:1].expand_as(rows))
 
 
@@ -181,7 +181,7 @@ def test_batch_mates_change_a_bn_models_prediction_but_not_its_state():
 
     model, (x, _) = _tiny_model().eval(), _data()
     before = model[1].running_mean.clone()
-    rows = graphs.batch_mates_probabilities(model, x[:1], x[1:], batch_size=4, trials=6, seed=3)
+    rows = train.batch_mates_probabilities(model, x[:1], x[1:], batch_size=4, trials=6, seed=3)
     assert rows.shape == (6, 3)
     torch.testing.assert_close(rows.sum(1), torch.ones(6))
     assert (rows.max(0).values - rows.min(0).values).max() > 1e-3  # the batch mates matter

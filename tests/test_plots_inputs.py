@@ -10,6 +10,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from normlab import models  # noqa: E402
+from normlab.train import record_layer_inputs  # noqa: E402
 from normlab.plots.inputs import (  # noqa: E402
     QuadraticLoss,
     drift_summary,
@@ -19,7 +20,6 @@ from normlab.plots.inputs import (  # noqa: E402
     plot_curves,
     plot_layer_input_drift,
     plot_loss_contours,
-    record_layer_inputs,
     statistic_groups,
 )
 

@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from normlab import data, functional, models  # noqa: E402
+from normlab import data, functional, models, train  # noqa: E402
 from normlab.plots import variants  # noqa: E402
 
 
@@ -81,14 +81,15 @@ def test_unknown_normalization_is_refused():
 
 
 def test_normalization_cube_has_four_3d_panels_with_the_right_masks():
-    fig = variants.plot_normalization_cube(num_samples=4, num_channels=4, num_positions=3, num_groups=2)
+    masks = variants.normalization_masks(num_samples=4, num_channels=4, num_positions=3, num_groups=2)
+    fig = variants.plot_normalization_cube(masks, num_groups=2)
     assert len(fig.axes) == 4
     assert all(ax.name == "3d" for ax in fig.axes)
     assert [ax.get_title() for ax in fig.axes] == ["Batch Norm", "Layer Norm", "Instance Norm", "Group Norm (G=2)"]
-    sizes = {kind: int(mask.sum()) for kind, mask in fig.masks.items()}
+    sizes = {kind: int(mask.sum()) for kind, mask in masks.items()}
     assert sizes == {"batch": 12, "layer": 12, "instance": 3, "group": 6}
     # the highlighted channel is the last one (the face towards the viewer)
-    assert fig.masks["batch"][:, -1, :].all()
+    assert masks["batch"][:, -1, :].all()
 
 
 # --------------------------------------------------------------------------------------
@@ -97,8 +98,8 @@ def test_normalization_cube_has_four_3d_panels_with_the_right_masks():
 
 
 def test_train_and_test_is_deterministic_and_learns(digits):
-    first = variants.train_and_test(_small_mlp, digits, epochs=4, lr=0.05, seed=1)
-    second = variants.train_and_test(_small_mlp, digits, epochs=4, lr=0.05, seed=1)
+    first = train.train_and_test(_small_mlp, digits, epochs=4, lr=0.05, seed=1)
+    second = train.train_and_test(_small_mlp, digits, epochs=4, lr=0.05, seed=1)
     assert first.test_acc == second.test_acc and first.test_loss == second.test_loss
     assert first.test_acc > 0.5  # chance is 0.1
     assert first.gap == pytest.approx(first.train_acc - first.test_acc)
@@ -106,7 +107,7 @@ def test_train_and_test_is_deterministic_and_learns(digits):
 
 
 def test_compare_conditions_runs_every_seed_and_applies_overrides(digits):
-    results = variants.compare_conditions(
+    results = train.compare_conditions(
         {"default": _small_mlp, "tiny lr": (_small_mlp, {"lr": 1e-6})}, digits, seeds=(0, 1), epochs=1)
     assert list(results) == ["default", "tiny lr"]
     assert all(len(runs) == 2 for runs in results.values())
@@ -114,7 +115,7 @@ def test_compare_conditions_runs_every_seed_and_applies_overrides(digits):
 
 
 def _runs(*accuracies):
-    return [variants.RunResult(a, 1 - a, 1.0, 0.0, False, None) for a in accuracies]
+    return [train.RunResult(a, 1 - a, 1.0, 0.0, False, None) for a in accuracies]
 
 
 def test_summarize_and_difference():
@@ -148,7 +149,7 @@ def test_results_table_has_a_row_per_condition_and_the_quoted_column():
 
 
 def test_batch_size_sweep_and_its_plot(digits):
-    sweep = variants.batch_size_sweep(["batch", "layer"], [32, 8], digits, epochs=1, hidden=(16,))
+    sweep = train.batch_size_sweep(["batch", "layer"], [32, 8], digits, epochs=1, hidden=(16,))
     assert set(sweep) == {"batch", "layer"} and set(sweep["batch"]) == {32, 8}
     fig = variants.plot_batch_size_sweep(sweep)
     lines = fig.axes[0].get_lines()
@@ -173,26 +174,27 @@ def test_plot_measured_vs_quoted_has_one_bar_per_condition():
 def test_non_inverted_and_inverted_dropout_have_the_same_train_test_relation():
     x = np.array([1.0, -2.0, 3.0])
     rng = np.random.default_rng(0)
-    plain = np.mean([variants.dropout_forward_not_inverted(x, 0.25, True, rng) for _ in range(20000)], axis=0)
+    plain = np.mean([functional.dropout_forward_not_inverted(x, 0.25, True, rng) for _ in range(20000)], axis=0)
     inverted = np.mean([functional.dropout_forward(x, 0.25, True, rng)[0] for _ in range(20000)], axis=0)
-    np.testing.assert_allclose(plain, variants.dropout_forward_not_inverted(x, 0.25, False), atol=0.03)
+    np.testing.assert_allclose(plain, functional.dropout_forward_not_inverted(x, 0.25, False), atol=0.03)
     np.testing.assert_allclose(inverted, functional.dropout_forward(x, 0.25, False)[0], atol=0.03)
-    masked = variants.dropout_forward_not_inverted(x, 0.5, True, np.random.default_rng(1))
+    masked = functional.dropout_forward_not_inverted(x, 0.5, True, np.random.default_rng(1))
     assert set(np.round(masked / x, 12)) <= {0.0, 1.0}  # no rescaling in training
     with pytest.raises(ValueError):
-        variants.dropout_forward_not_inverted(x, 1.0)
+        functional.dropout_forward_not_inverted(x, 1.0)
 
 
 def test_thinned_network_keeps_inputs_and_outputs():
-    fig = variants.plot_thinned_network(layer_sizes=(4, 6, 3), p=0.5, seed=0)
+    kept = variants.dropout_keep_masks(layer_sizes=(4, 6, 3), p=0.5, seed=0)
+    fig = variants.plot_thinned_network(kept, p=0.5)
     assert len(fig.axes) == 2
-    assert fig.kept[0].all() and fig.kept[-1].all()
-    assert [len(k) for k in fig.kept] == [4, 6, 3]
-    assert not fig.kept[1].all()  # this seed drops something
+    assert kept[0].all() and kept[-1].all()
+    assert [len(k) for k in kept] == [4, 6, 3]
+    assert not kept[1].all()  # this seed drops something
 
 
 def test_mlp_with_dropout_after_bn_places_one_dropout_after_the_last_batchnorm():
-    model = variants.mlp_with_dropout_after_bn(64, 10, 0.3)
+    model = train.mlp_with_dropout_after_bn(64, 10, 0.3)
     kinds = [type(m) for m in model]
     assert kinds.count(nn.Dropout) == 1
     dropout_at = kinds.index(nn.Dropout)
@@ -208,20 +210,20 @@ def test_variance_shift_appears_behind_dropout_and_recalibration_removes_it():
     with torch.no_grad():
         for _ in range(60):  # let the running statistics converge on training-mode inputs
             model(x)
-    before = [layer.shift for layer in variants.bn_input_variances(model, x)]
+    before = [layer.shift for layer in train.bn_input_variances(model, x)]
     assert before[0] == pytest.approx(1.0, abs=0.1)  # no dropout in front of BN 1
     assert before[1] > 1.3  # BN 2 stored the larger training variance
     running_var = model[6].running_var.clone()
-    variants.bn_input_variances(model, x)
+    train.bn_input_variances(model, x)
     assert torch.equal(model[6].running_var, running_var)  # measuring does not train
-    variants.recalibrate_batchnorm(model, x)
-    after = [layer.shift for layer in variants.bn_input_variances(model, x)]
+    train.recalibrate_batchnorm(model, x)
+    after = [layer.shift for layer in train.bn_input_variances(model, x)]
     assert after[1] == pytest.approx(1.0, abs=0.05)
     assert not model.training and model[2].momentum == 0.1
 
 
 def test_plot_variance_shift_has_three_bars_per_layer():
-    layers = [variants.BatchNormInputVariance(0, 1.0, 1.0, 1.0), variants.BatchNormInputVariance(1, 2.0, 1.0, 2.0)]
+    layers = [train.BatchNormInputVariance(0, 1.0, 1.0, 1.0), train.BatchNormInputVariance(1, 2.0, 1.0, 2.0)]
     fig = variants.plot_variance_shift({"a": layers, "b": layers})
     assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 6
     assert layers[1].shift == 2.0
@@ -229,10 +231,10 @@ def test_plot_variance_shift_has_three_bars_per_layer():
 
 def test_with_recalibrated_batchnorm_keeps_the_weights_and_the_originals(digits):
     build = lambda: models.mlp(64, 10, hidden=(16, 16), norm="batch", dropout=0.5)  # noqa: E731
-    runs = variants.compare_conditions({"d": build}, digits, seeds=(0,), epochs=1)["d"]
+    runs = train.compare_conditions({"d": build}, digits, seeds=(0,), epochs=1)["d"]
     original = runs[0].model
     running_var = original[6].running_var.clone()
-    (recalibrated,) = variants.with_recalibrated_batchnorm(runs, digits)
+    (recalibrated,) = train.with_recalibrated_batchnorm(runs, digits)
     assert torch.equal(original[6].running_var, running_var)
     assert torch.equal(recalibrated.model[1].weight, original[1].weight)
     assert not torch.equal(recalibrated.model[6].running_var, running_var)

@@ -65,8 +65,13 @@ class DropoutCache:
 # --------------------------------------------------------------------------------------
 
 
-def _normalize(x, axes, eps):
-    """Return ``xhat = (x - mu) / sqrt(var + eps)`` and the statistics it used."""
+def normalize_over_axes(x, axes, eps):
+    """The core every normalization shares: statistics over ``axes`` (kept as size-1 axes).
+
+    Returns ``(xhat, x_centered, var, inv_std)``: ``xhat = (x - mu) / sqrt(var + eps)``,
+    ``x - mu``, the biased variance and ``1 / sqrt(var + eps)``. The public forward
+    functions only choose ``axes``.
+    """
     mu = x.mean(axis=axes, keepdims=True)
     x_centered = x - mu
     var = (x_centered**2).mean(axis=axes, keepdims=True)  # biased: divides by m
@@ -78,8 +83,9 @@ def _count(shape, axes) -> int:
     return int(np.prod([shape[a] for a in axes]))
 
 
-def _dxhat_staged(dxhat, cache: NormCache):
-    r"""Chain rule through the graph ``x -> (mu, var) -> xhat``, one node at a time.
+def dxhat_to_dx_staged(dxhat, cache: NormCache):
+    r"""dL/dx from dL/dxhat by the chain rule through the graph ``x -> (mu, var) -> xhat``,
+    one node at a time (``cache`` from a forward function; used by `batchnorm_backward`).
 
     .. math::
         \frac{\partial L}{\partial \sigma^2} = \sum_A \frac{\partial L}{\partial \hat x}
@@ -103,8 +109,9 @@ def _dxhat_staged(dxhat, cache: NormCache):
     return dxhat * inv_std + dvar * 2.0 * xc / m + dmu / m
 
 
-def _dxhat_closed_form(dxhat, cache: NormCache):
-    r"""The same gradient simplified to one line:
+def dxhat_to_dx_closed_form(dxhat, cache: NormCache):
+    r"""dL/dx from dL/dxhat as `dxhat_to_dx_staged`, simplified to one line (used by
+    the layer, instance and group norm backward functions):
 
     .. math::
         \frac{\partial L}{\partial x} = \frac{1}{m\sqrt{\sigma^2+\epsilon}}
@@ -149,7 +156,7 @@ def _check_cache(dout, cache, kind: str):
 
 
 def _forward(x, gamma, beta, eps, kind, norm_shape, axes, param_axes):
-    xhat, x_centered, var, inv_std = _normalize(x.reshape(norm_shape), axes, eps)
+    xhat, x_centered, var, inv_std = normalize_over_axes(x.reshape(norm_shape), axes, eps)
     xhat_x = xhat.reshape(x.shape)
     out = (
         _broadcastable(gamma, x.shape, param_axes) * xhat_x
@@ -192,9 +199,9 @@ def batchnorm_backward(dout, cache):
     """Batch norm backward by the staged chain rule (through mu and var).
 
     Returns ``(dx, dgamma, dbeta)``: dbeta = sum(dout), dgamma = sum(dout * xhat)
-    over every axis but 1; dx node by node as in `_dxhat_staged`.
+    over every axis but 1; dx node by node as in `dxhat_to_dx_staged`.
     """
-    return _backward(dout, cache, "batchnorm", _dxhat_staged)
+    return _backward(dout, cache, "batchnorm", dxhat_to_dx_staged)
 
 
 def batchnorm_backward_fast(dout, cache):
@@ -262,7 +269,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
 
 def layernorm_backward(dout, cache):
     """Layer norm backward in closed form; returns ``(dx, dgamma, dbeta)``."""
-    return _backward(dout, cache, "layernorm", _dxhat_closed_form)
+    return _backward(dout, cache, "layernorm", dxhat_to_dx_closed_form)
 
 
 def instancenorm_forward(x, gamma, beta, eps=1e-5):
@@ -279,7 +286,7 @@ def instancenorm_forward(x, gamma, beta, eps=1e-5):
 
 def instancenorm_backward(dout, cache):
     """Instance norm backward in closed form; returns ``(dx, dgamma, dbeta)``."""
-    return _backward(dout, cache, "instancenorm", _dxhat_closed_form)
+    return _backward(dout, cache, "instancenorm", dxhat_to_dx_closed_form)
 
 
 def groupnorm_forward(x, gamma, beta, num_groups, eps=1e-5):
@@ -299,7 +306,7 @@ def groupnorm_forward(x, gamma, beta, num_groups, eps=1e-5):
 
 def groupnorm_backward(dout, cache):
     """Group norm backward in closed form; returns ``(dx, dgamma, dbeta)``."""
-    return _backward(dout, cache, "groupnorm", _dxhat_closed_form)
+    return _backward(dout, cache, "groupnorm", dxhat_to_dx_closed_form)
 
 
 # --------------------------------------------------------------------------------------
@@ -335,3 +342,20 @@ def dropout_backward(dout, cache):
             f"{tuple(cache.mask.shape)}"
         )
     return dout * cache.mask
+
+
+def dropout_forward_not_inverted(x, p, train=True, rng=None):
+    """The original (non-inverted) dropout of Srivastava et al.: in training keep each
+    unit with probability q = 1 - p and do *not* rescale, out = x * mask, so
+    E[out] = q x; at test time out = q x, matching that expectation.
+
+    Compare `dropout_forward` (inverted): out = x * mask / q in
+    training, E[out] = x, and the identity at test time.
+    """
+    _checks.check_floating(x)
+    _checks.check_dropout_p(p)
+    keep = 1.0 - p
+    if not train:
+        return x * keep
+    rng = rng if rng is not None else np.random.default_rng()
+    return x * (rng.random(x.shape) < keep)

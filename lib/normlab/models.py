@@ -41,7 +41,8 @@ from torch import nn
 
 from normlab import _checks
 
-__all__ = ["mlp", "small_cnn", "count_parameters", "NORMS", "NORM_POSITIONS", "ACTIVATIONS", "INITS"]
+__all__ = ["mlp", "small_cnn", "count_parameters", "initialize_weights",
+           "NORMS", "NORM_POSITIONS", "ACTIVATIONS", "INITS"]
 
 NORMS = ("none", "batch", "layer", "group", "instance")
 NORM_POSITIONS = ("before", "after")
@@ -86,7 +87,7 @@ def mlp(in_features, num_classes, hidden=(128, 128), norm="none", norm_position=
         width_in = width
     layers.append(nn.Linear(width_in, num_classes))
     model = nn.Sequential(*layers)
-    _initialize(model, init, init_std)
+    initialize_weights(model, init, init_std)
     return model
 
 
@@ -130,7 +131,7 @@ def small_cnn(in_channels, num_classes, image_size, channels=(16, 32), hidden=64
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(hidden, num_classes))
     model = nn.Sequential(*layers)
-    _initialize(model, init, init_std)
+    initialize_weights(model, init, init_std)
     return model
 
 
@@ -207,7 +208,12 @@ def _activation(name, width):
     return {"relu": nn.ReLU, "elu": nn.ELU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[name]()
 
 
-def _initialize(model: nn.Module, init: str, init_std: float) -> None:
+def initialize_weights(model: nn.Module, init: str = "kaiming", init_std: float = 1.0) -> None:
+    """Initialize every Linear and Conv2d layer of ``model`` in place: weights by ``init``
+    ("kaiming": He normal, fan_in, for ReLU; "xavier": Glorot normal; "normal":
+    N(0, init_std²)), biases to zero. `mlp` and `small_cnn` call it."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(map(repr, INITS))}")
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             if init == "kaiming":

@@ -41,8 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from normlab.experiments.conditions import CONDITIONS, THESIS_TALLY, Condition
+from normlab import stats
+from normlab.stats import Verdict, mean_sd
 from normlab.experiments import runner
+from normlab.experiments.conditions import CONDITIONS, THESIS_TALLY, Condition
 from normlab.experiments.runner import write_json_atomic, write_text_atomic
 
 __all__ = ["Metric", "METRICS", "Verdict", "compare", "RULE", "Scoreboard", "aggregate", "run_scoreboard",
@@ -85,52 +87,18 @@ RULE = (
 )
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of `compare`: ``outcome`` is "a", "b", "draw" or "n/a"."""
-
-    outcome: str
-    diff: float
-    se: float
-    margin: float
-    mean_a: float
-    sd_a: float
-    n_a: int
-    mean_b: float
-    sd_b: float
-    n_b: int
-
-
-def _mean_sd(values):
-    values = np.asarray(values, dtype=float)
-    n = len(values)
-    mean = float(values.mean()) if n else math.nan
-    sd = float(values.std(ddof=1)) if n >= 2 else math.nan
-    return mean, sd, n
-
-
 def compare(values_a, values_b, metric="test_acc", paired=False) -> Verdict:
-    """Apply the verdict rule (module docstring) to per-seed values of arms A and B.
+    """Apply the verdict rule (module docstring; `normlab.stats.compare`) to per-seed
+    values of arms A and B, with the metric's direction and minimal effect δ.
 
     ``paired``: ``values_a[i]`` and ``values_b[i]`` were measured together (one run
     timing both arms); SE is then that of the per-seed differences, sd(a - b)/sqrt(n),
     which leaves out what the pair shares (e.g. the machine's load during that run).
     """
     metric = METRICS[metric] if isinstance(metric, str) else metric
-    mean_a, sd_a, n_a = _mean_sd(values_a)
-    mean_b, sd_b, n_b = _mean_sd(values_b)
-    diff = (mean_a - mean_b) if metric.higher_is_better else (mean_b - mean_a)
-    if n_a < 2 or n_b < 2:
-        return Verdict("n/a", diff, math.nan, math.nan, mean_a, sd_a, n_a, mean_b, sd_b, n_b)
-    if paired:
-        if n_a != n_b:
-            raise ValueError(f"paired values need the same number of seeds, got {n_a} and {n_b}")
-        se = float(np.std(np.subtract(values_a, values_b), ddof=1)) / math.sqrt(n_a)
-    else:
-        se = math.sqrt(sd_a**2 / n_a + sd_b**2 / n_b)
-    margin = max(2 * se, metric.min_effect + metric.min_effect_relative * abs(mean_b))
-    outcome = "a" if diff > margin else "b" if diff < -margin else "draw"
-    return Verdict(outcome, diff, se, margin, mean_a, sd_a, n_a, mean_b, sd_b, n_b)
+    return stats.compare(values_a, values_b, higher_is_better=metric.higher_is_better,
+                         min_effect=metric.min_effect, min_effect_relative=metric.min_effect_relative,
+                         paired=paired)
 
 
 def _outcome_text(outcome, a, b):
@@ -300,7 +268,7 @@ def aggregate(jobs, records, settings=None, conditions=()) -> Scoreboard:
             for cell in cells:
                 for arm in condition.arms:
                     recs, vals = per_seed(cell, arm)
-                    mean, sd, n = _mean_sd(vals)
+                    mean, sd, n = mean_sd(vals)
                     summary.append({
                         "setup": setup, "condition": name, "cell": cell, "arm": arm, "metric": metric.name,
                         "unit": metric.unit, "mean": mean, "sd": sd, "n": n,
@@ -330,7 +298,7 @@ def aggregate(jobs, records, settings=None, conditions=()) -> Scoreboard:
                 if counted:
                     score[{"a": "BN", "b": "vanilla"}.get(row["outcome"], row["outcome"])] += 1
             if condition.rank_arm:
-                means = {cell: _mean_sd(per_seed(cell, condition.rank_arm)[1])[0] for cell in cells}
+                means = {cell: mean_sd(per_seed(cell, condition.rank_arm)[1])[0] for cell in cells}
                 order = sorted(means, key=lambda c: -means[c])
                 rankings.append({
                     "setup": setup, "condition": name, "arm": condition.rank_arm,

@@ -19,12 +19,12 @@ it holds and where it fails, `plot_activation_histograms` shows the distribution
 Computations run in float64: an :math:`\mathcal N(0, 1)`-initialized ReLU net grows its
 activations by about :math:`\sqrt{\text{width}/2}` per layer, past float32's range.
 
-**Through training.** `fit_tracking_weight_norms` is a plain mini-batch SGD loop that
+**Through training.** `normlab.train.fit_tracking_weight_norms` is a plain mini-batch SGD loop that
 records :math:`\lVert W_l\rVert_F` of every hidden Linear layer after every epoch, the
 raw material of the "BN likes weight decay" argument: a Linear layer followed by batch
 norm is scale-invariant, so its gradient scales as :math:`1/\lVert W\rVert` and a step of
 size :math:`\eta` turns its direction by an *effective* learning rate
-:math:`\eta / \lVert W \rVert^2` (`WeightNormHistory.effective_lr`).
+:math:`\eta / \lVert W \rVert^2` (`normlab.train.WeightNormHistory.effective_lr`); `plot_weight_norms` draws it.
 """
 
 from __future__ import annotations
@@ -37,15 +37,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from normlab import models, train
+from normlab import models
 
 __all__ = [
     "DepthStatistics",
     "activation_statistics",
     "plot_activation_histograms",
     "plot_depth_profiles",
-    "WeightNormHistory",
-    "fit_tracking_weight_norms",
     "plot_weight_norms",
 ]
 
@@ -261,70 +259,6 @@ def plot_depth_profiles(stats, spread="stds", figsize=(9, 3.8)):
 # --------------------------------------------------------------------------------------
 # Weight norms through training
 # --------------------------------------------------------------------------------------
-
-
-@dataclass
-class WeightNormHistory:
-    r"""What `fit_tracking_weight_norms` measured.
-
-    ``weight_norms`` (epochs + 1, L): :math:`\lVert W_l \rVert_F` of the L hidden Linear
-    layers at the start and after every epoch. ``grad_norms`` (epochs, L): mean over the
-    epoch's steps of :math:`\lVert \partial L/\partial W_l \rVert_F` (loss gradient only,
-    weight decay not included). ``train_loss``, ``val_acc``: per epoch; ``test_acc`` at the end.
-    """
-
-    lr: float
-    weight_decay: float
-    weight_norms: np.ndarray
-    grad_norms: np.ndarray
-    train_loss: np.ndarray
-    val_acc: np.ndarray
-    test_acc: float
-
-    @property
-    def effective_lr(self) -> np.ndarray:
-        r""":math:`\eta / \lVert W_l \rVert^2`, shape (epochs + 1, L): the step size of a
-        scale-invariant layer's *direction* (layers followed by batch norm)."""
-        return self.lr / self.weight_norms ** 2
-
-
-def fit_tracking_weight_norms(model, splits, *, epochs=10, lr=0.1, momentum=0.0, weight_decay=0.0,
-                              batch_size=64, seed=0) -> WeightNormHistory:
-    r"""Train ``model`` in place on ``splits`` (a `normlab.data.DataSplits`) with mini-batch
-    SGD on the cross-entropy loss and record the norms of its hidden Linear weights.
-
-    Update (torch's SGD): :math:`\theta \leftarrow \theta - \eta\,(\nabla_\theta L + \lambda\theta)`
-    (with momentum when ``momentum > 0``), so weight decay :math:`\lambda` shrinks every
-    parameter by the factor :math:`1 - \eta\lambda` per step. Shuffling is seeded with
-    ``seed``; seed the model's initialization yourself. "Hidden" Linear layers are all but
-    the last Linear layer of the model.
-    """
-    train.set_seed(seed)
-    train_loader, val_loader, test_loader = splits.loaders(batch_size, seed=seed)
-    hidden = [m for m in model.modules() if isinstance(m, nn.Linear)][:-1]
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-
-    def norms():
-        return [layer.weight.detach().norm().item() for layer in hidden]
-
-    weight_norms, grad_norms, losses, val_accs = [norms()], [], [], []
-    for _ in range(epochs):
-        model.train()
-        grad_sums, loss_sum, steps = np.zeros(len(hidden)), 0.0, 0
-        for x, y in train_loader:
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_sums += [layer.weight.grad.norm().item() for layer in hidden]
-            optimizer.step()
-            loss_sum, steps = loss_sum + loss.item(), steps + 1
-        weight_norms.append(norms())
-        grad_norms.append(grad_sums / steps)
-        losses.append(loss_sum / steps)
-        val_accs.append(train.evaluate(model, val_loader)[1])
-    return WeightNormHistory(lr=lr, weight_decay=weight_decay, weight_norms=np.array(weight_norms),
-                             grad_norms=np.array(grad_norms), train_loss=np.array(losses),
-                             val_acc=np.array(val_accs), test_acc=train.evaluate(model, test_loader)[1])
 
 
 def plot_weight_norms(histories, labels, layer=0, figsize=(9, 3.4)):

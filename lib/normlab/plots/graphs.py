@@ -9,7 +9,8 @@ discussion sheet's practice problem, n = 2), in the sheet's scalar steps
     \quad y_i = \gamma\,p_i + \beta,
 
 and a loss L that receives the upstream gradients :math:`g_i = \partial L/\partial y_i`:
-`batchnorm_graph_structure` gives the nodes and edges, `draw_batchnorm_graph` draws them.
+`batchnorm_graph_structure` gives the nodes and edges, `influence_edges` the routes from
+one node to L, `draw_batchnorm_graph` draws them.
 
 **How much gradient reaches the input.** At :math:`\epsilon = 0` the input gradient is
 :math:`\partial L/\partial x = \frac{\gamma}{\sigma}\,P\,g`, with P the projection that
@@ -23,21 +24,19 @@ n directions are lost, all of them when n = 2. `input_gradient_ratio` measures
 such curves, `plot_running_vs_population` compares a network's running statistics with
 the exact statistics of its training set.
 
-**The forgotten ``eval()``.** `train_mode_accuracy` measures what a model predicts when
+**The forgotten ``eval()``** is measured in `normlab.train`: `normlab.train.train_mode_accuracy` measures what a model predicts when
 it is (wrongly) left in training mode, so that every test batch is normalized with its
-own statistics; `batch_mates_probabilities` shows one sample's prediction changing with
+own statistics; `normlab.train.batch_mates_probabilities` shows one sample's prediction changing with
 the other samples of its batch. Both work on a copy: the model's running statistics
 are left untouched.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
@@ -47,14 +46,13 @@ __all__ = [
     "GraphNode",
     "batchnorm_graph_structure",
     "descendants",
+    "influence_edges",
     "draw_batchnorm_graph",
     "input_gradient_ratio",
     "plot_input_gradient_vs_eps",
     "running_average_curve",
     "plot_running_averages",
     "plot_running_vs_population",
-    "train_mode_accuracy",
-    "batch_mates_probabilities",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -123,6 +121,17 @@ def descendants(edges: list, start: str) -> set:
     return seen
 
 
+def influence_edges(n: int, node: str) -> list:
+    """The edges ``(source, target)`` of `batchnorm_graph_structure` (n) along which
+    ``node`` influences L: every edge leaving ``node`` or one of its descendants, in the
+    graph's edge order (what `draw_batchnorm_graph` draws in red)."""
+    nodes, edges = batchnorm_graph_structure(n)
+    if node not in nodes:
+        raise ValueError(f"unknown node {node!r}; the graph has {', '.join(sorted(nodes))}")
+    on_path = {node} | descendants(edges, node)
+    return [(s, t) for s, t in edges if s in on_path]
+
+
 def draw_batchnorm_graph(n: int = 2, highlight: str | None = None, figsize=(9, 4)):
     """Draw `batchnorm_graph_structure` (n) with boxes and arrows; return the Figure.
 
@@ -130,13 +139,11 @@ def draw_batchnorm_graph(n: int = 2, highlight: str | None = None, figsize=(9, 4
     labelled with the upstream gradients :math:`g_i = \\partial L/\\partial y_i`.
     ``highlight``: a node name (e.g. ``"x_1"``) whose outgoing paths are drawn in red:
     every edge leaving that node or one of its descendants, i.e. every route along which
-    it influences L. ``fig.highlighted_edges`` lists them (empty without a highlight).
+    it influences L (`influence_edges` lists them).
     """
     nodes, edges = batchnorm_graph_structure(n)
-    if highlight is not None and highlight not in nodes:
-        raise ValueError(f"unknown node {highlight!r}; the graph has {', '.join(sorted(nodes))}")
+    highlighted = influence_edges(n, highlight) if highlight is not None else []
     on_path = ({highlight} | descendants(edges, highlight)) if highlight else set()
-    highlighted = [(s, t) for s, t in edges if s in on_path]
     fig, ax = plt.subplots(figsize=figsize)
     half_width, half_height = 0.32, 0.22
     for node in nodes.values():
@@ -173,7 +180,6 @@ def draw_batchnorm_graph(n: int = 2, highlight: str | None = None, figsize=(9, 4
         title += f": every route from ${nodes[highlight].label.strip('$')}$ to $L$"
     ax.set_title(title, fontsize=12)
     fig.tight_layout()
-    fig.highlighted_edges = highlighted
     return fig
 
 
@@ -319,47 +325,3 @@ def plot_running_vs_population(running: dict, population: dict, figsize=(9, 3.8)
 # --------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def train_mode_accuracy(model, x, y, batch_size: int) -> float:
-    """Accuracy of ``model`` left in *training* mode, predicting ``x`` in consecutive
-    batches of ``batch_size``: each batch is normalized with its own statistics.
-
-    Runs on a deep copy in train mode (the model's running statistics and mode are not
-    touched). A last batch of a single sample cannot be normalized in training mode: it
-    is joined to the batch before it.
-    """
-    if not isinstance(batch_size, int) or batch_size < 2:
-        raise ValueError(f"training-mode batch norm needs batches of at least 2, got {batch_size!r}")
-    if len(x) < 2:
-        raise ValueError("need at least 2 samples")
-    copy_in_train_mode = copy.deepcopy(model).train()
-    starts = list(range(0, len(x), batch_size))
-    if len(x) - starts[-1] == 1:
-        starts.pop()
-    ends = starts[1:] + [len(x)]
-    correct = sum(int((copy_in_train_mode(x[a:b]).argmax(dim=1) == y[a:b]).sum())
-                  for a, b in zip(starts, ends))
-    return correct / len(x)
-
-
-@torch.no_grad()
-def batch_mates_probabilities(model, sample, pool, batch_size: int = 8, trials: int = 5,
-                              seed: int = 0) -> torch.Tensor:
-    """Class probabilities of one ``sample`` (shape ``(1, ...)``) predicted in training
-    mode inside ``trials`` batches, each filled up with ``batch_size - 1`` samples drawn
-    without replacement from ``pool``. Returns a ``(trials, num_classes)`` tensor (softmax
-    of the sample's logits). In eval mode every row would be the same.
-
-    Runs on a deep copy in train mode; the model is not changed.
-    """
-    if len(pool) < batch_size - 1:
-        raise ValueError(f"the pool has {len(pool)} samples; a batch of {batch_size} needs "
-                         f"{batch_size - 1} batch mates")
-    copy_in_train_mode = copy.deepcopy(model).train()
-    generator = torch.Generator().manual_seed(seed)
-    rows = []
-    for _ in range(trials):
-        mates = pool[torch.randperm(len(pool), generator=generator)[:batch_size - 1]]
-        logits = copy_in_train_mode(torch.cat([sample, mates]))
-        rows.append(logits[0].softmax(dim=0))
-    return torch.stack(rows)

@@ -15,7 +15,8 @@ Three topics:
   :math:`\eta < 2/\lambda_{\max}` and then needs about :math:`\kappa` steps:
   `QuadraticLoss`, `gradient_descent`, `learning_rate_sweep`, `plot_loss_contours`.
 * **Hidden layers' inputs during training** ("internal covariate shift"):
-  `record_layer_inputs`, `drift_summary`, `plot_layer_input_drift`.
+  `normlab.train.record_layer_inputs` measures, `drift_summary` and
+  `plot_layer_input_drift` summarize and draw.
 * **Which entries share batch-norm statistics**: `statistic_groups`,
   `plot_batchnorm_statistics`. Also `plot_curves` for a few learning curves.
 """
@@ -24,13 +25,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from matplotlib.colors import ListedColormap
-from torch import nn
-from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from normlab.train import LayerInputRecord
 
 __all__ = [
     "QuadraticLoss",
@@ -39,8 +41,6 @@ __all__ = [
     "learning_rate_sweep",
     "plot_loss_contours",
     "plot_curves",
-    "LayerInputRecord",
-    "record_layer_inputs",
     "drift_summary",
     "plot_layer_input_drift",
     "statistic_groups",
@@ -237,73 +237,6 @@ def plot_curves(curves: dict, xlabel="epoch", ylabel="training loss", logy=True,
 # --------------------------------------------------------------------------------------
 # The inputs of hidden layers during training
 # --------------------------------------------------------------------------------------
-
-
-@dataclass
-class LayerInputRecord:
-    """Per-unit statistics of the input of every ``nn.Linear`` during training.
-
-    ``means[k]`` and ``stds[k]`` are arrays (len(steps), fan_in of layer k): the mean and
-    (biased) standard deviation over the probe batch of each input unit of Linear layer
-    k, at the training steps listed in ``steps``. Layer 0's input is the data itself.
-    """
-
-    steps: np.ndarray
-    means: list
-    stds: list
-    losses: np.ndarray  # the mini-batch training loss of every step
-
-
-def record_layer_inputs(model: nn.Module, x_train, y_train, x_probe, steps=300, lr=0.05,
-                        momentum=0.9, batch_size=64, record_every=10, seed=0) -> LayerInputRecord:
-    """Train ``model`` with SGD (cross-entropy, mini-batches drawn with replacement from a
-    generator seeded with ``seed``) and record the input statistics of every ``nn.Linear``
-    on the fixed batch ``x_probe`` every ``record_every`` steps (and before the first).
-
-    The probe passes run without gradients in the model's training mode, so a
-    batch-norm layer normalizes the probe with the probe's own statistics, as it would
-    a training batch; its running statistics are restored afterwards.
-    """
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("the model has no nn.Linear layer to record")
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    generator = torch.Generator().manual_seed(seed)
-    recorded_steps, losses = [], []
-    means = [[] for _ in linears]
-    stds = [[] for _ in linears]
-
-    def probe():
-        buffers = {name: b.clone() for name, b in model.named_buffers()}
-        captured = {}
-        hooks = [layer.register_forward_hook(lambda mod, inp, out, k=k: captured.__setitem__(k, inp[0]))
-                 for k, layer in enumerate(linears)]
-        with torch.no_grad():
-            model(x_probe)
-        for hook in hooks:
-            hook.remove()
-        for name, b in model.named_buffers():
-            b.copy_(buffers[name])
-        for k in range(len(linears)):
-            inputs = captured[k].flatten(1).double()
-            means[k].append(inputs.mean(0).numpy())
-            stds[k].append(inputs.std(0, correction=0).numpy())
-
-    model.train()
-    for step in range(steps + 1):
-        if step % record_every == 0 or step == steps:
-            probe()
-            recorded_steps.append(step)
-        if step == steps:
-            break
-        index = torch.randint(0, len(x_train), (batch_size,), generator=generator)
-        loss = F.cross_entropy(model(x_train[index]), y_train[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return LayerInputRecord(np.array(recorded_steps), [np.stack(m) for m in means],
-                            [np.stack(s) for s in stds], np.array(losses))
 
 
 def drift_summary(record: LayerInputRecord) -> list:

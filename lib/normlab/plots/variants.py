@@ -6,44 +6,32 @@ a set :math:`S` of entries of an (N, C, H, W) feature map and differ only in :ma
 `shared_statistics_mask` finds :math:`S` *by running* `normlab.functional`: it adds a
 constant to one entry and records which outputs change. Adding a constant to one member
 of :math:`S` moves :math:`\mu` and :math:`\sigma^2` of :math:`S`, so every output in
-:math:`S` changes and nothing else does. `plot_normalization_cube` draws these sets as in
-Wu & He (2018), *Group Normalization*, Figure 2.
+:math:`S` changes and nothing else does. `normalization_masks` computes one mask per normalization and `plot_normalization_cube`
+draws these sets as in Wu & He (2018), *Group Normalization*, Figure 2.
 
-**Quick experiments.** `train_and_test` trains one freshly built model with
-`normlab.train.fit` and measures it on the test split; `compare_conditions` repeats that
-over seeds for named conditions; `summarize` and `results_table` turn the runs into
-mean ± standard deviation (over seeds, ddof = 1) next to numbers quoted from the seeds.
-`verdict` says whether two conditions differ by more than the seed-to-seed noise.
-`batch_size_sweep` and `plot_batch_size_sweep` measure test error against batch size;
-`plot_measured_vs_quoted` puts a quoted table and our measurement side by side.
+**Quick experiments.** The runs come from `normlab.train` (`train_and_test`,
+`compare_conditions`, `batch_size_sweep`); here `summarize` and `results_table` turn them
+into mean ± standard deviation (over seeds, ddof = 1) next to numbers quoted from the
+seeds, and `verdict` states the course's verdict rule (`normlab.stats.compare`): whether
+two conditions differ by more than the seed-to-seed noise. `plot_batch_size_sweep` draws
+test error against batch size; `plot_measured_vs_quoted` puts a quoted table and our
+measurement side by side.
 
-**Dropout.** `dropout_forward_not_inverted` is the original dropout (no scaling in
-training, multiply by the keep probability at test time), to compare with the inverted
-`normlab.functional.dropout_forward`. `plot_thinned_network` draws one dropout mask on a
-small network. For the variance shift between dropout and batch norm:
-`mlp_with_dropout_after_bn` (dropout only after the last BN), `bn_input_variances`
-(the variance a BN layer's input has in training vs at test time vs what BN stored),
-`plot_variance_shift`, and `recalibrate_batchnorm` (recompute BN's running statistics
-with dropout switched off).
+**Dropout.** `dropout_keep_masks` draws one dropout mask per layer and
+`plot_thinned_network` draws it on a small network (the original, non-inverted dropout
+is `normlab.functional.dropout_forward_not_inverted`). For the variance shift between
+dropout and batch norm, `normlab.train.bn_input_variances` measures and
+`plot_variance_shift` draws it.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import math
-import time
-from dataclasses import dataclass
-from typing import Callable
-
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from matplotlib.colors import to_rgba
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
-from torch import nn
 
-from normlab import _checks, functional, models, train
+from normlab import functional, stats
 
 __all__ = [
     "NORMALIZATIONS",
@@ -51,25 +39,17 @@ __all__ = [
     "CAFFENET_BN_ACTIVATIONS",
     "CAFFENET_BN_DROPOUT",
     "shared_statistics_mask",
+    "normalization_masks",
     "plot_normalization_cube",
-    "RunResult",
-    "train_and_test",
-    "compare_conditions",
     "summarize",
     "results_table",
     "difference",
     "verdict",
-    "batch_size_sweep",
     "plot_batch_size_sweep",
     "plot_measured_vs_quoted",
-    "dropout_forward_not_inverted",
+    "dropout_keep_masks",
     "plot_thinned_network",
-    "mlp_with_dropout_after_bn",
-    "BatchNormInputVariance",
-    "bn_input_variances",
     "plot_variance_shift",
-    "recalibrate_batchnorm",
-    "with_recalibrated_batchnorm",
 ]
 
 NORMALIZATIONS = ("batch", "layer", "instance", "group")
@@ -161,28 +141,29 @@ def _draw_cube(ax, mask, title):
     ax.set_title(title, fontsize=12, pad=-2)
 
 
-def plot_normalization_cube(num_samples=6, num_channels=6, num_positions=6, num_groups=2,
-                            figsize=(9, 2.8)):
+def normalization_masks(num_samples=6, num_channels=6, num_positions=6, num_groups=2) -> dict:
+    """``{kind: mask}`` for every kind of `NORMALIZATIONS`: `shared_statistics_mask` of the
+    first sample and the *last* channel (the two faces of the cube facing the viewer)."""
+    return {kind: shared_statistics_mask(kind, num_samples, num_channels, num_positions, num_groups,
+                                         sample=0, channel=num_channels - 1)
+            for kind in NORMALIZATIONS}
+
+
+def plot_normalization_cube(masks: dict, num_groups=2, figsize=(9, 2.8)):
     """Wu & He's Figure 2: one (N, C, H*W) box per normalization, the entries that share
-    one mean and variance in blue (computed by `shared_statistics_mask`).
+    one mean and variance in blue; ``masks`` is `normalization_masks` (``{kind: boolean
+    array (N, C, H*W)}``), ``num_groups`` only labels the group-norm panel.
 
     Batch norm: one channel, all samples and positions. Layer norm: one sample, all
     channels and positions. Instance norm: one sample and one channel. Group norm: one
-    sample and one group of C / num_groups channels. Returns the Figure; its
-    ``masks`` attribute holds the four boolean arrays by name.
+    sample and one group of C / num_groups channels. Returns the Figure.
     """
     fig = plt.figure(figsize=figsize)
-    masks = {}
-    for i, kind in enumerate(NORMALIZATIONS):
-        # the last channel and the first sample lie on the two faces facing the viewer
-        mask = shared_statistics_mask(kind, num_samples, num_channels, num_positions, num_groups,
-                                      sample=0, channel=num_channels - 1)
-        masks[kind] = mask
-        ax = fig.add_subplot(1, len(NORMALIZATIONS), i + 1, projection="3d")
-        title = _TITLES[kind] + (f" (G={num_groups})" if kind == "group" else "")
+    for i, (kind, mask) in enumerate(masks.items()):
+        ax = fig.add_subplot(1, len(masks), i + 1, projection="3d")
+        title = _TITLES.get(kind, kind) + (f" (G={num_groups})" if kind == "group" else "")
         _draw_cube(ax, mask, title)
     fig.subplots_adjust(left=0.04, right=0.99, bottom=0.02, top=0.92, wspace=0.05)
-    fig.masks = masks
     return fig
 
 
@@ -191,73 +172,17 @@ def plot_normalization_cube(num_samples=6, num_channels=6, num_positions=6, num_
 # --------------------------------------------------------------------------------------
 
 
-@dataclass
-class RunResult:
-    """One trained model and what it measured (accuracies in [0, 1], mean cross-entropy).
-
-    ``train_acc`` is measured after training in eval mode on the train split (so
-    ``train_acc - test_acc`` is the generalization gap); ``seconds`` is the training time.
-    """
-
-    test_acc: float
-    test_loss: float
-    train_acc: float
-    seconds: float
-    diverged: bool
-    model: nn.Module
-
-    @property
-    def gap(self) -> float:
-        """Generalization gap: train accuracy minus test accuracy."""
-        return self.train_acc - self.test_acc
-
-
-def train_and_test(build_model: Callable[[], nn.Module], splits, *, batch_size=64, epochs=5, lr=0.01,
-                   seed=0, **fit_kwargs) -> RunResult:
-    """Seed torch with ``seed``, build a fresh model, train it with `normlab.train.fit`
-    (SGD with Nesterov momentum; no progress bar) and evaluate it on the test split.
-
-    ``splits`` is a `normlab.data.DataSplits`; ``fit_kwargs`` go to ``train.fit``.
-    """
-    torch.manual_seed(seed)
-    model = build_model()
-    train_loader, val_loader, test_loader = splits.loaders(batch_size, seed=seed, eval_batch_size=512)
-    start = time.perf_counter()
-    history = train.fit(model, train_loader, val_loader, epochs=epochs, lr=lr, seed=seed, progress=False,
-                        **fit_kwargs)
-    seconds = time.perf_counter() - start
-    test_loss, test_acc = train.evaluate(model, test_loader)
-    train_eval_loader = splits.loaders(512, shuffle=False)[0]
-    _, train_acc = train.evaluate(model, train_eval_loader)
-    return RunResult(test_acc, test_loss, train_acc, seconds, history.diverged, model)
-
-
-def compare_conditions(conditions: dict, splits, seeds=(0, 1, 2), **train_kwargs) -> dict:
-    """Run `train_and_test` for every condition and seed.
-
-    ``conditions`` maps a name to a zero-argument model builder, or to a pair
-    ``(builder, overrides)`` whose dict ``overrides`` replaces some of ``train_kwargs``
-    (e.g. a batch size) for that condition. Returns ``{name: [RunResult per seed]}``.
-    """
-    results = {}
-    for name, condition in conditions.items():
-        builder, overrides = condition if isinstance(condition, tuple) else (condition, {})
-        results[name] = [train_and_test(builder, splits, seed=seed, **{**train_kwargs, **overrides})
-                         for seed in seeds]
-    return results
-
-
 def summarize(runs, metric="test_acc") -> tuple[float, float]:
-    """Mean and standard deviation (ddof = 1; 0 for a single run) of one metric over runs."""
-    values = np.array([getattr(run, metric) for run in runs], dtype=float)
-    spread = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return float(values.mean()), spread
+    """Mean and standard deviation (`normlab.stats.mean_sd`, ddof = 1; shown as 0 for a
+    single run) of one metric over runs."""
+    mean, sd, n = stats.mean_sd([getattr(run, metric) for run in runs])
+    return mean, (sd if n > 1 else 0.0)
 
 
 def results_table(columns: dict, quoted: dict | None = None, quoted_label="quoted", metric="test_acc") -> str:
     """A Markdown table with one row per condition and one column per experiment.
 
-    ``columns`` maps a column title to ``{condition: [RunResult, ...]}``, or to a pair
+    ``columns`` maps a column title to ``{condition: [normlab.train.RunResult, ...]}``, or to a pair
     ``(that dict, metric name)`` to show another metric in that column (rows are the
     conditions in order of first appearance); each cell is the metric (default
     ``metric``) as mean ± std over seeds, "–" where a column lacks the condition.
@@ -284,45 +209,31 @@ def results_table(columns: dict, quoted: dict | None = None, quoted_label="quote
 
 def difference(runs_a, runs_b, metric="test_acc") -> tuple[float, float]:
     r"""Mean of ``metric`` over ``runs_a`` minus that over ``runs_b``, and the standard error
-    of that difference, :math:`\sqrt{s_a^2/n_a + s_b^2/n_b}` (s: std over seeds)."""
-    (mean_a, std_a), (mean_b, std_b) = summarize(runs_a, metric), summarize(runs_b, metric)
-    return mean_a - mean_b, math.sqrt(std_a**2 / len(runs_a) + std_b**2 / len(runs_b))
+    of that difference, :math:`\sqrt{s_a^2/n_a + s_b^2/n_b}` (`normlab.stats.standard_error`;
+    nan with fewer than two runs in a condition)."""
+    values_a, values_b = _values(runs_a, metric), _values(runs_b, metric)
+    return float(np.mean(values_a) - np.mean(values_b)), stats.standard_error(values_a, values_b)
 
 
 def verdict(name_a, runs_a, name_b, runs_b, metric="test_acc") -> str:
-    """One sentence comparing two conditions: the difference of means ± its standard error,
+    """One sentence comparing two conditions with the course's verdict rule
+    (`normlab.stats.compare`, δ = 0 here): the difference of means ± its standard error,
     and which is ahead when the difference exceeds two standard errors (a rough rule
     for a handful of seeds, not a significance test); otherwise "no clear winner"."""
-    diff, stderr = difference(runs_a, runs_b, metric)
+    result = stats.compare(_values(runs_a, metric), _values(runs_b, metric),
+                           higher_is_better=metric not in _LOWER_IS_BETTER)
+    diff = result.mean_a - result.mean_b
     what = {"test_acc": "test accuracy", "test_loss": "test loss", "gap": "generalization gap"}.get(metric, metric)
-    text = f"{what}: {name_a} − {name_b} = {diff:+.3f} ± {stderr:.3f}"
-    if abs(diff) <= 2 * stderr:
+    if result.outcome == "n/a":
+        return f"{what}: {name_a} − {name_b} = {diff:+.3f} → fewer than two seeds: no verdict"
+    text = f"{what}: {name_a} − {name_b} = {diff:+.3f} ± {result.se:.3f}"
+    if result.outcome == "draw":
         return text + " → within the seed-to-seed noise: no clear winner"
-    higher_is_better = metric not in _LOWER_IS_BETTER
-    ahead = name_a if (diff > 0) == higher_is_better else name_b
-    return text + f" → {ahead} ahead"
+    return text + f" → {name_a if result.outcome == 'a' else name_b} ahead"
 
 
-def batch_size_sweep(norms, batch_sizes, splits, *, seeds=(0,), epochs=3, base_lr=0.1, reference_batch=64,
-                     hidden=(128, 128), num_groups=8) -> dict:
-    r"""Train `normlab.models.mlp` with each norm at each batch size; returns
-    ``{norm: {batch_size: [RunResult per seed]}}``.
-
-    Every run sees the same number of epochs, and the learning rate follows the linear
-    scaling rule used by Wu & He: :math:`\eta = \eta_0 \cdot B / B_0` with
-    ``base_lr`` :math:`\eta_0` at ``reference_batch`` :math:`B_0`.
-    """
-    in_features = int(np.prod(splits.input_shape))
-    sweep = {}
-    for norm in norms:
-        def build(norm=norm):
-            return models.mlp(in_features, splits.num_classes, hidden=hidden, norm=norm, num_groups=num_groups)
-        sweep[norm] = {
-            batch: [train_and_test(build, splits, batch_size=batch, epochs=epochs,
-                                   lr=base_lr * batch / reference_batch, seed=seed) for seed in seeds]
-            for batch in batch_sizes
-        }
-    return sweep
+def _values(runs, metric):
+    return [float(getattr(run, metric)) for run in runs]
 
 
 def plot_batch_size_sweep(sweep: dict, figsize=(6.5, 3.4)):
@@ -381,41 +292,30 @@ def plot_measured_vs_quoted(results: dict, quoted: dict, quoted_title="quoted", 
 # --------------------------------------------------------------------------------------
 
 
-def dropout_forward_not_inverted(x, p, train=True, rng=None):
-    """The original (non-inverted) dropout of Srivastava et al.: in training keep each
-    unit with probability q = 1 - p and do *not* rescale, out = x * mask, so
-    E[out] = q x; at test time out = q x, matching that expectation.
-
-    Compare `normlab.functional.dropout_forward` (inverted): out = x * mask / q in
-    training, E[out] = x, and the identity at test time.
-    """
-    _checks.check_floating(x)
-    _checks.check_dropout_p(p)
-    keep = 1.0 - p
-    if not train:
-        return x * keep
-    rng = rng if rng is not None else np.random.default_rng()
-    return x * (rng.random(x.shape) < keep)
-
-
-def plot_thinned_network(layer_sizes=(5, 7, 7, 3), p=0.5, seed=2, figsize=(8, 3.2)):
-    """A fully connected network before (left) and after (right) one dropout mask on its
-    hidden layers: dropped units crossed out, their connections removed.
-
-    Returns the Figure; its ``kept`` attribute lists one boolean array per layer
-    (inputs and outputs are always kept).
-    """
+def dropout_keep_masks(layer_sizes=(5, 7, 7, 3), p=0.5, seed=2) -> list:
+    """One dropout mask per layer of a fully connected network: a boolean array per layer,
+    True where the unit is kept (each hidden unit with probability 1 - p, drawn from a
+    generator seeded with ``seed``; inputs and outputs are always kept)."""
     rng = np.random.default_rng(seed)
     kept = [np.ones(n, dtype=bool) for n in layer_sizes]
     for layer in range(1, len(layer_sizes) - 1):
         kept[layer] = rng.random(layer_sizes[layer]) >= p
+    return kept
+
+
+def plot_thinned_network(kept, p=0.5, figsize=(8, 3.2)):
+    """A fully connected network before (left) and after (right) one dropout mask on its
+    hidden layers: dropped units crossed out, their connections removed. ``kept`` is
+    `dropout_keep_masks` (one boolean array per layer); ``p`` labels the right panel.
+    Returns the Figure.
+    """
+    layer_sizes = [len(k) for k in kept]
     fig, axes = plt.subplots(1, 2, figsize=figsize)
     for ax, mask, title in ((axes[0], None, "standard network"),
                             (axes[1], kept, f"after dropout (p = {p})")):
         _draw_network(ax, layer_sizes, mask)
         ax.set_title(title, fontsize=11)
     fig.tight_layout()
-    fig.kept = kept
     return fig
 
 
@@ -439,76 +339,10 @@ def _draw_network(ax, layer_sizes, kept):
     ax.axis("off")
 
 
-def mlp_with_dropout_after_bn(in_features, num_classes, dropout, hidden=(128, 128), **mlp_kwargs) -> nn.Sequential:
-    """`normlab.models.mlp` with batch norm in every hidden layer and one dropout layer
-    only after the last BN block, right before the output layer (Li et al. 2019's
-    remedy): no BN ever sees dropped-out inputs, so there is no variance shift."""
-    model = models.mlp(in_features, num_classes, hidden=hidden, norm="batch", dropout=0.0, **mlp_kwargs)
-    model.insert(len(model) - 1, nn.Dropout(dropout))
-    return model
-
-
-_BATCHNORMS = (nn.modules.batchnorm._BatchNorm,)
-
-
-@dataclass(frozen=True)
-class BatchNormInputVariance:
-    r"""What one BN layer's input looks like, each a mean over its features.
-
-    ``train_var``: variance over the batch with the model in training mode (dropout on);
-    ``test_var``: the same in eval mode (dropout off), i.e. what the layer meets at test
-    time; ``running_var``: the variance BN stored during training and uses at test time.
-    ``shift`` = running_var / test_var: 1 means no variance shift; above 1, BN divides
-    test-time inputs by too large a standard deviation.
-    """
-
-    layer: int
-    train_var: float
-    test_var: float
-    running_var: float
-
-    @property
-    def shift(self) -> float:
-        return self.running_var / self.test_var
-
-
-@torch.no_grad()
-def bn_input_variances(model: nn.Module, x: torch.Tensor, seed=0) -> list[BatchNormInputVariance]:
-    """Variance of every BatchNorm layer's input over the batch ``x``, measured once with
-    the model in training mode (dropout active) and once in eval mode, next to the
-    layer's ``running_var``. The model itself is not changed (training mode runs on a
-    copy, so its running statistics stay as they were)."""
-    batchnorms = [m for m in model.modules() if isinstance(m, _BATCHNORMS)]
-
-    def input_variances(net, training):
-        captured = []
-        hooks = [bn.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
-                 for bn in net.modules() if isinstance(bn, _BATCHNORMS)]
-        net.train(training)
-        torch.manual_seed(seed)
-        net(x)
-        for hook in hooks:
-            hook.remove()
-        return [float(_feature_variance(t).mean()) for t in captured]
-
-    train_vars = input_variances(copy.deepcopy(model), training=True)
-    was_training = model.training
-    test_vars = input_variances(model, training=False)
-    model.train(was_training)
-    return [BatchNormInputVariance(i, tv, ev, float(bn.running_var.mean()))
-            for i, (bn, tv, ev) in enumerate(zip(batchnorms, train_vars, test_vars))]
-
-
-def _feature_variance(t: torch.Tensor) -> torch.Tensor:
-    """Unbiased variance per feature/channel over every axis but 1 (what BN stores)."""
-    dims = (0,) + tuple(range(2, t.ndim))
-    return t.var(dim=dims, correction=1)
-
-
 def plot_variance_shift(variances: dict, figsize=(8, 3.2)):
     """Grouped bars per BN layer: the input variance in training, the stored running
     variance, and the variance met at test time; one panel per model in
-    ``variances`` (``{title: [BatchNormInputVariance, ...]}``)."""
+    ``variances`` (``{title: [normlab.train.BatchNormInputVariance, ...]}``)."""
     fig, axes = plt.subplots(1, len(variances), figsize=figsize, squeeze=False, sharey=True)
     width = 0.27
     for ax, (title, layers) in zip(axes[0], variances.items()):
@@ -527,37 +361,3 @@ def plot_variance_shift(variances: dict, figsize=(8, 3.2)):
     return fig
 
 
-@torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size=256) -> nn.Module:
-    """Recompute every BN layer's running mean and variance on ``x`` with the rest of the
-    model in eval mode (dropout off): reset the statistics, then run the batches with BN
-    in training mode and ``momentum=None`` (a cumulative average). Returns the model in
-    eval mode; its weights are unchanged."""
-    model.eval()
-    batchnorms = [m for m in model.modules() if isinstance(m, _BATCHNORMS)]
-    momenta = [bn.momentum for bn in batchnorms]
-    for bn in batchnorms:
-        bn.reset_running_stats()
-        bn.momentum = None
-        bn.train()
-    for start in range(0, len(x), batch_size):
-        model(x[start:start + batch_size])
-    for bn, momentum in zip(batchnorms, momenta):
-        bn.momentum = momentum
-    return model.eval()
-
-
-def with_recalibrated_batchnorm(runs, splits, batch_size=256) -> list[RunResult]:
-    """Copies of ``runs`` whose models had their BN statistics recomputed on the train
-    split with dropout off (`recalibrate_batchnorm`), re-evaluated on the test split and
-    the train split. The weights are the trained ones; the original models are untouched."""
-    recalibrated = []
-    test_loader = splits.loaders(512, shuffle=False)[2]
-    train_loader = splits.loaders(512, shuffle=False)[0]
-    for run in runs:
-        model = recalibrate_batchnorm(copy.deepcopy(run.model), splits.x_train, batch_size)
-        test_loss, test_acc = train.evaluate(model, test_loader)
-        _, train_acc = train.evaluate(model, train_loader)
-        recalibrated.append(dataclasses.replace(run, test_acc=test_acc, test_loss=test_loss, train_acc=train_acc,
-                                                model=model))
-    return recalibrated
