@@ -200,3 +200,23 @@ def test_mismatched_cache_is_refused(rng):
         F.batchnorm_backward_fast(rng.normal(size=(5, 3)), bn_cache)
     with pytest.raises(ValueError, match="dropout_forward"):
         F.dropout_backward(dout, bn_cache)
+
+
+def test_the_shared_core_is_public_and_its_two_backward_forms_agree():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 3, 2, 2))
+    xhat, centered, var, inv_std = F.normalize_over_axes(x, (0, 2, 3), 1e-5)
+    np.testing.assert_allclose(xhat.mean(axis=(0, 2, 3)), 0.0, atol=1e-12)
+    np.testing.assert_allclose(var.squeeze(), x.var(axis=(0, 2, 3)))
+    np.testing.assert_allclose(centered * inv_std, xhat)
+    _, cache = F.batchnorm_forward(x, np.ones(3), np.zeros(3))
+    dxhat = rng.standard_normal(cache.xhat.shape)
+    np.testing.assert_allclose(F.dxhat_to_dx_staged(dxhat, cache), F.dxhat_to_dx_closed_form(dxhat, cache),
+                               atol=1e-10)
+
+
+def test_non_inverted_dropout_scales_at_test_time_only():
+    x = np.ones((200, 50))
+    assert np.array_equal(F.dropout_forward_not_inverted(x, 0.2, train=False), 0.8 * x)
+    out = F.dropout_forward_not_inverted(x, 0.2, True, np.random.default_rng(0))
+    assert set(np.unique(out)) <= {0.0, 1.0} and abs(out.mean() - 0.8) < 0.02

@@ -287,3 +287,17 @@ def test_count_parameters():
     assert count_parameters(model) == (9 * 4 + 4) + (4 * 4 * 4 * 6 + 6) + (6 * 10 + 10)
     model[0].weight.requires_grad_(False)
     assert count_parameters(model, trainable_only=True) == count_parameters(model) - 9 * 4
+
+
+def test_initialize_weights_is_public_and_zeroes_biases():
+    from normlab.models import initialize_weights
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(200, 300), nn.ReLU(), nn.Linear(300, 10))
+    initialize_weights(model, "normal", init_std=0.5)
+    assert abs(model[0].weight.std().item() - 0.5) < 0.02
+    assert all(layer.bias.abs().sum() == 0 for layer in (model[0], model[2]))
+    initialize_weights(model)  # kaiming: std sqrt(2 / fan_in)
+    assert abs(model[0].weight.std().item() - math.sqrt(2 / 200)) < 0.01
+    with pytest.raises(ValueError, match="unknown init"):
+        initialize_weights(model, "orthogonal")

@@ -137,6 +137,15 @@ def test_verdict_names_a_winner_only_beyond_two_standard_errors():
                                          metric="gap")
 
 
+def test_verdict_uses_the_course_rule_and_needs_two_seeds():
+    from normlab import stats
+
+    a, b = _runs(0.90, 0.91, 0.92), _runs(0.80, 0.81, 0.82)
+    rule = stats.compare([r.test_acc for r in a], [r.test_acc for r in b])
+    assert rule.outcome == "a" and f"± {rule.se:.3f}" in variants.verdict("a", a, "b", b)
+    assert "no verdict" in variants.verdict("a", _runs(0.9), "b", _runs(0.5, 0.6))
+
+
 def test_results_table_has_a_row_per_condition_and_the_quoted_column():
     table = variants.results_table({"measured": {"relu": _runs(0.9, 0.92), "tanh": _runs(0.8, 0.8)},
                                     "loss": ({"relu": _runs(0.9, 0.92)}, "test_loss")},
