@@ -152,15 +152,7 @@ for shape in ((5, 3), (2, 3, 2, 4)):
     assert_close(dgamma, dgamma_num, f"dgamma for x of shape {shape}", rtol=1e-5, atol=1e-7,
                  hint="sum dout * xhat (not dout * x) over every axis but 1")
 ### BEGIN HIDDEN TESTS
-import torch
-import torch.nn.functional as F
-
-
-def _torch_gradients(x, gamma, beta, eps, dout):
-    xt, gt, bt = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
-    F.batch_norm(xt, None, None, gt, bt, training=True, eps=eps).backward(torch.from_numpy(dout))
-    return xt.grad.numpy(), gt.grad.numpy(), bt.grad.numpy()
-
+from normlab.references import torch_batchnorm_gradients as _torch_gradients
 
 _rng = np.random.default_rng(201)
 for _shape, _eps in (((7, 4), 0.5), ((3, 2, 3, 2), 1e-5)):
@@ -183,15 +175,7 @@ dx_num = numerical_gradient(lambda v: batchnorm_forward(v, gamma, beta)[0], x.co
 assert_close(dx, dx_num, "dx (against finite differences)", rtol=1e-5, atol=1e-7,
              hint="dx has three terms: through xhat directly, through var (dvar) and through mu (dmu)")
 ### BEGIN HIDDEN TESTS
-import torch
-import torch.nn.functional as F
-
-
-def _torch_gradients(x, gamma, beta, eps, dout):
-    xt, gt, bt = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
-    F.batch_norm(xt, None, None, gt, bt, training=True, eps=eps).backward(torch.from_numpy(dout))
-    return xt.grad.numpy(), gt.grad.numpy(), bt.grad.numpy()
-
+from normlab.references import torch_batchnorm_gradients as _torch_gradients
 
 _rng = np.random.default_rng(202)
 for _shape, _eps in (((8, 3), 1e-5), ((3, 5), 0.5), ((2, 2), 1e-3)):
@@ -213,15 +197,7 @@ dx_num = numerical_gradient(lambda v: batchnorm_forward(v, gamma, beta)[0], x.co
 assert_close(dx, dx_num, "dx for (N, C, H, W) input (against finite differences)", rtol=1e-5, atol=1e-7,
              hint="for feature maps m = N * H * W, and every sum runs over axes (0, 2, 3)")
 ### BEGIN HIDDEN TESTS
-import torch
-import torch.nn.functional as F
-
-
-def _torch_gradients(x, gamma, beta, eps, dout):
-    xt, gt, bt = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
-    F.batch_norm(xt, None, None, gt, bt, training=True, eps=eps).backward(torch.from_numpy(dout))
-    return xt.grad.numpy(), gt.grad.numpy(), bt.grad.numpy()
-
+from normlab.references import torch_batchnorm_gradients as _torch_gradients
 
 _rng = np.random.default_rng(203)
 for _shape, _eps in (((4, 2, 3, 5), 1e-5), ((2, 3, 2, 2), 0.5)):
@@ -394,15 +370,7 @@ assert_close(dx, dx_num, "dx (against finite differences)", rtol=1e-5, atol=1e-7
 assert_close(dgamma, (dout * cache["xhat"]).sum(axis=0), "dgamma", rtol=1e-6)
 assert_close(dbeta, dout.sum(axis=0), "dbeta", rtol=1e-6)
 ### BEGIN HIDDEN TESTS
-import torch
-import torch.nn.functional as F
-
-
-def _torch_gradients(x, gamma, beta, eps, dout):
-    xt, gt, bt = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
-    F.batch_norm(xt, None, None, gt, bt, training=True, eps=eps).backward(torch.from_numpy(dout))
-    return xt.grad.numpy(), gt.grad.numpy(), bt.grad.numpy()
-
+from normlab.references import torch_batchnorm_gradients as _torch_gradients
 
 _rng = np.random.default_rng(205)
 for _shape, _eps in (((5, 4), 0.5), ((2, 3), 1e-5), ((16, 2), 1e-3)):
@@ -425,15 +393,7 @@ dx_num = numerical_gradient(lambda v: batchnorm_forward(v, gamma, beta)[0], x.co
 assert_close(dx, dx_num, "dx for (N, C, H, W) input (against finite differences)", rtol=1e-5, atol=1e-7,
              hint="m = N * H * W; the sums run over axes (0, 2, 3); reshape per-channel values to (1, C, 1, 1)")
 ### BEGIN HIDDEN TESTS
-import torch
-import torch.nn.functional as F
-
-
-def _torch_gradients(x, gamma, beta, eps, dout):
-    xt, gt, bt = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
-    F.batch_norm(xt, None, None, gt, bt, training=True, eps=eps).backward(torch.from_numpy(dout))
-    return xt.grad.numpy(), gt.grad.numpy(), bt.grad.numpy()
-
+from normlab.references import torch_batchnorm_gradients as _torch_gradients
 
 _rng = np.random.default_rng(206)
 for _shape, _eps in (((4, 3, 2, 5), 1e-5), ((2, 2, 3, 3), 0.5)):

@@ -508,7 +508,7 @@ squared_norm = sum(float((gi ** 2).sum()) for gi in gradients)
 assert_close(losses[1], loss0 - 0.01 * squared_norm, "the loss at step size 0.01 (first order)", rtol=1e-4,
              hint="the gradient g is over ALL parameters (weight and bias), and the step is eta * g")
 ### BEGIN HIDDEN TESTS
-from normlab.experiments.landscape import probe_losses_and_grad_changes as _reference_probe
+from normlab.references import probe_losses_and_grad_changes as _reference_probe
 
 
 torch.manual_seed(5)
@@ -531,7 +531,7 @@ for name, value in model.state_dict().items():
         f"{name} changed: work on copy.deepcopy(model), never on the model you were given"
 assert not model.training, "the model was in eval mode and should still be (put the COPY in training mode)"
 ### BEGIN HIDDEN TESTS
-from normlab.experiments.landscape import probe_losses_and_grad_changes as _reference_probe
+from normlab.references import probe_losses_and_grad_changes as _reference_probe
 
 
 # An eval-mode BN model is probed in training mode (batch statistics).
