@@ -32,14 +32,16 @@ import pytest
 from normlab_tools import assignments
 from normlab_tools.errors import UserError
 from normlab_tools.cli import main as normlab_main
-from normlab_tools.grading import intake, run, sandbox
+from normlab_tools.grading import course, intake, report, run, state
+from normlab_tools.grading.events import Event, Kind
+from normlab_tools.grading.sandbox import bubblewrap
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 15  # seconds per cell in these tests (a correct ps1 cell needs < 3 s)
 FULL = 25
 LATE_TESTS = 7  # points of the tests after ps1_test_bn_forward_4d (identity 2 + five questions)
 
-needs_bwrap = pytest.mark.skipif(sandbox.bwrap_path() is None, reason="bubblewrap is not installed "
+needs_bwrap = pytest.mark.skipif(bubblewrap.bwrap_path() is None, reason="bubblewrap is not installed "
                                  "(make test installs it)")
 
 
@@ -373,18 +375,26 @@ def test_renamed_notebook_is_accepted_with_a_note(tmp_path):
 
 
 def test_describe_reasons():
-    assert run.describe({"ok": True}, [], []) == ("graded", "all tests passed")
-    assert run.describe({"ok": False, "error": "boom"}, [], []) == ("failed", "grading failed: boom")
-    status, reason = run.describe({"ok": True, "events": [
+    assert report.describe({"ok": True}, [], []) == ("graded", "all tests passed")
+    assert report.describe({"ok": False, "error": "boom"}, [], []) == ("failed", "grading failed: boom")
+    status, reason = report.describe({"ok": True, "events": [
         {"kind": "dead", "cell": "cell 3", "detail": "in cell 3: segmentation fault"}]}, [], ["a", "b"])
     assert (status, reason) == ("graded", "the kernel died in cell 3: segmentation fault; later tests not run; "
                                           "lost points on a, b")
-    status, _ = run.describe({"ok": True, "events": [{"kind": "tamper", "cell": "t", "detail": "x"}]}, [], [])
+    status, _ = report.describe({"ok": True, "events": [{"kind": "tamper", "cell": "t", "detail": "x"}]}, [], [])
     assert status == "flagged"
+    # typed events, as the executor records them (and as they travel from a worker: dicts)
+    stuck = Event(Kind.STUCK, "ps1_test_a", "ignored the interrupt")
+    restored = Event(Kind.RESTORED, "ps1_test_b", "assert_close", names=["assert_close"])
+    for events in ([stuck, restored], [stuck.to_dict(), restored.to_dict()]):
+        assert report.describe({"ok": True, "events": events}, [], []) == (
+            "flagged", "ps1_test_a ran past the time limit and did not stop; later tests not run; "
+                       "redefined the test helper(s) assert_close; the tests used the originals")
+    assert Event.from_dict(stuck.to_dict()) == stuck
 
 
 def test_refuses_without_bwrap_unless_no_sandbox(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
+    monkeypatch.setattr(bubblewrap, "bwrap_path", lambda: None)
     notebook_file(tmp_path / "subs" / "alice" / "ps1.ipynb")
     code, _, err = grade(capsys, "ps1", tmp_path / "subs", "--course-dir", tmp_path / "course")
     assert code == 2
@@ -402,13 +412,13 @@ def test_bad_arguments(tmp_path, capsys):
 
 
 def test_imported_modules():
-    modules = run.imported_modules(source_notebook())
+    modules = course.imported_modules(source_notebook())
     assert {"numpy", "normlab.data", "normlab.grading_helpers", "matplotlib.pyplot"} <= set(modules)
 
 
 def test_sandbox_command_hides_the_course(tmp_path):
-    settings = sandbox.ZygoteSettings(sandbox=True, preload=[])
-    command = sandbox.bwrap_command("bwrap", settings, forbidden=[str(tmp_path)])
+    settings = bubblewrap.TemplateSettings(sandbox=True, preload=[])
+    command = bubblewrap.bwrap_command("bwrap", settings, forbidden=[str(tmp_path)])
     joined = " ".join(command)
     for flag in ("--unshare-net", "--unshare-pid", "--die-with-parent", "--remount-ro /"):
         assert flag in joined
@@ -421,12 +431,12 @@ def test_sandbox_command_hides_the_course(tmp_path):
 
 def test_answers_left_for_a_person_flag_the_row_and_say_so(tmp_path, monkeypatch):
     """ps4's written answers: nbgrader marks the submission needs_manual_grade."""
-    monkeypatch.setattr(run, "read_scores", lambda *args: {"ann": ({"ps4_test_a": 2.0}, True),
+    monkeypatch.setattr(report, "read_scores", lambda *args: {"ann": ({"ps4_test_a": 2.0}, True),
                                                            "bob": ({"ps4_test_a": 1.0}, False)})
     for student in ("ann", "bob"):
-        run._write_state(tmp_path, student, {"digest": "x", "status": "graded", "reason": "all tests passed"})
-    ann, bob = run._rows(tmp_path, "ps4", ["ann", "bob"], tmp_path, [("ps4", "ps4_test_a", 2.0)])
-    assert (ann.status, ann.reason) == ("flagged", f"all tests passed; {run.MANUAL_NOTE}")
+        state.write_state(tmp_path, student, {"digest": "x", "status": "graded", "reason": "all tests passed"})
+    ann, bob = report.rows(tmp_path, "ps4", ["ann", "bob"], tmp_path, [("ps4", "ps4_test_a", 2.0)])
+    assert (ann.status, ann.reason) == ("flagged", f"all tests passed; {report.MANUAL_NOTE}")
     assert (bob.status, bob.reason, bob.total) == ("graded", "all tests passed", 1.0)
 
 
@@ -438,8 +448,8 @@ def test_kernels_can_read_a_python_installation_below_tmp(tmp_path):
     folder = tmp_path / "clone" / "lib"
     folder.mkdir(parents=True)
     (folder / "module.py").write_text("x = 1\n")
-    settings = sandbox.ZygoteSettings(sandbox=True, preload=[], readable=[str(folder)])
-    command = sandbox.bwrap_command(sandbox.bwrap_path(), settings, forbidden=[])
+    settings = bubblewrap.TemplateSettings(sandbox=True, preload=[], readable=[str(folder)])
+    command = bubblewrap.bwrap_command(bubblewrap.bwrap_path(), settings, forbidden=[])
     as_kernel = ["setpriv", "--reuid", "2000001", "--regid", "2000001", "--clear-groups"]
     done = subprocess.run(command + as_kernel + ["cat", str(folder / "module.py")], capture_output=True,
                           text=True, timeout=60)
@@ -459,7 +469,7 @@ def graded_class(release, tmp_path_factory):
     write_class(students, submissions)
     outcome = run.grade_class("ps1", submissions, course, workers=2, timeout=TIMEOUT, progress=False)
     csv_text = (course / "grading" / "ps1" / "grades.csv").read_text(encoding="utf-8")
-    return students, course, submissions, run.summary(outcome, "ps1"), csv_text
+    return students, course, submissions, report.summary(outcome, "ps1"), csv_text
 
 
 @pytest.mark.slow

@@ -8,18 +8,24 @@ runs.
 
 Modules
 -------
-``intake``   SUBMISSIONS (folder per student, flat ``<student>_<anything>.ipynb``, or a
-             zip of either) -> one `Submission` per validated student id.
-``run``      the command: the course directory, planning, the gradebook, grades.csv,
-             the summary.
-``pool``     worker processes (``python -m normlab_tools.grading.jobs``).
-``jobs``     one student, inside a worker: nbgrader autograde + feedback in a private
-             course directory.
-``execute``  nbgrader's Execute, hardened (dead kernels, stuck kernels, output limit,
-             test-helper integrity probe).
-``sandbox``  bubblewrap, the worker's kernel template, and the kernel manager nbgrader
-             drives.
-``zygote``   the kernel template process (runs inside bubblewrap).
+``intake``     SUBMISSIONS (folder per student, flat ``<student>_<anything>.ipynb``, or a
+               zip of either) -> one `Submission` per validated student id.
+``course``     the course directory: prepared for the assignment, the job template's
+               gradebook, the settings' fingerprint, the lock.
+``planning``   a `Plan` per submission (files, fingerprint, notes, problem); who is graded.
+``gradebook``  the course's gradebook: results merged in, zeros recorded, scores read.
+``state``      per-student state files (what was graded, status, reason).
+``events``     typed events of a submission's run (`Kind`, `Event`).
+``report``     reasons (`describe`), grades.csv, failure feedback, the summary.
+``run``        the command: the steps above in order (`grade_class`, `grade_main`).
+``pool``       worker processes (``python -m normlab_tools.grading.jobs``).
+``jobs``       one student, inside a worker: nbgrader autograde + feedback in a private
+               course directory.
+``execute``    nbgrader's Execute, hardened (dead kernels, stuck kernels, output limit,
+               test-helper integrity probe).
+``sandbox``    a sub-package: ``bubblewrap`` (the sandbox and the worker's handle on its
+               kernel template), ``kernel_template`` (the process that pre-imports and
+               forks kernels), ``client`` (the kernel manager and client nbgrader drives).
 
 The design (sandbox, speed, gradebook safety, re-runs, hostile submissions): docs/grading.md.
 """

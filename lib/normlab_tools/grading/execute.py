@@ -18,8 +18,8 @@ nbgrader's). It runs on a `SandboxKernelManager` kernel and adds:
   honestly); anything deeper scores the test 0. Student code runs in the same process
   as the tests, so this is a tripwire for the common tricks, not a proof.
 
-What happened is recorded in `EVENTS` (one list per worker process, reset per
-submission) for the grade's one-line reason.
+What happened is recorded as typed events (`normlab_tools.grading.events`, one list per
+worker process, reset per submission) for the grade's one-line reason.
 """
 
 from __future__ import annotations
@@ -36,13 +36,10 @@ from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Bool, Integer
 
-EVENTS: list[dict] = []
+from normlab_tools.grading.events import Kind, record
+
 INTEGRITY_ERROR = "GradingIntegrityError"
 NOT_RUN_ERROR = "NotRunError"
-
-
-def reset_events() -> None:
-    EVENTS.clear()
 
 
 # The fingerprint of a function's code, computed the same way by the grader and (inside
@@ -181,24 +178,23 @@ class SandboxedExecute(ConfiguredExecute):
             self._kill()
             self._dead = f"{name} printed more than {self.output_limit >> 20} MB of output"
             cell.outputs.append(_error("OutputLimitError", self._dead))
-            EVENTS.append({"kind": "output", "cell": name, "detail": self._dead})
+            record(Kind.OUTPUT, name, self._dead)
         elif died:
             self._dead = self._death_reason(name)
             cell.outputs.append(_error("DeadKernelError", f"the kernel died {self._dead}"))
-            EVENTS.append({"kind": "dead", "cell": name, "detail": self._dead})
+            record(Kind.DEAD, name, self._dead)
         elif stuck:
             self._kill()
             self._dead = f"{name} ran past the {self.timeout} s limit and ignored the interrupt"
             cell.outputs.append(_error("CellTimeoutError", self._dead))
-            EVENTS.append({"kind": "timeout", "cell": name, "detail": "ignored the interrupt"})
+            record(Kind.STUCK, name, "ignored the interrupt")
         else:
             errors = [o for o in cell.outputs if o.output_type == "error"]
             if any(o.ename == "CellTimeoutError" for o in errors):
-                EVENTS.append({"kind": "timeout", "cell": name, "detail": f"{self.timeout} s"})
+                record(Kind.TIMEOUT, name, f"{self.timeout} s")
             elif errors and not grade:
                 value = _first_line(errors[0].evalue)
-                EVENTS.append({"kind": "error", "cell": name,
-                               "detail": f"{errors[0].ename}: {value}" if value else errors[0].ename})
+                record(Kind.ERROR, name, f"{errors[0].ename}: {value}" if value else errors[0].ename)
         if integrity:
             cell.outputs.append(_error(INTEGRITY_ERROR, integrity))
         return cell, resources
@@ -213,12 +209,12 @@ class SandboxedExecute(ConfiguredExecute):
             reply = self._silent(code)
         except DeadKernelError:
             self._dead = self._death_reason(name)
-            EVENTS.append({"kind": "dead", "cell": name, "detail": self._dead})
+            record(Kind.DEAD, name, self._dead)
             return None
         if reply is None:  # the kernel did not answer: a background thread holding it?
             self._kill()
             self._dead = f"the kernel stopped answering before {name}"
-            EVENTS.append({"kind": "timeout", "cell": name, "detail": "no answer to the grader"})
+            record(Kind.STUCK, name, "no answer to the grader")
             return None
         content = reply["content"]
         prefix = f"normlab-probe {nonce} "
@@ -230,10 +226,10 @@ class SandboxedExecute(ConfiguredExecute):
             except ValueError:
                 verdict = {"problems": ["the probe's answer was altered"], "restored": []}
         if verdict["restored"]:
-            EVENTS.append({"kind": "restored", "cell": name, "detail": ", ".join(verdict["restored"])})
+            record(Kind.RESTORED, name, ", ".join(verdict["restored"]), names=verdict["restored"])
         if verdict["problems"]:
             problem = "; ".join(verdict["problems"])
-            EVENTS.append({"kind": "tamper", "cell": name, "detail": problem})
+            record(Kind.TAMPER, name, problem)
             return f"this test was not trusted: {problem}"
         return None
 
@@ -259,7 +255,7 @@ class SandboxedExecute(ConfiguredExecute):
                 process.wait(timeout=5)
             except Exception:  # noqa: BLE001 (still running: report what we know)
                 pass
-            event = process.zygote.exit_event(process.job) if hasattr(process, "zygote") else None
+            event = process.template.exit_event(process.job) if hasattr(process, "template") else None
         return describe_exit(event, name)
 
     # --- outputs -----------------------------------------------------------------------------
@@ -288,7 +284,7 @@ def describe_exit(event: dict | None, name: str) -> str:
         return f"{where}: over the process limit (killed)"
     if reason == "cores":
         return f"{where}: kept more than one CPU core busy (killed)"
-    if reason == "zygote":
+    if reason == "template":
         return f"{where}: the grader's kernel template stopped"
     if status >= 128:
         signum = status - 128

@@ -1,6 +1,7 @@
 """Grading one submission, inside a worker process.
 
-A worker owns a zygote (`normlab_tools.grading.sandbox.Zygote`) and grades one student at a
+A worker owns a kernel template (`normlab_tools.grading.sandbox.bubblewrap.KernelTemplate`)
+and grades one student at a
 time in a private nbgrader course directory made for the job::
 
     WORK/jobs/<student>/nbgrader_config.py     the course's settings
@@ -12,7 +13,7 @@ time in a private nbgrader course directory made for the job::
 and runs nbgrader's own ``autograde`` and ``generate_feedback`` there (in-process
 NbGraderAPI), with `SandboxedExecute` in place of nbgrader's Execute. The job's
 gradebook then holds exactly this student's grades; the parent process copies them into
-the course's gradebook (`normlab_tools.grading.run`). Nothing here touches the course
+the course's gradebook (`normlab_tools.grading.gradebook`). Nothing here touches the course
 directory.
 """
 
@@ -26,7 +27,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from normlab_tools.grading import execute, sandbox
+from normlab_tools.grading import events
+from normlab_tools.grading.sandbox import bubblewrap, client
 
 SANITIZE_PREPROCESSORS = [  # nbgrader's, plus one fix (see DropEmptyGraderMetadata)
     "nbgrader.preprocessors.ClearOutput",
@@ -63,7 +65,7 @@ class JobResult:
     ok: bool  # nbgrader autograde succeeded
     job_dir: str
     error: str | None = None  # why autograde failed
-    events: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)  # `events.Event.to_dict()`s
     changes: list[str] = field(default_factory=list)  # test cells the submission changed
     seconds: float = 0.0
 
@@ -75,7 +77,7 @@ class WorkerConfig:
     timeout: int
     sandbox: bool
     preload: list[str]
-    limits: sandbox.Limits
+    limits: bubblewrap.Limits
     uid: int | None
     forbidden: list[str]
     course_id: str
@@ -88,25 +90,26 @@ _STATE: dict = {}
 
 
 def worker_setup(config: WorkerConfig) -> dict:
-    """Start this worker's zygote; return its ready event (what it preloaded)."""
+    """Start this worker's kernel template; return its ready event (what it preloaded)."""
     import tempfile
 
     # Without a sandbox the kernels' scratch folders and ipc sockets are on this machine:
     # a short temporary path (a socket path has at most 107 characters).
     kernels_dir = None if config.sandbox else tempfile.mkdtemp(prefix="nlg-")
-    zygote = sandbox.Zygote(sandbox.ZygoteSettings(sandbox=config.sandbox, preload=config.preload,
-                                                   limits=config.limits, uid=config.uid),
-                            forbidden=config.forbidden, work_dir=Path(kernels_dir or config.work_dir))
-    ready = zygote.start()
-    sandbox.use_zygote(zygote)
-    _STATE.update(config=config, zygote=zygote, kernels_dir=kernels_dir)
+    template = bubblewrap.KernelTemplate(
+        bubblewrap.TemplateSettings(sandbox=config.sandbox, preload=config.preload, limits=config.limits,
+                                    uid=config.uid),
+        forbidden=config.forbidden, work_dir=Path(kernels_dir or config.work_dir))
+    ready = template.start()
+    client.use_template(template)
+    _STATE.update(config=config, template=template, kernels_dir=kernels_dir)
     return ready
 
 
 def worker_teardown() -> None:
-    zygote = _STATE.get("zygote")
-    if zygote is not None:
-        zygote.stop()
+    template = _STATE.get("template")
+    if template is not None:
+        template.stop()
     if _STATE.get("kernels_dir"):
         shutil.rmtree(_STATE["kernels_dir"], ignore_errors=True)
 
@@ -123,11 +126,11 @@ def grade(spec: JobSpec) -> JobResult:
     try:
         _prepare(job_dir, work / "template", spec)
         result.changes = test_cell_changes(job_dir, spec)
-        sandbox.set_kernel_files(_kernel_files(job_dir, spec))
-        execute.reset_events()
+        client.set_kernel_files(_kernel_files(job_dir, spec))
+        events.reset()
         api = _api(job_dir, config)
         outcome = api.autograde(spec.assignment, spec.student)
-        result.events = list(execute.EVENTS)
+        result.events = [event.to_dict() for event in events.RECORDED]
         if not outcome.get("success"):
             from normlab_tools.assignments import nbgrader_error
 
@@ -137,11 +140,11 @@ def grade(spec: JobSpec) -> JobResult:
             if not feedback.get("success"):
                 from normlab_tools.assignments import nbgrader_error
 
-                result.events.append({"kind": "feedback", "cell": "", "detail": nbgrader_error(feedback)})
+                result.events.append(events.Event(events.Kind.FEEDBACK, detail=nbgrader_error(feedback)).to_dict())
             result.ok = True
     except Exception as error:  # noqa: BLE001 (a grader bug must not stop the class)
         result.error = f"{type(error).__name__}: {error}"
-        result.events.append({"kind": "crash", "cell": "", "detail": traceback.format_exc(limit=3)})
+        result.events.append(events.Event(events.Kind.CRASH, detail=traceback.format_exc(limit=3)).to_dict())
     result.seconds = time.monotonic() - start
     return result
 
@@ -168,7 +171,7 @@ def _api(job_dir: Path, config: WorkerConfig):
     course.Autograde.autograde_preprocessors = AUTOGRADE_PREPROCESSORS
     for section in ("Execute", "SandboxedExecute"):
         course[section].timeout = config.timeout
-    course.SandboxedExecute.kernel_manager_class = "normlab_tools.grading.sandbox.SandboxKernelManager"
+    course.SandboxedExecute.kernel_manager_class = "normlab_tools.grading.sandbox.client.SandboxKernelManager"
     course.SandboxedExecute.output_limit = config.limits.output
     return NbGraderAPI(config=course)
 
@@ -250,11 +253,11 @@ def worker_main(fd: int, config_dict: dict) -> None:
         pass
     if os.getppid() == 1:  # the parent died before we could ask to die with it
         return
-    from normlab_tools.grading.run import quiet_nbgrader
+    from normlab_tools.grading.course import quiet_nbgrader
 
     quiet_nbgrader()
     connection = Connection(fd)
-    limits = sandbox.Limits(**config_dict.pop("limits"))
+    limits = bubblewrap.Limits(**config_dict.pop("limits"))
     config = WorkerConfig(limits=limits, **config_dict)
     try:
         ready = worker_setup(config)

@@ -58,7 +58,7 @@ class WorkerPool:
         self.size = workers
 
     def _config_for(self, index: int) -> dict:
-        from normlab_tools.grading.sandbox import UID_BASE
+        from normlab_tools.grading.sandbox.bubblewrap import UID_BASE
 
         config = dict(self.config)
         if config.get("sandbox") and os.geteuid() == 0:

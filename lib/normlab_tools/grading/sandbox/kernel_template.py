@@ -1,6 +1,6 @@
-"""The kernel template process ("zygote") of one grading worker.
+"""The kernel template process of one grading worker: pre-imports, then forks kernels.
 
-Run as ``python -m normlab_tools.grading.zygote PRELOAD_JSON`` (inside bubblewrap unless the
+Run as ``python -m normlab_tools.grading.sandbox.kernel_template SETTINGS_JSON`` (inside bubblewrap unless the
 grade runs with --no-sandbox). It imports what every submission's kernel would import
 anyway -- ipykernel, IPython and the modules the assignment's source imports (numpy,
 torch through normlab.data, matplotlib, scikit-learn...) -- once, then forks one kernel
@@ -21,7 +21,7 @@ Protocol: one JSON object per line on stdin (requests) and stdout (events).
 
 Each job is three processes:
 
-    C  (child of the zygote)  drops to the job's uid, then unshare()s a new user, mount,
+    C  (child of the template)  drops to the job's uid, then unshare()s a new user, mount,
                               pid, IPC and UTS namespace (sandbox mode); waits for I.
     I  (pid 1 of the new pid namespace)  mounts private tmpfs on the scratch and socket
                               folders (size-limited), forks K, reaps orphans, forwards
@@ -31,9 +31,9 @@ Each job is three processes:
     K  (the kernel)           sets rlimits (CPU, data size, processes, file size, open
                               files, no core), drops every capability, runs IPKernelApp.
 
-The zygote also watches the job: the number of its processes, their private memory
+The template also watches the job: the number of its processes, their private memory
 together (a fork bomb multiplies per-process rlimits) and the CPU cores they keep busy;
-over a limit it kills the job and reports why. Only one job runs at a time per zygote.
+over a limit it kills the job and reports why. Only one job runs at a time per template.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _emit(event: dict) -> None:
 
 
 def _job_child(request: dict, error_fd: int) -> None:
-    """C: leave the zygote's identity and namespaces, fork I, wait for it."""
+    """C: leave the template's identity and namespaces, fork I, wait for it."""
     os.setsid()
     uid, gid = request.get("uid"), request.get("gid")
     if uid is not None:
@@ -121,7 +121,7 @@ def _job_child(request: dict, error_fd: int) -> None:
         _drop_capabilities()
     # The grader reaches the kernel's sockets through /proc/<C>/root: without root, that
     # needs C to stay dumpable. The kernel cannot signal C from its pid namespace; C holds
-    # no capabilities and no file descriptors of the zygote by now.
+    # no capabilities and no file descriptors of the template by now.
     _libc.prctl(PR_SET_DUMPABLE, 1 if request.get("reachable") else 0, 0, 0, 0)
     forward = lambda signum, frame: _signal_quietly(pid, signum)  # noqa: E731
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -144,7 +144,7 @@ def _job_init(request: dict, error_fd: int) -> None:
         _mount("tmpfs", sockets, "tmpfs", MS_NOSUID | MS_NODEV, f"size=1m,{mode}")
         if os.path.isdir("/dev/shm"):
             _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits['scratch']},mode=0700")
-        for hidden in request.get("hide", []):  # e.g. the zygote's own writable folder
+        for hidden in request.get("hide", []):  # e.g. the template's own writable folder
             if os.path.isdir(hidden):
                 _mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV, "size=4k,mode=0500")
     for folder in ("work", "tmp", ".ipython", ".config"):
@@ -198,7 +198,7 @@ def _job_kernel(request: dict, error_fd: int) -> None:
     if request["sandbox"]:
         _drop_capabilities()
     _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # the zygote ignores it
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the template ignores it
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(os.path.join(request["scratch"], "work"))
@@ -225,7 +225,7 @@ def _status_bytes(field: str) -> int:
 
 
 def _run(function, request: dict, error_fd: int) -> None:
-    """Run one stage of the job in a forked process; never return into the zygote's loop."""
+    """Run one stage of the job in a forked process; never return into the template's loop."""
     try:
         function(request, error_fd)
     except BaseException as error:  # report why the job could not start, then leave
@@ -249,7 +249,7 @@ def _exit_code(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-# --- the zygote ------------------------------------------------------------------------------
+# --- the template ------------------------------------------------------------------------------
 
 
 CPU_WINDOW = 3.0  # seconds over which a job's CPU use is averaged
@@ -264,10 +264,10 @@ class Job:
         self.cpu_samples: list[tuple[float, float]] = []  # (wall, CPU seconds of live processes)
 
 
-def _job_processes(zygote: int) -> list[int]:
-    """Every process of this pid namespace but its init, the zygote and our parent chain:
+def _job_processes(template: int) -> list[int]:
+    """Every process of this pid namespace but its init, the template and our parent chain:
     with one job at a time, they are the job's."""
-    mine = {zygote, 1, os.getppid()}
+    mine = {template, 1, os.getppid()}
     pids = []
     for name in os.listdir("/proc"):
         if name.isdigit() and int(name) not in mine:

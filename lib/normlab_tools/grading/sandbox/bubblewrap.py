@@ -1,30 +1,29 @@
-"""Sandboxed kernels for grading: bubblewrap around a kernel template ("zygote").
+"""Sandboxed kernels for grading: bubblewrap around a kernel template ("template").
 
-Each grading worker starts one zygote (`normlab_tools.grading.zygote`) inside bubblewrap:
+Each grading worker starts one template (`normlab_tools.grading.sandbox.kernel_template`) inside bubblewrap:
 
     bwrap --unshare-pid --unshare-net --unshare-ipc --unshare-uts --die-with-parent
           --ro-bind (system folders, the Python installation, the venv, normlab's code)
           --dev /dev --proc /proc --tmpfs /tmp (read-only) --remount-ro /
-          -- python -m normlab_tools.grading.zygote
+          -- python -m normlab_tools.grading.sandbox.kernel_template
 
-so the zygote and every kernel it forks see no network, a read-only file system made
+so the template and every kernel it forks see no network, a read-only file system made
 only of what Python needs -- not the course directory, the gradebook, the assignment
 source, the submissions or any other student's files -- and a pid namespace of their
-own. For each submission the zygote forks a kernel in fresh user, mount and pid
+own. For each submission the template forks a kernel in fresh user, mount and pid
 namespaces with a private, size-limited tmpfs as its home and working folder, its own
 uid (one per worker when the grader runs as root, so the process limit is per kernel),
 rlimits on CPU time, data size, processes, file size and open files, no capabilities,
 and a watchdog over the job's processes, memory and CPU cores (details in
-`normlab_tools.grading.zygote`).
+`normlab_tools.grading.sandbox.kernel_template`).
 
 The grader talks to the kernel over ZeroMQ ipc sockets that live in the kernel's
 private tmpfs; it reaches them through ``/proc/<pid>/root`` of the job, so no folder of
-the grading machine is writable from a kernel. `SandboxKernelManager` is an
-`InterpreterKernelManager` whose provisioner asks the worker's zygote for a kernel instead of
-spawning ``python -m ipykernel``; nbgrader and nbclient drive it like any other kernel
-(interrupt on timeout, kill, shutdown).
+the grading machine is writable from a kernel (the kernel manager that does so:
+`normlab_tools.grading.sandbox.client`). `KernelTemplate` is the worker's handle on its
+template process: start it, ask it for kernels, watch them exit.
 
-With ``--no-sandbox`` the zygote runs as a plain process: the kernels still fork from it
+With ``--no-sandbox`` the template runs as a plain process: the kernels still fork from it
 (same speed) and get the rlimits, but no namespaces.
 """
 
@@ -43,28 +42,20 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import zmq
-from jupyter_client.asynchronous import AsyncKernelClient
-from jupyter_client.connect import channel_socket_types
-from jupyter_client.provisioning import LocalProvisioner
-from traitlets import default
-
-from normlab_tools.kernels import InterpreterKernelManager
 
 SANDBOX_SCRATCH = "/scratch"  # the kernel's home and working folder (a private tmpfs)
 SANDBOX_SOCKETS = "/run/kernel"  # its ZeroMQ ipc sockets (a private tmpfs)
-ZYGOTE_HOME = "/run/zygote"  # the zygote's own writable folder, hidden from kernels
+TEMPLATE_HOME = "/run/template"  # the template's own writable folder, hidden from kernels
 SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"]
 UID_BASE = 2_000_000  # kernels run as UID_BASE + 64 * (grader pid) + worker when root
 GiB = 1 << 30
 MiB = 1 << 20
-MAX_MESSAGE = 64 * MiB  # largest single message the grader accepts from a kernel
 
 
 @dataclass
 class Limits:
     """Per-kernel limits. `memory`, `processes` and `cores` are watched over the job's
-    whole process tree by the zygote (a fork bomb multiplies per-process rlimits); the
+    whole process tree by the template (a fork bomb multiplies per-process rlimits); the
     others are rlimits of each process."""
 
     cpu_seconds: int = 600  # RLIMIT_CPU
@@ -112,11 +103,11 @@ def check_sandbox() -> str:
     return bwrap
 
 
-# --- the zygote, seen from the worker --------------------------------------------------------
+# --- the template, seen from the worker --------------------------------------------------------
 
 
 @dataclass
-class ZygoteSettings:
+class TemplateSettings:
     sandbox: bool
     preload: list[str]
     limits: Limits = field(default_factory=Limits)
@@ -162,8 +153,8 @@ def _outermost(paths) -> list[str]:
     return kept
 
 
-def bwrap_command(bwrap: str, settings: ZygoteSettings, forbidden: list[str]) -> list[str]:
-    """The bubblewrap command line that runs the zygote.
+def bwrap_command(bwrap: str, settings: TemplateSettings, forbidden: list[str]) -> list[str]:
+    """The bubblewrap command line that runs the template.
 
     `forbidden` are folders kernels must never see (course directory, submissions, work
     folders); if one lies inside a folder that has to be bound, it is hidden under an
@@ -172,7 +163,7 @@ def bwrap_command(bwrap: str, settings: ZygoteSettings, forbidden: list[str]) ->
     command = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
                "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
     if os.geteuid() == 0:
-        # Privileged bwrap keeps root's capabilities unless told otherwise: the zygote
+        # Privileged bwrap keeps root's capabilities unless told otherwise: the template
         # keeps only what it needs to give each kernel its own uid and to watch it.
         command += ["--cap-drop", "ALL"] + [arg for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_SYS_PTRACE")
                                             for arg in ("--cap-add", cap)]
@@ -207,15 +198,15 @@ def bwrap_command(bwrap: str, settings: ZygoteSettings, forbidden: list[str]) ->
             command += ["--perms", "0555", "--tmpfs", path, "--remount-ro", path]
     command += ["--dev", "/dev", "--proc", "/proc",
                 "--dir", SANDBOX_SCRATCH, "--dir", SANDBOX_SOCKETS,
-                "--perms", "0700", "--tmpfs", ZYGOTE_HOME]
+                "--perms", "0700", "--tmpfs", TEMPLATE_HOME]
     if under_tmp:
         command += ["--remount-ro", "/tmp"]
     command += ["--remount-ro", "/", "--chdir", "/"]
     return command
 
 
-def _zygote_environment(home: str) -> dict:
-    """Environment of the zygote while it imports (the kernels get their own)."""
+def _template_environment(home: str) -> dict:
+    """Environment of the template while it imports (the kernels get their own)."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
     env.update(_common_environment())
     env.update({"HOME": home, "MPLCONFIGDIR": os.path.join(home, "matplotlib"),
@@ -225,7 +216,7 @@ def _zygote_environment(home: str) -> dict:
 
 def _common_environment() -> dict:
     return {
-        # one thread per library: no thread pools exist when the zygote forks, and two
+        # one thread per library: no thread pools exist when the template forks, and two
         # workers on two cores do not fight over them
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
         "NUMEXPR_NUM_THREADS": "1",
@@ -253,14 +244,14 @@ def kernel_environment(scratch: str) -> dict:
     return env
 
 
-class ZygoteError(RuntimeError):
+class TemplateError(RuntimeError):
     pass
 
 
-class Zygote:
-    """A worker's handle on its zygote: start it, ask for kernels, watch them exit."""
+class KernelTemplate:
+    """A worker's handle on its template: start it, ask for kernels, watch them exit."""
 
-    def __init__(self, settings: ZygoteSettings, forbidden: list[str], work_dir: Path):
+    def __init__(self, settings: TemplateSettings, forbidden: list[str], work_dir: Path):
         self.settings = settings
         self.forbidden = forbidden
         self.work_dir = Path(work_dir)  # host folder for --no-sandbox kernels' scratch
@@ -276,14 +267,14 @@ class Zygote:
     def start(self, timeout: float = 300) -> dict:
         if self.settings.sandbox:
             command = bwrap_command(check_sandbox(), self.settings, self.forbidden)
-            home = ZYGOTE_HOME
+            home = TEMPLATE_HOME
         else:
             command = []
-            home = str(self.work_dir / "zygote-home")
+            home = str(self.work_dir / "template-home")
             os.makedirs(home, exist_ok=True)
         payload = {"sandbox": self.settings.sandbox, "preload": self.settings.preload}
-        command += [sys.executable, "-m", "normlab_tools.grading.zygote", json.dumps(payload)]
-        env = _zygote_environment(home)  # bwrap passes it on
+        command += [sys.executable, "-m", "normlab_tools.grading.sandbox.kernel_template", json.dumps(payload)]
+        env = _template_environment(home)  # bwrap passes it on
         self._exits.clear()
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, env=env, cwd="/",
@@ -294,9 +285,9 @@ class Zygote:
         with self._cond:
             while "ready" not in self._events:
                 if self.process.poll() is not None:
-                    raise ZygoteError(f"the kernel template did not start: {self._stderr_tail()}")
+                    raise TemplateError(f"the kernel template did not start: {self._stderr_tail()}")
                 if time.monotonic() > deadline:
-                    raise ZygoteError("the kernel template did not start within "
+                    raise TemplateError("the kernel template did not start within "
                                       f"{timeout:.0f} s: {self._stderr_tail()}")
                 self._cond.wait(0.2)
             self.ready = self._events.pop("ready")
@@ -346,15 +337,15 @@ class Zygote:
                 elif kind == "exit":
                     self._exits[event["job"]] = event
                 self._cond.notify_all()
-        with self._cond:  # the zygote is gone: so is every job it had
+        with self._cond:  # the template is gone: so is every job it had
             for job in list(self._started):
                 self._exits.setdefault(job, {"event": "exit", "job": job, "status": 137,
-                                             "reason": "zygote", "error": ""})
+                                             "reason": "template", "error": ""})
             self._cond.notify_all()
 
     def _send(self, request: dict) -> None:
         if not self.alive():
-            raise ZygoteError("the kernel template is not running")
+            raise TemplateError("the kernel template is not running")
         self.process.stdin.write((json.dumps(request) + "\n").encode())
         self.process.stdin.flush()
 
@@ -377,13 +368,13 @@ class Zygote:
                    "env": kernel_environment(scratch), "scratch": scratch, "sockets": sockets,
                    "limits": limits.as_request(rlimit_nproc=self.settings.uid is not None),
                    "uid": self.settings.uid, "gid": self.settings.uid,
-                   "hide": [ZYGOTE_HOME], "reachable": os.geteuid() != 0}
+                   "hide": [TEMPLATE_HOME], "reachable": os.geteuid() != 0}
         with self._cond:
             self._send(request)
             deadline = time.monotonic() + 60
             while job not in self._started:
                 if not self.alive() or time.monotonic() > deadline:
-                    raise ZygoteError(f"the kernel template did not fork a kernel: {self._stderr_tail()}")
+                    raise TemplateError(f"the kernel template did not fork a kernel: {self._stderr_tail()}")
                 self._cond.wait(0.2)
             pid = self._started[job]
         if self.settings.sandbox:
@@ -436,125 +427,5 @@ def _host_pid(namespace_pid: int, ancestor: int, timeout: float = 10) -> int:
                     if parent == ancestor:
                         return pid
         if time.monotonic() > deadline:
-            raise ZygoteError(f"cannot find the kernel process {namespace_pid} of the sandbox")
+            raise TemplateError(f"cannot find the kernel process {namespace_pid} of the sandbox")
         time.sleep(0.02)
-
-
-# --- the kernel manager nbgrader uses ---------------------------------------------------------
-
-_ZYGOTE: Zygote | None = None  # the worker's zygote; set by `use_zygote`
-_FILES: dict = {}  # files for the next kernel's working folder (relative path -> base64)
-
-
-def use_zygote(zygote: Zygote | None) -> None:
-    global _ZYGOTE
-    _ZYGOTE = zygote
-
-
-def set_kernel_files(files: dict) -> None:
-    """The files the next kernel finds in its working folder (the submission's data files)."""
-    global _FILES
-    _FILES = dict(files)
-
-
-class JobProcess:
-    """What LocalProvisioner expects of a Popen, for a kernel living in the zygote."""
-
-    stdin = stdout = stderr = None
-
-    def __init__(self, zygote: Zygote, job: str, pid: int):
-        self.zygote, self.job, self.pid = zygote, job, pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            event = self.zygote.exit_event(self.job)
-            if event is not None:
-                self.returncode = int(event["status"])
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired("kernel", timeout)
-            time.sleep(0.05)
-        return self.returncode
-
-    def send_signal(self, signum: int) -> None:
-        if self.poll() is None:
-            self.zygote.signal(self.job, signum)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-
-class ZygoteProvisioner(LocalProvisioner):
-    """Launches the kernel by asking the worker's zygote for one."""
-
-    async def launch_kernel(self, cmd: list[str], **kwargs) -> dict:
-        km = self.parent
-        zygote = _ZYGOTE
-        if zygote is None:
-            raise RuntimeError("no kernel template: call normlab_tools.grading.sandbox.use_zygote first")
-        info = km.get_connection_info()
-        connection = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in info.items()}
-        job, pid = zygote.start_kernel(connection, _FILES)
-        self.process = JobProcess(zygote, job, pid)
-        self.pid, self.pgid = pid, None
-        self.cwd = kwargs.get("cwd")
-        if zygote.settings.sandbox:  # the sockets are in the kernel's private tmpfs
-            info = dict(info, ip=f"/proc/{pid}/root{SANDBOX_SOCKETS}/kernel")
-        self.connection_info = info
-        return info
-
-    async def cleanup(self, restart: bool = False) -> None:
-        if isinstance(self.process, JobProcess):
-            self.process.zygote.forget(self.process.job)
-        await super().cleanup(restart)
-
-
-class SandboxKernelManager(InterpreterKernelManager):
-    """The interpreter's kernel manager, with kernels forked from the worker's zygote (see
-    the module docstring)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.transport = "ipc"
-        self.transport_encryption = "disabled"  # ipc inside the kernel's private tmpfs
-
-    async def _async_pre_start_kernel(self, **kw):
-        zygote = _ZYGOTE
-        self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
-        if zygote is not None and zygote.settings.sandbox:
-            self.ip = f"{SANDBOX_SOCKETS}/kernel"
-        else:
-            base = Path(zygote.work_dir if zygote else "/tmp") / "sockets"
-            base.mkdir(parents=True, exist_ok=True)
-            self.ip = str(base / f"{self.kernel_id[:8]}")
-        if self.provisioner is None:
-            self.provisioner = ZygoteProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec,
-                                                 parent=self)
-        return await super()._async_pre_start_kernel(**kw)
-
-    @default("client_class")
-    def _default_client_class(self):
-        return "normlab_tools.grading.sandbox.SandboxKernelClient"
-
-
-class SandboxKernelClient(AsyncKernelClient):
-    """A kernel client that refuses messages over `MAX_MESSAGE` bytes: a kernel printing a
-    gigabyte in one go cannot make the grader hold it (ZeroMQ drops the connection and
-    reconnects; the executor's output limit handles the rest)."""
-
-    def _create_connected_socket(self, channel, identity=None):
-        sock = self.context.socket(channel_socket_types[channel])
-        sock.linger = 1000
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
-        if identity:
-            sock.identity = identity
-        sock.connect(self._make_url(channel))
-        return sock

@@ -1,0 +1,74 @@
+"""The course's gradebook. Only the parent process writes it, one student per transaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from normlab_tools.grading.course import db_url
+
+
+def merge_into_gradebook(course_dir: Path, job_dir: Path, assignment: str, student: str) -> None:
+    """Copy one student's autograde results from a job's gradebook into the course's.
+
+    Rows are updated in place (a re-grade never adds rows), manual scores and comments a
+    TA gave are kept, and the update is one transaction.
+    """
+    from nbgrader.api import Gradebook
+
+    from normlab_tools.assignments import COURSE_ID
+
+    with Gradebook(db_url(job_dir), course_id=COURSE_ID) as job:
+        submitted = job.find_submission(assignment, student)
+        timestamp = submitted.timestamp
+        grades = {(nb.name, g.name): (g.auto_score, g.needs_manual_grade)
+                  for nb in submitted.notebooks for g in nb.grades}
+        comments = {(nb.name, c.name): c.auto_comment for nb in submitted.notebooks for c in nb.comments}
+        penalties = {nb.name: nb.late_submission_penalty for nb in submitted.notebooks}
+    with Gradebook(db_url(course_dir), course_id=COURSE_ID) as gradebook:
+        gradebook.update_or_create_student(student)
+        extra = {"timestamp": timestamp} if timestamp is not None else {}
+        submission = gradebook.update_or_create_submission(assignment, student, **extra)
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                grade.auto_score, grade.needs_manual_grade = grades[(notebook.name, grade.name)]
+            for comment in notebook.comments:
+                comment.auto_comment = comments.get((notebook.name, comment.name))
+            notebook.late_submission_penalty = penalties.get(notebook.name)
+        gradebook.db.commit()
+
+
+def record_zero(course_dir: Path, assignment: str, student: str) -> None:
+    """A submission that could not be graded: every test scores 0 (as nbgrader does for
+    a missing notebook), nothing left for manual grading."""
+    from nbgrader.api import Gradebook
+
+    from normlab_tools.assignments import COURSE_ID
+
+    with Gradebook(db_url(course_dir), course_id=COURSE_ID) as gradebook:
+        gradebook.update_or_create_student(student)
+        submission = gradebook.update_or_create_submission(assignment, student)
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                grade.auto_score, grade.needs_manual_grade = 0.0, False
+            for comment in notebook.comments:
+                comment.auto_comment = None
+        gradebook.db.commit()
+
+
+def read_scores(course_dir: Path, assignment: str, students: list[str]) -> dict:
+    """student -> ({grade_id: score}, needs_manual_grade) from the course's gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from normlab_tools.assignments import COURSE_ID
+
+    scores = {}
+    with Gradebook(db_url(course_dir), course_id=COURSE_ID) as gradebook:
+        for student in students:
+            try:
+                submission = gradebook.find_submission(assignment, student)
+            except MissingEntry:
+                continue
+            scores[student] = ({g.name: (float(g.score) if g.score is not None else 0.0)
+                                for nb in submission.notebooks for g in nb.grades},
+                               bool(submission.needs_manual_grade))
+    return scores
