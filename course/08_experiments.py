@@ -45,6 +45,7 @@ import torch
 from IPython.display import Markdown
 
 from normlab import experiments as ex
+from normlab import stats
 from normlab.experiments import SMOOTHNESS_SETTINGS
 from normlab.notebook import show_source
 from normlab.plots import experiments as figures
@@ -171,9 +172,12 @@ for c in conditions:
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## The rule in the library
+#
+# `normlab.stats.compare`, the one rule of the course (the lectures' verdicts use it too);
+# `ex.compare` only passes it the metric's direction and $\delta$.
 
 # %%
-show_source(ex.compare, docstring=False)
+show_source(stats.compare, docstring=False)
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Why a rule at all: with 3 seeds and a seed spread of about one point, two means differ by
