@@ -11,10 +11,12 @@ nbgrader's). It runs on a `SandboxKernelManager` kernel and adds:
 - **output limit**: a kernel sending more than `Limits.output` bytes of outputs is
   killed; what it sent beyond the limit is dropped;
 - **test-helper integrity**: before each test cell a silent probe checks, inside the
-  kernel, that the helpers the tests call (``normlab.grading_helpers``) are the
-  original functions and that IPython still runs cells and reports errors as usual
-  (no input or AST transformers, custom exception handlers, trace functions, patched
-  run_cell). A helper name the notebook rebound is put back (the test then runs
+  kernel, that the helpers the tests call -- every name the locked cells import from the
+  teaching library and a test cell uses (`helper_bindings`), and every public function
+  of those modules (`helper_digests`: ``normlab.grading_helpers``,
+  ``normlab.references``...) -- are the original functions, and that IPython still runs
+  cells and reports errors as usual (no input or AST transformers, custom exception
+  handlers, trace functions, patched run_cell). A helper name the notebook rebound is put back (the test then runs
   honestly); anything deeper scores the test 0. Student code runs in the same process
   as the tests, so this is a tripwire for the common tricks, not a proof.
 
@@ -24,6 +26,7 @@ worker process, reset per submission) for the grade's one-line reason.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import secrets
@@ -34,7 +37,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from traitlets import Bool, Integer
+from traitlets import Integer
 
 from normlab_tools.grading.events import Kind, record
 
@@ -62,31 +65,114 @@ def __normlab_fingerprint(code):
 '''
 
 
-def _helper_digests() -> dict:
-    """The fingerprint of each function in normlab.grading_helpers, as the grader sees it."""
-    from normlab import grading_helpers
-
+def _fingerprint(code) -> str:
     namespace: dict = {}
     exec(FINGERPRINT, namespace)  # noqa: S102 (our own code)
-    return {name: namespace["__normlab_fingerprint"](getattr(grading_helpers, name).__code__)
-            for name in grading_helpers.__all__}
+    return namespace["__normlab_fingerprint"](code)
+
+
+def _code_lines(source: str) -> str:
+    return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+
+
+def helper_bindings(cells) -> dict[str, tuple[str, str | None]]:
+    """The names the test cells use that the trusted cells import from the teaching
+    library: {name: (module, attribute or None for a module)}, e.g. ``assert_close``:
+    ``("normlab.grading_helpers", "assert_close")``, ``models``: ``("normlab", "models")``.
+
+    Trusted cells are the locked ones (setup and test cells: nbgrader restores them from
+    the source before they run); test cells are those with ``grade``. Read from the
+    cells, so a helper a new test calls, from any normlab module, is covered.
+    """
+    from nbgrader import utils
+
+    imports: dict[str, tuple[str, str | None]] = {}
+    used: set[str] = set()
+    for cell in cells:
+        if cell.cell_type != "code" or not (utils.is_locked(cell) or utils.is_grade(cell)):
+            continue
+        try:
+            tree = ast.parse(_code_lines(cell.source))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "normlab":
+                for alias in node.names:
+                    imports[alias.asname or alias.name] = (node.module, alias.name)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "normlab":
+                        if alias.asname:
+                            imports[alias.asname] = (alias.name, None)
+                        else:
+                            imports["normlab"] = ("normlab", None)
+        if utils.is_grade(cell):
+            used |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    return {name: imports[name] for name in sorted(used) if name in imports}
+
+
+def helper_digests(bindings: dict) -> dict[str, dict[str, list[str]]]:
+    """{module: {function: [defining module, fingerprint]}} for every module the bindings
+    name or import from: its public functions (and the functions bound by name), as the
+    grader sees them."""
+    import importlib
+    import sys
+    import types
+
+    modules: dict[str, dict[str, list[str]]] = {}
+
+    def add(module_name: str) -> types.ModuleType:
+        module = importlib.import_module(module_name)
+        entries = modules.setdefault(module_name, {})
+        for name, value in vars(module).items():
+            if name.startswith("_") and name not in names_of.get(module_name, ()):
+                continue
+            home = getattr(value, "__globals__", {}).get("__name__", "")  # where its code runs
+            if isinstance(value, types.FunctionType) and str(value.__module__).split(".")[0] == "normlab" \
+                    and home in sys.modules:
+                entries[name] = [home, _fingerprint(value.__code__)]
+        return module
+
+    names_of: dict[str, set[str]] = {}
+    for module_name, attribute in bindings.values():
+        if attribute is not None:
+            names_of.setdefault(module_name, set()).add(attribute)
+    for module_name, attribute in sorted(bindings.values(), key=lambda b: (b[0], b[1] or "")):
+        module = add(module_name)
+        if attribute and not hasattr(module, attribute):  # `from normlab import models`: a submodule
+            importlib.import_module(f"{module_name}.{attribute}")
+        target = getattr(module, attribute) if attribute else module
+        if isinstance(target, types.ModuleType) and target.__name__.split(".")[0] == "normlab":
+            add(target.__name__)
+    return modules
 
 
 PROBE = FINGERPRINT + r'''
-def __normlab_probe(user_ns, nonce, expected):
+def __normlab_probe(user_ns, nonce, modules, bindings):
     import sys
     problems, restored = [], []
+    for module_name, functions in modules.items():
+        module = sys.modules.get(module_name)
+        if module is None:  # not imported yet: the test cell's import loads the original
+            continue
+        for name, (home, digest) in functions.items():
+            function = module.__dict__.get(name)
+            code = getattr(function, "__code__", None)
+            owner = sys.modules.get(home)
+            if code is None or __normlab_fingerprint(code) != digest or owner is None \
+                    or function.__globals__ is not owner.__dict__:
+                problems.append(module_name + "." + name + " was replaced")
+    if not problems:
+        for name, (module_name, attribute) in bindings.items():
+            module = sys.modules.get(module_name)
+            if module is None or name not in user_ns:
+                continue
+            original = module if attribute is None else module.__dict__.get(attribute)
+            if original is not None and user_ns[name] is not original:
+                user_ns[name] = original
+                restored.append(name)
     helpers = sys.modules.get("normlab.grading_helpers")
     if helpers is not None:
-        for name, digest in expected.items():
-            function = helpers.__dict__.get(name)
-            code = getattr(function, "__code__", None)
-            if code is None or __normlab_fingerprint(code) != digest \
-                    or function.__globals__ is not helpers.__dict__:
-                problems.append("normlab.grading_helpers." + name + " was replaced")
-            elif name in user_ns and user_ns[name] is not function:
-                user_ns[name] = function
-                restored.append(name)
         if helpers.__dict__.get("np") is not sys.modules.get("numpy"):
             problems.append("numpy inside the test helpers was replaced")
         if not problems:
@@ -121,10 +207,17 @@ def __normlab_probe(user_ns, nonce, expected):
     raise AssertionError("normlab-probe " + nonce + " " + __import__("json").dumps(
         {"problems": problems, "restored": restored}))
 try:
-    __normlab_probe(globals(), NONCE, EXPECTED)
+    __normlab_probe(globals(), NONCE, MODULES, BINDINGS)
 finally:
     del __normlab_probe, __normlab_fingerprint
 '''
+
+
+def probe_code(nonce: str, digests: dict, bindings: dict) -> str:
+    """The probe's code for one test cell; it answers by raising an AssertionError whose
+    message is ``normlab-probe NONCE {"problems": [...], "restored": [...]}``."""
+    return (PROBE.replace("NONCE", repr(nonce)).replace("MODULES", repr(digests))
+            .replace("BINDINGS", repr({name: list(binding) for name, binding in bindings.items()})))
 
 
 class ConfiguredExecute(Execute):
@@ -141,13 +234,13 @@ class SandboxedExecute(ConfiguredExecute):
     """See the module docstring."""
 
     output_limit = Integer(8 << 20, help="bytes of outputs a notebook may produce").tag(config=True)
-    probe_tests = Bool(True, help="check the test helpers before each test cell").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._dead: str | None = None  # why the kernel is gone
         self._output_bytes = 0
         self._output_over: int | None = None  # index of the cell that went over the limit
-        self._digests = _helper_digests() if self.probe_tests else {}
+        self._bindings = helper_bindings(nb.cells)
+        self._digests = helper_digests(self._bindings)
         return super().preprocess(nb, resources, km)
 
     # --- cells ------------------------------------------------------------------------
@@ -163,7 +256,7 @@ class SandboxedExecute(ConfiguredExecute):
                 cell.outputs.append(_error(NOT_RUN_ERROR, f"not run: {self._dead}"))
             return cell, resources
         integrity = None
-        if grade and self.probe_tests:
+        if grade:
             integrity = self._run_probe(name)
             if self._dead is not None:  # the probe found the kernel dead or stuck
                 return self.preprocess_cell(cell, resources, index)
@@ -204,7 +297,7 @@ class SandboxedExecute(ConfiguredExecute):
     def _run_probe(self, name: str) -> str | None:
         """Check the test helpers in the kernel; return why this test cannot be trusted."""
         nonce = secrets.token_hex(8)
-        code = PROBE.replace("NONCE", repr(nonce)).replace("EXPECTED", repr(self._digests))
+        code = probe_code(nonce, self._digests, self._bindings)
         try:
             reply = self._silent(code)
         except DeadKernelError:
