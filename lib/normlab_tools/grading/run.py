@@ -34,7 +34,7 @@ MAX_WORKERS = 32
 
 def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: int = 1,
                 timeout: int | None = None, force: bool = False, sandboxed: bool = True,
-                progress: bool = True, limits=None) -> report.Outcome:
+                progress: bool = True) -> report.Outcome:
     """Grade every submission (see the module docstring). Raises UserError on bad input."""
     from normlab_tools import assignments
     from normlab_tools.grading import intake
@@ -89,8 +89,7 @@ def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: i
         interrupted = False
         if runnable:
             course.make_template(course_dir, work / "template", assignment)
-            config = _worker_config(course_dir, work, assignment, timeout, sandboxed, limits,
-                                    submissions, notebooks)
+            config = _worker_config(course_dir, work, assignment, timeout, sandboxed, submissions, notebooks)
             try:
                 _run_workers(config, runnable, workers, progress, course_dir, assignment, state_dir, columns,
                              notebooks)
@@ -106,7 +105,7 @@ def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: i
     return report.Outcome(rows, unchanged, csv_path, feedback_root)
 
 
-def _worker_config(course_dir, work, assignment, timeout, sandboxed, limits, submissions, notebooks) -> dict:
+def _worker_config(course_dir, work, assignment, timeout, sandboxed, submissions, notebooks) -> dict:
     import nbformat
 
     from normlab_tools import assignments
@@ -120,7 +119,7 @@ def _worker_config(course_dir, work, assignment, timeout, sandboxed, limits, sub
     forbidden = [str(course_dir), str(submissions if submissions.is_dir() else submissions.parent), str(work),
                  str(assignments.PACKAGE_ROOT / "assignments")]
     config = jobs.WorkerConfig(work_dir=str(work), assignment=assignment, timeout=timeout, sandbox=sandboxed,
-                               preload=list(dict.fromkeys(preload)), limits=limits or bubblewrap.Limits(),
+                               preload=list(dict.fromkeys(preload)), limits=bubblewrap.Limits(),
                                uid=None, forbidden=forbidden, course_id=assignments.COURSE_ID)
     return config.to_dict()
 
