@@ -1,7 +1,7 @@
 """The graded assignments, end to end with real nbgrader, and `normlab check`.
 
-Slow tests (``-m slow``) build an nbgrader course from assignments/ once per module and
-check, per assignment: the source scores full marks and its test cells write no stderr
+Slow tests (``-m slow``) build each assignment (release and answer key) once per session,
+into a temporary nbgrader course (conftest's `nbgrader_course`), and check, per assignment: the source scores full marks and its test cells write no stderr
 (nbgrader validate); the release scores 0; one plausible mistake per graded function
 loses that function's points and no others (exact scores per grade_id from the
 gradebook); a deleted test cell is put back. The mistake catalogue (every planted
@@ -11,38 +11,20 @@ own rule. Fast tests cover the sources' metadata, the configuration, and `normla
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import nbformat
 import pytest
 
 from normlab_tools import assignments
 from normlab_tools.cli import main as normlab_main
+from support import ROOT, cell_by_id, graded, mistake, plant, source_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = ["ps1", "ps2"]
 TOTAL_POINTS = {"ps1": 25, "ps2": 25}
-
-
-@dataclass(frozen=True)
-class Mistake:
-    """A plausible mistake, planted by editing one solution cell of the source."""
-
-    name: str
-    cell: str  # grade_id of the solution cell
-    edits: tuple  # (old, new) pairs; each old text occurs exactly once in the cell
-    loses: frozenset  # grade_ids of the test cells that must score 0; all others full
-    nbgrader: bool = False  # also graded end to end by nbgrader (one per graded cell)
-
-
-def mistake(name, cell, old, new, loses, nbgrader=False, more=()):
-    return Mistake(name, cell, ((old, new), *more), frozenset(loses), nbgrader)
 
 
 MISTAKES = {
@@ -187,57 +169,19 @@ MISTAKES = {
 }
 
 
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def source_notebook(assignment_id):
-    return assignments.read_jupytext(ROOT / "assignments" / "source" / assignment_id / f"{assignment_id}.py")
-
-
-def cell_by_id(notebook, grade_id):
-    cells = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
-    assert len(cells) == 1, f"{len(cells)} cells with grade_id {grade_id}"
-    return cells[0]
-
-
-def graded_cells(notebook):
-    """grade_id -> points of every test cell."""
-    return {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader["points"] for c in notebook.cells
-            if c.metadata.get("nbgrader", {}).get("grade")}
-
-
-def plant(notebook, m: Mistake):
-    """A copy of `notebook` with mistake `m` planted in its solution cell."""
-    notebook = nbformat.from_dict(json.loads(json.dumps(notebook)))
-    cell = cell_by_id(notebook, m.cell)
-    for old, new in m.edits:
-        assert cell.source.count(old) == 1, f"{m.name}: {old!r} is not exactly once in {m.cell}"
-        cell.source = cell.source.replace(old, new)
-    return notebook
+# --- helpers (the shared ones are in support.py and conftest.py) --------------------------------
 
 
 def expected_scores(assignment_id, loses=frozenset()):
-    points = graded_cells(source_notebook(assignment_id))
+    points = graded(source_notebook(assignment_id))
     return {gid: (0.0 if gid in loses else float(p)) for gid, p in points.items()}
 
 
-def submit(course, assignment_id, student, notebook):
-    folder = course / "submitted" / student / assignment_id
-    folder.mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, folder / f"{assignment_id}.ipynb")
-
-
-def autograde(course, assignment_id, student):
-    """Autograde in-process; return {grade_id: score} from the gradebook."""
-    from nbgrader.api import Gradebook
-
-    result = assignments.nbgrader_api(course).autograde(assignment_id, student)
-    assert result["success"], result["log"][-3000:]
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=assignments.COURSE_ID) as gradebook:
-        submission = gradebook.find_submission(assignment_id, student)
-        assert not submission.needs_manual_grade
-        (notebook,) = submission.notebooks
-        return {grade.name: grade.score for grade in notebook.grades}
+def autograde(course, student, notebook):
+    """Submit and autograde; {grade_id: score}. ps1 and ps2 have nothing graded by hand."""
+    scores, needs_manual_grade = course.grade(student, notebook)
+    assert not needs_manual_grade
+    return scores
 
 
 # --- fast: the sources and the configuration -----------------------------------------------------
@@ -247,11 +191,11 @@ def test_no_notebook_files_are_committed():
     assert not list((ROOT / "assignments").rglob("*.ipynb"))
 
 
-def test_assignment_ids_and_unknown_names():
+def test_assignment_ids_and_unknown_names(tmp_path):
     assert set(ASSIGNMENTS) <= set(assignments.assignment_ids(ROOT))
     with pytest.raises(assignments.UserError, match="no assignment ps99"):
-        assignments.build_assignments(ROOT, ROOT / "build-never-made", only=["ps99"])
-    assert not (ROOT / "build-never-made").exists()
+        assignments.build_assignments(ROOT, tmp_path / "build", only=["ps99"])
+    assert not (tmp_path / "build").exists()  # refused before anything is written
 
 
 @pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
@@ -260,7 +204,7 @@ def test_source_metadata(assignment_id):
     ids = [c.metadata["nbgrader"]["grade_id"] for c in notebook.cells if "nbgrader" in c.metadata]
     assert len(ids) == len(set(ids)), "duplicate grade_ids"
     assert all(gid.startswith(assignment_id + "_") for gid in ids), "every grade_id names its assignment"
-    tests = graded_cells(notebook)
+    tests = graded(notebook)
     assert all(points > 0 for points in tests.values())
     assert sum(tests.values()) == TOTAL_POINTS[assignment_id]
     for cell in notebook.cells:
@@ -282,7 +226,7 @@ def test_source_metadata(assignment_id):
 def test_every_test_cell_is_covered_by_a_mistake(assignment_id):
     """Each test cell has at least one planted mistake that it alone (or with its siblings) catches."""
     caught = set().union(*(m.loses for m in MISTAKES[assignment_id]))
-    assert caught == set(graded_cells(source_notebook(assignment_id)))
+    assert caught == set(graded(source_notebook(assignment_id)))
 
 
 def test_course_config(tmp_path):
@@ -403,126 +347,91 @@ def test_check_not_a_notebook_of_the_course(tmp_path, capsys):
 # --- slow: the real nbgrader pipeline --------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """build_assignments into a fresh folder: (out, rows)."""
-    out = tmp_path_factory.mktemp("build")
-    return out, assignments.build_assignments(ROOT, out, only=ASSIGNMENTS)
-
-
-@pytest.mark.slow
-def test_build_assignments(built):
-    out, rows = built
-    assert [(row.name, row.status) for row in rows] == [
-        (name, "ok") for aid in ASSIGNMENTS for name in (f"nbgrader/release/{aid}", f"answers/{aid}/{aid}")]
-    for aid in ASSIGNMENTS:
-        release = (out / "nbgrader" / "release" / aid / f"{aid}.ipynb").read_text()
-        assert "BEGIN SOLUTION" not in release and "BEGIN HIDDEN TESTS" not in release
-        assert "raise NotImplementedError()" in release
-        assert "not the right choice" not in release  # hidden tests are gone
-        answers = nbformat.read(out / "answers" / aid / f"{aid}.ipynb", as_version=4)
-        outputs = [o for c in answers.cells if c.cell_type == "code" for o in c.outputs]
-        assert outputs and not [o for o in outputs if o.output_type == "error"]
-        assert not list((out / "nbgrader" / "source" / aid).glob("*.py"))
+@pytest.fixture
+def course(nbgrader_course, assignment_id):
+    """The assignment's course (conftest), built once per session with build_assignments:
+    the release and the executed answer key."""
+    course = nbgrader_course(assignment_id)
+    course.build()
+    return course
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
-def test_source_full_marks_release_zero(built, assignment_id):
-    course = built[0] / "nbgrader"
-    submit(course, assignment_id, "perfect", nbformat.read(course / "source" / assignment_id /
-                                                           f"{assignment_id}.ipynb", as_version=4))
-    submit(course, assignment_id, "blank", nbformat.read(course / "release" / assignment_id /
-                                                         f"{assignment_id}.ipynb", as_version=4))
-    assert autograde(course, assignment_id, "perfect") == expected_scores(assignment_id)
-    assert autograde(course, assignment_id, "blank") == {gid: 0.0 for gid in expected_scores(assignment_id)}
+def test_build_assignments(course, assignment_id):
+    aid = assignment_id
+    assert [(row.name, row.status) for row in course.build()] == [
+        (f"nbgrader/release/{aid}", "ok"), (f"answers/{aid}/{aid}", "ok")]
+    release = course.path("release").read_text()
+    assert "BEGIN SOLUTION" not in release and "BEGIN HIDDEN TESTS" not in release
+    assert "raise NotImplementedError()" in release
+    assert "not the right choice" not in release  # hidden tests are gone
+    answers = nbformat.read(course.out / "answers" / aid / f"{aid}.ipynb", as_version=4)
+    outputs = [o for c in answers.cells if c.cell_type == "code" for o in c.outputs]
+    assert outputs and not [o for o in outputs if o.output_type == "error"]
+    assert not list((course.dir / "source" / aid).glob("*.py"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
-def test_validate_source_no_stderr(built, assignment_id):
+def test_source_full_marks_release_zero(course, assignment_id):
+    assert autograde(course, "perfect", course.notebook("source")) == expected_scores(assignment_id)
+    assert autograde(course, "blank", course.notebook("release")) == {
+        gid: 0.0 for gid in expected_scores(assignment_id)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
+def test_validate_source_no_stderr(course, assignment_id):
     """nbgrader validate (in-process) passes the source: every test passes, no stderr."""
     from nbgrader.validator import Validator
 
-    course = built[0] / "nbgrader"
-    validator = Validator(config=assignments.load_course_config(course))
-    assert validator.validate(str(course / "source" / assignment_id / f"{assignment_id}.ipynb")) == {}
+    validator = Validator(config=assignments.load_course_config(course.dir))
+    assert validator.validate(str(course.path("source"))) == {}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment_id, m", [(aid, m) for aid in ASSIGNMENTS for m in MISTAKES[aid] if m.nbgrader],
                          ids=lambda v: v if isinstance(v, str) else v.cell)
-def test_planted_mistake_loses_only_its_points(built, assignment_id, m):
-    course = built[0] / "nbgrader"
+def test_planted_mistake_loses_only_its_points(course, assignment_id, m):
     student = re.sub(r"\W+", "_", m.name)[:40]
-    submit(course, assignment_id, student, plant(source_notebook(assignment_id), m))
-    assert autograde(course, assignment_id, student) == expected_scores(assignment_id, m.loses)
+    assert autograde(course, student, plant(source_notebook(assignment_id), m)) == \
+        expected_scores(assignment_id, m.loses)
 
 
 @pytest.mark.slow
-def test_deleted_or_edited_test_cells_are_restored(built):
+@pytest.mark.parametrize("assignment_id", ["ps1"])
+def test_deleted_or_edited_test_cells_are_restored(course, assignment_id):
     """add_missing_cells puts a deleted test cell back; an edited one is overwritten."""
-    course = built[0] / "nbgrader"
     m = next(m for m in MISTAKES["ps1"] if m.cell == "ps1_identity" and m.nbgrader)
     notebook = plant(source_notebook("ps1"), m)
     cell_by_id(notebook, "ps1_test_identity").source = "pass  # the student made the test pass"
     notebook.cells.remove(cell_by_id(notebook, "ps1_test_curvature"))
-    submit(course, "ps1", "tamperer", notebook)
-    assert autograde(course, "ps1", "tamperer") == expected_scores("ps1", {"ps1_test_identity"})
-
-
-# Runs a notebook's code cells inside the kernel with IPython's run_cell after a
-# %reset (which also removes the runner: it is sent again each time), and prints, per cell, whether it raised or wrote to stderr (nbgrader's rule
-# for a test cell: either scores 0). One request per notebook instead of one per cell.
-KERNEL_RUNNER = r"""
-def _run_notebook_cells(cells):
-    import contextlib, io, json
-    shell = get_ipython()
-    shell.run_line_magic("reset", "-f")
-    failed = {}
-    for name, source in cells:
-        stderr = io.StringIO()
-        with contextlib.redirect_stderr(stderr):
-            result = shell.run_cell(source, store_history=False)
-        failed[name] = not result.success or bool(stderr.getvalue())
-    print("\nRESULT " + json.dumps(failed))
-"""
+    assert autograde(course, "tamperer", notebook) == expected_scores("ps1", {"ps1_test_identity"})
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
-def test_mistake_catalogue(assignment_id, monkeypatch):
+def test_mistake_catalogue(assignment_id, grading_kernel):
     """Every planted mistake in `MISTAKES` loses exactly the points of its `loses` test
-    cells and no others. Replayed in one grading kernel (NBGRADER_EXECUTION=autograde),
-    the namespace reset before each notebook run. The ungraded demonstrations (cells
-    named *_demo) are skipped: no test may depend on them, which the unplanted run
-    checks; the nbgrader tests above run them."""
-    from nbclient import NotebookClient
-
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    client = NotebookClient(nbformat.v4.new_notebook(), timeout=10 * assignments.CELL_TIMEOUT,
-                            kernel_name=assignments.grading_kernel(), config=assignments.execution_config(),
-                            allow_errors=True, resources={"metadata": {"path": str(ROOT)}})
-    points = graded_cells(source_notebook(assignment_id))
+    cells and no others. Replayed in one grading kernel (conftest's `grading_kernel`,
+    NBGRADER_EXECUTION=autograde), the namespace reset with %reset before each notebook.
+    The ungraded demonstrations (cells named *_demo) are skipped: no test may depend on
+    them, which the unplanted run checks; the nbgrader tests above run them."""
+    points = graded(source_notebook(assignment_id))
 
     def scores(notebook):
         cells = [(c.metadata.get("nbgrader", {}).get("grade_id", f"cell {i}"), c.source)
                  for i, c in enumerate(notebook.cells) if c.cell_type == "code"
                  and not c.metadata.get("nbgrader", {}).get("grade_id", "").endswith("_demo")]
-        run = nbformat.v4.new_code_cell(KERNEL_RUNNER + f"_run_notebook_cells({cells!r})")
-        client.execute_cell(run, 0)
-        text = "".join(o.get("text", "") for o in run.outputs if o.output_type == "stream")
-        assert "RESULT " in text, run.outputs
-        failed = json.loads(text.rsplit("RESULT ", 1)[1])
+        failed = grading_kernel.failed(cells, reset="magic")
         return {gid: 0.0 if failed[gid] else float(p) for gid, p in points.items()}
 
     failures = []
-    with client.setup_kernel():
-        client.nb.cells = [nbformat.v4.new_code_cell()]
-        assert scores(source_notebook(assignment_id)) == expected_scores(assignment_id)
-        for m in MISTAKES[assignment_id]:
-            got = scores(plant(source_notebook(assignment_id), m))
-            if got != expected_scores(assignment_id, m.loses):
-                lost = sorted(gid for gid, score in got.items() if score < points[gid])
-                failures.append(f"{m.name}: lost {lost}, expected {sorted(m.loses)}")
+    assert scores(source_notebook(assignment_id)) == expected_scores(assignment_id)
+    for m in MISTAKES[assignment_id]:
+        got = scores(plant(source_notebook(assignment_id), m))
+        if got != expected_scores(assignment_id, m.loses):
+            lost = sorted(gid for gid, score in got.items() if score < points[gid])
+            failures.append(f"{m.name}: lost {lost}, expected {sorted(m.loses)}")
     assert not failures, "\n".join(failures)

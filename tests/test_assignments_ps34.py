@@ -1,7 +1,9 @@
-"""Problem sets 3 and 4 end to end with real nbgrader, on the machinery of test_assignments.py.
+"""Problem sets 3 and 4 end to end with real nbgrader, on the machinery of conftest.py and
+support.py that test_assignments.py uses too.
 
-Slow tests (``-m slow``) make an nbgrader course with ps3 and ps4 only (releases generated,
-no answer keys: building those is test_assignments' job) and check, per problem set: the
+Slow tests (``-m slow``) make an nbgrader course per problem set, once per session
+(conftest's `nbgrader_course`: the release generated, no answer key: ps4's trains for
+minutes) and check, per problem set: the
 source scores full autograded marks (ps4's written answers wait for manual grading), the
 release scores 0 and needs no manual grading, and nbgrader validate sees every test pass
 without stderr. For ps3, one plausible mistake per graded class or function goes through
@@ -13,18 +15,13 @@ only), and every planted mistake of the catalogue `MISTAKES` loses exactly its `
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-from pathlib import Path
 
-import nbformat
 import pytest
 
 from normlab_tools import assignments
-from test_assignments import KERNEL_RUNNER, cell_by_id, mistake, plant, source_notebook, submit
+from support import cell_by_id, copy_notebook, graded, mistake, plant, source_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = ["ps3", "ps4"]
 TOTAL_POINTS = {"ps3": 30, "ps4": 30}
 MANUAL_POINTS = {"ps3": 0, "ps4": 12}
@@ -194,22 +191,7 @@ MISTAKES = {
 }
 
 
-# --- helpers (the rest is test_assignments') ----------------------------------------------------
-
-# test_assignments' in-kernel runner, with a cheaper reset between notebooks: %reset ends
-# with gc.collect(), about 1 s with torch loaded, times ~50 notebooks here. Deleting the
-# user's names (IPython's own are in user_ns_hidden) gives the same fresh namespace.
-_RESET = 'shell.run_line_magic("reset", "-f")'
-assert _RESET in KERNEL_RUNNER
-RUNNER = KERNEL_RUNNER.replace(_RESET, "[shell.user_ns.pop(name) for name in list(shell.user_ns) "
-                                       "if name not in shell.user_ns_hidden and not name.startswith('__')]")
-
-
-def graded(notebook, kind):
-    """grade_id -> points of the graded cells of one kind: "code" (autograded tests) or
-    "markdown" (written answers, graded by hand)."""
-    return {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader["points"] for c in notebook.cells
-            if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == kind}
+# --- helpers (the shared ones are in support.py and conftest.py) --------------------------------
 
 
 def expected_scores(assignment_id, loses=frozenset()):
@@ -235,20 +217,7 @@ def released(notebook):
     """A copy of the notebook with nbgrader's release stubs in place of the solutions."""
     from nbgrader.preprocessors import ClearSolutions
 
-    notebook = nbformat.from_dict(json.loads(json.dumps(notebook)))
-    return ClearSolutions(code_stub={"python": assignments.CODE_STUB}).preprocess(notebook, {})[0]
-
-
-def autograde(course, assignment_id, student):
-    """Autograde in-process; return ({grade_id: score}, needs_manual_grade) from the gradebook."""
-    from nbgrader.api import Gradebook
-
-    result = assignments.nbgrader_api(course).autograde(assignment_id, student)
-    assert result["success"], result["log"][-3000:]
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=assignments.COURSE_ID) as gradebook:
-        submission = gradebook.find_submission(assignment_id, student)
-        (notebook,) = submission.notebooks
-        return {grade.name: grade.score for grade in notebook.grades}, submission.needs_manual_grade
+    return ClearSolutions(code_stub={"python": assignments.CODE_STUB}).preprocess(copy_notebook(notebook), {})[0]
 
 
 # --- fast: the sources -------------------------------------------------------------------------
@@ -305,51 +274,25 @@ def test_ps4_shortens_training_when_graded():
         assert re.search(rf"^{name} = .+ if GRADING else ", setup, re.M), name
 
 
-def test_assert_no_torch_calls():
-    """The hidden tests' check that a module is written from scratch (grading_helpers)."""
-    import torch
-
-    from normlab import nn as nl
-    from normlab.grading_helpers import assert_no_torch_calls
-
-    x = torch.randn(6, 3, 2, requires_grad=True)
-    for layer in (torch.nn.BatchNorm1d(3), torch.nn.GroupNorm(3, 3), torch.nn.InstanceNorm1d(3)):
-        with pytest.raises(AssertionError, match=r"calls torch\.nn\.functional\.\w+_norm"):
-            assert_no_torch_calls(lambda: layer(x).sum().backward(), what="it")
-    with pytest.raises(AssertionError, match="calls torch.native_batch_norm"):
-        assert_no_torch_calls(lambda: torch.native_batch_norm(x, None, None, None, None, True, 0.1, 1e-5))
-    with pytest.raises(AssertionError, match="your Dropout calls torch.nn.functional.dropout"):
-        assert_no_torch_calls(lambda: torch.nn.Dropout(0.5)(x), forbidden=("dropout",), what="your Dropout")
-    # the library's own modules pass what ps3's hidden tests ask (vector_norm is not a norm layer)
-    for layer in (nl.BatchNorm(3), nl.GroupNorm(3, 3), nl.LayerNorm(2), nl.Dropout(0.5)):
-        assert_no_torch_calls(lambda: layer(x).sum().backward(),
-                              forbidden=("batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout"))
-    assert assert_no_torch_calls(lambda: 42) == 42
-
-
 # --- slow: the real nbgrader pipeline -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    """An nbgrader course with the releases of ps3 and ps4 (generate_assignment, in-process)."""
-    course = tmp_path_factory.mktemp("course")
-    shutil.copy(ROOT / "assignments" / "nbgrader_config.py", course)
-    for assignment_id in ASSIGNMENTS:
-        assignments.convert_sources(ROOT, course, assignment_id)
-        result = assignments.nbgrader_api(course).generate_assignment(assignment_id)
-        assert result["success"], assignments.nbgrader_error(result)
+@pytest.fixture
+def course(nbgrader_course, assignment_id):
+    """The problem set's course (conftest), its release generated once per session."""
+    course = nbgrader_course(assignment_id)
+    course.release()
     return course
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
 def test_release(course, assignment_id):
-    release = (course / "release" / assignment_id / f"{assignment_id}.ipynb").read_text()
+    release = course.path("release").read_text()
     assert "BEGIN SOLUTION" not in release and "BEGIN HIDDEN TESTS" not in release
     assert "raise NotImplementedError()" in release
     assert "not the right choice" not in release and "_reference_probe" not in release  # hidden tests are gone
-    notebook = nbformat.read(course / "release" / assignment_id / f"{assignment_id}.ipynb", as_version=4)
+    notebook = course.notebook("release")
     for gid in graded(source_notebook(assignment_id), "markdown"):
         assert cell_by_id(notebook, gid).source == "YOUR ANSWER HERE", gid
 
@@ -357,14 +300,10 @@ def test_release(course, assignment_id):
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
 def test_source_full_marks_release_zero(course, assignment_id):
-    submit(course, assignment_id, "perfect", nbformat.read(course / "source" / assignment_id /
-                                                           f"{assignment_id}.ipynb", as_version=4))
-    submit(course, assignment_id, "blank", nbformat.read(course / "release" / assignment_id /
-                                                         f"{assignment_id}.ipynb", as_version=4))
-    scores, needs_manual = autograde(course, assignment_id, "perfect")
+    scores, needs_manual = course.grade("perfect", course.notebook("source"))
     assert scores == expected_scores(assignment_id)
     assert needs_manual == bool(MANUAL_POINTS[assignment_id])  # the written answers wait for a TA
-    scores, needs_manual = autograde(course, assignment_id, "blank")
+    scores, needs_manual = course.grade("blank", course.notebook("release"))
     assert scores == {gid: 0.0 for gid in expected_scores(assignment_id)} and not needs_manual
 
 
@@ -374,25 +313,26 @@ def test_validate_source_no_stderr(course, assignment_id):
     """nbgrader validate (in-process) passes the source: every test passes, no stderr."""
     from nbgrader.validator import Validator
 
-    validator = Validator(config=assignments.load_course_config(course))
-    assert validator.validate(str(course / "source" / assignment_id / f"{assignment_id}.ipynb")) == {}
+    validator = Validator(config=assignments.load_course_config(course.dir))
+    assert validator.validate(str(course.path("source"))) == {}
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("assignment_id", ["ps3"])
 @pytest.mark.parametrize("m", [m for m in MISTAKES["ps3"] if m.nbgrader], ids=lambda m: m.cell)
-def test_ps3_planted_mistake_loses_only_its_points(course, m):
+def test_ps3_planted_mistake_loses_only_its_points(course, assignment_id, m):
     student = re.sub(r"\W+", "_", m.name)[:40]
-    submit(course, "ps3", student, plant(source_notebook("ps3"), m))
-    scores, _ = autograde(course, "ps3", student)
+    scores, _ = course.grade(student, plant(source_notebook("ps3"), m))
     assert scores == expected_scores("ps3", m.loses)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
-def test_tests_depend_only_on_their_function_and_mistake_catalogue(assignment_id, monkeypatch):
-    """In one grading kernel (NBGRADER_EXECUTION=autograde), the namespace reset before each
-    notebook, by test_assignments' KERNEL_RUNNER (see RUNNER); the ungraded demonstrations
-    (*_demo, among them ps4's grid of experiments) are skipped, so no test may depend on them.
+def test_tests_depend_only_on_their_function_and_mistake_catalogue(assignment_id, grading_kernel):
+    """In one grading kernel (conftest's `grading_kernel`, NBGRADER_EXECUTION=autograde),
+    the namespace emptied before each notebook by deleting the user's names (the cheaper
+    reset: ~50 notebooks here); the ungraded demonstrations (*_demo, among them ps4's
+    grid of experiments) are skipped, so no test may depend on them.
 
     1. Each solution cell alone answered, every other one left as its release stub (raise
        NotImplementedError): its own tests (the test cells after it) pass and all others
@@ -401,12 +341,6 @@ def test_tests_depend_only_on_their_function_and_mistake_catalogue(assignment_id
     2. So each planted mistake in `MISTAKES` needs only its own function's tests: it must
        lose exactly its `loses` cells.
     """
-    from nbclient import NotebookClient
-
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    client = NotebookClient(nbformat.v4.new_notebook(), timeout=10 * assignments.CELL_TIMEOUT,
-                            kernel_name=assignments.grading_kernel(), config=assignments.execution_config(),
-                            allow_errors=True, resources={"metadata": {"path": str(ROOT)}})
     source = source_notebook(assignment_id)
     owner = owners(source)
     stubs = released(source)
@@ -420,25 +354,19 @@ def test_tests_depend_only_on_their_function_and_mistake_catalogue(assignment_id
                 continue
             if tests is None or gid not in owner or gid in tests:
                 cells.append((gid, c.source))
-        run = nbformat.v4.new_code_cell(RUNNER + f"_run_notebook_cells({cells!r})")
-        client.execute_cell(run, 0)
-        text = "".join(o.get("text", "") for o in run.outputs if o.output_type == "stream")
-        assert "RESULT " in text, run.outputs
-        failed = json.loads(text.rsplit("RESULT ", 1)[1])
+        failed = grading_kernel.failed(cells, reset="names")
         return {gid for gid in owner if failed.get(gid)}
 
     failures = []
-    with client.setup_kernel():
-        client.nb.cells = [nbformat.v4.new_code_cell()]
-        for function in sorted(set(owner.values())):
-            notebook = nbformat.from_dict(json.loads(json.dumps(stubs)))
-            cell_by_id(notebook, function).source = cell_by_id(source, function).source
-            others = {gid for gid, f in owner.items() if f != function}
-            got = lost(notebook)
-            if got != others:
-                failures.append(f"only {function} answered: lost {sorted(got)}, expected all tests but its own")
-        for m in MISTAKES[assignment_id]:
-            got = lost(plant(source, m), tests={gid for gid, f in owner.items() if f == m.cell})
-            if got != m.loses:
-                failures.append(f"{m.name}: lost {sorted(got)}, expected {sorted(m.loses)}")
+    for function in sorted(set(owner.values())):
+        notebook = copy_notebook(stubs)
+        cell_by_id(notebook, function).source = cell_by_id(source, function).source
+        others = {gid for gid, f in owner.items() if f != function}
+        got = lost(notebook)
+        if got != others:
+            failures.append(f"only {function} answered: lost {sorted(got)}, expected all tests but its own")
+    for m in MISTAKES[assignment_id]:
+        got = lost(plant(source, m), tests={gid for gid, f in owner.items() if f == m.cell})
+        if got != m.loses:
+            failures.append(f"{m.name}: lost {sorted(got)}, expected {sorted(m.loses)}")
     assert not failures, "\n".join(failures)

@@ -6,10 +6,7 @@ files, CIFAR-10 python pickles) into tmp_path: nothing is ever downloaded.
 
 from __future__ import annotations
 
-import gzip
 import os
-import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -20,6 +17,7 @@ from hypothesis import strategies as st
 
 from normlab import data
 from normlab.data import DataSplits, Standardizer, stratified_split
+from support import tiny_cifar10, tiny_mnist
 
 SPLITS = ("train", "val", "test")
 
@@ -314,75 +312,6 @@ def test_bad_input_raises_a_clear_value_error(call, match):
 MNIST_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 
-def _write_idx_images(path, images: np.ndarray):
-    """idx3-ubyte: magic 2051, then N, H, W as big-endian int32, then the uint8 pixels."""
-    n, h, w = images.shape
-    with open(path, "wb") as f:
-        f.write(struct.pack(">iiii", 2051, n, h, w) + images.astype(np.uint8).tobytes())
-
-
-def _write_idx_labels(path, labels: np.ndarray):
-    """idx1-ubyte: magic 2049, then N as big-endian int32, then the uint8 labels."""
-    with open(path, "wb") as f:
-        f.write(struct.pack(">ii", 2049, len(labels)) + labels.astype(np.uint8).tobytes())
-
-
-def _tiny_mnist(root, folder, n_train=100, n_test=30, seed=0, gz=False):
-    """Write a tiny MNIST-format data set under <root>/<folder>/raw; return its arrays."""
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train": (rng.integers(0, 256, (n_train, 28, 28)), np.arange(n_train) % 10),
-        "t10k": (rng.integers(0, 256, (n_test, 28, 28)), rng.integers(0, 10, n_test)),
-    }
-    raw = os.path.join(root, folder, "raw")
-    os.makedirs(raw)
-    for prefix, (images, labels) in arrays.items():
-        _write_idx_images(os.path.join(raw, f"{prefix}-images-idx3-ubyte"), images)
-        _write_idx_labels(os.path.join(raw, f"{prefix}-labels-idx1-ubyte"), labels)
-    if gz:
-        for filename in os.listdir(raw):
-            path = os.path.join(raw, filename)
-            with open(path, "rb") as plain, gzip.open(path + ".gz", "wb") as compressed:
-                compressed.write(plain.read())
-            os.remove(path)
-    return {k: (v[0].astype(np.uint8), v[1].astype(np.int64)) for k, v in arrays.items()}
-
-
-def _tiny_cifar10(root, per_batch=10, n_test=20, seed=0):
-    """Write CIFAR-10's python pickles: rows of 3072 uint8 (1024 R, 1024 G, 1024 B)."""
-    rng = np.random.default_rng(seed)
-    folder = os.path.join(root, "cifar-10-batches-py")
-    os.makedirs(folder)
-
-    def write(filename, n, batch_label):
-        rows = rng.integers(0, 256, (n, 3072)).astype(np.uint8)
-        labels = [int(v) for v in rng.integers(0, 10, n)]
-        entry = {
-            "batch_label": batch_label,
-            "labels": labels,
-            "data": rows,
-            "filenames": [f"img_{i}.png" for i in range(n)],
-        }
-        with open(os.path.join(folder, filename), "wb") as f:
-            pickle.dump(entry, f, protocol=2)
-        return rows, np.array(labels, dtype=np.int64)
-
-    train = [write(f"data_batch_{i}", per_batch, f"training batch {i} of 5") for i in range(1, 6)]
-    test = write("test_batch", n_test, "testing batch 1 of 1")
-    meta = {
-        "num_cases_per_batch": per_batch,
-        "label_names": [
-            "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
-        ],
-        "num_vis": 3072,
-    }
-    with open(os.path.join(folder, "batches.meta"), "wb") as f:
-        pickle.dump(meta, f, protocol=2)
-    rows = np.concatenate([r for r, _ in train])
-    labels = np.concatenate([l for _, l in train])
-    return {"train": (rows, labels), "test": test}
-
-
 def _train_val_rows(splits):
     """All train and val samples as rows of (pixel values * 255, label)."""
     x = torch.cat([xs(splits, s).reshape(len(ys(splits, s)), -1) for s in ("train", "val")])
@@ -392,7 +321,7 @@ def _train_val_rows(splits):
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 def test_mnist_format_round_trips_exactly(tmp_path, name):
-    written = _tiny_mnist(tmp_path, MNIST_FOLDERS[name])
+    written = tiny_mnist(tmp_path, MNIST_FOLDERS[name])
     splits = data.load_torchvision(name, tmp_path, standardize=False, val_fraction=0.2)
     assert splits.name == name and splits.num_classes == 10 and splits.input_shape == (1, 28, 28)
     assert (len(splits.y_train), len(splits.y_val), len(splits.y_test)) == (80, 20, 30)
@@ -413,7 +342,7 @@ def test_mnist_format_round_trips_exactly(tmp_path, name):
 
 
 def test_mnist_through_load_standardized_per_channel_and_flat(tmp_path):
-    _tiny_mnist(tmp_path, "MNIST")
+    tiny_mnist(tmp_path, "MNIST")
     splits = data.load("mnist", root=tmp_path, val_fraction=0.2)
     assert splits.mean.shape == splits.std.shape == (1, 1, 1)
     assert abs(splits.x_train.double().mean()) < 1e-5
@@ -431,14 +360,14 @@ def test_mnist_through_load_standardized_per_channel_and_flat(tmp_path):
 
 
 def test_mnist_gz_files_alone_are_enough(tmp_path):
-    written = _tiny_mnist(tmp_path, "MNIST", gz=True)
+    written = tiny_mnist(tmp_path, "MNIST", gz=True)
     assert not os.path.exists(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte")
     splits = data.load_torchvision("mnist", tmp_path, standardize=False)
     assert torch.equal(splits.y_test, torch.from_numpy(written["t10k"][1]))
 
 
 def test_limit_caps_the_training_images_with_a_seed(tmp_path):
-    _tiny_mnist(tmp_path, "FashionMNIST")
+    tiny_mnist(tmp_path, "FashionMNIST")
     a = data.load_torchvision("fashion-mnist", tmp_path, limit=40, val_fraction=0.25, seed=1)
     b = data.load_torchvision("fashion-mnist", tmp_path, limit=40, val_fraction=0.25, seed=1)
     c = data.load_torchvision("fashion-mnist", tmp_path, limit=40, val_fraction=0.25, seed=2)
@@ -450,7 +379,7 @@ def test_limit_caps_the_training_images_with_a_seed(tmp_path):
 
 
 def test_cifar10_pickles_round_trip_exactly(tmp_path):
-    written = _tiny_cifar10(tmp_path)
+    written = tiny_cifar10(tmp_path)
     splits = data.load_torchvision("cifar10", tmp_path, standardize=False, val_fraction=0.2)
     assert splits.input_shape == (3, 32, 32) and splits.num_classes == 10
     assert (len(splits.y_train), len(splits.y_val), len(splits.y_test)) == (40, 10, 20)
@@ -467,7 +396,7 @@ def test_cifar10_pickles_round_trip_exactly(tmp_path):
 
 
 def test_cifar10_standardized_per_channel_on_train(tmp_path):
-    _tiny_cifar10(tmp_path)
+    tiny_cifar10(tmp_path)
     raw = data.load("cifar10", root=tmp_path, standardize=False, seed=4)
     splits = data.load("cifar10", root=tmp_path, seed=4)
     assert splits.mean.shape == splits.std.shape == (3, 1, 1)
@@ -482,7 +411,7 @@ def test_plain_torchvision_cifar10_refuses_files_that_fail_its_md5_check(tmp_pat
     """Why load_torchvision reads CIFAR-10 through a subclass without the md5 check."""
     import torchvision
 
-    _tiny_cifar10(tmp_path)
+    tiny_cifar10(tmp_path)
     with pytest.raises(RuntimeError, match="not found or corrupted"):
         torchvision.datasets.CIFAR10(tmp_path, train=True, download=False)
 
@@ -515,7 +444,7 @@ def test_missing_files_raise_an_error_naming_them(tmp_path, name, expected):
 
 
 def test_one_missing_file_is_named(tmp_path):
-    _tiny_cifar10(tmp_path)
+    tiny_cifar10(tmp_path)
     os.remove(tmp_path / "cifar-10-batches-py" / "data_batch_3")
     with pytest.raises(FileNotFoundError, match="missing data_batch_3 in"):
         data.load_torchvision("cifar10", tmp_path)

@@ -368,7 +368,7 @@ def test_paired_verdict_leaves_out_the_load_both_arms_of_a_run_share():
 def test_full_mode_adds_the_torchvision_sets_found_under_data_root(tmp_path):
     """--full trains on MNIST / CIFAR-10 too when their files are on disk (tiny files here,
     in the real formats, written by test_data's helpers)."""
-    from test_data import _tiny_cifar10, _tiny_mnist
+    from support import tiny_cifar10 as _tiny_cifar10, tiny_mnist as _tiny_mnist
 
     assert runner.find_torchvision_setups(tmp_path) == []
     _tiny_mnist(tmp_path, "MNIST", n_train=120, n_test=40)

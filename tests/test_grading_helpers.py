@@ -4,9 +4,12 @@ that says what is wrong."""
 import numpy as np
 import pytest
 import sympy as sp
+import torch
 
+from normlab import nn as nl
 from normlab.grading_helpers import (assert_choice, assert_choices, assert_close, assert_equivalent,
-                                     assert_expression, assert_shape, describe_mismatch, substitute)
+                                     assert_expression, assert_no_torch_calls, assert_shape, describe_mismatch,
+                                     substitute)
 
 
 def fails_with(call, *args, **kwargs):
@@ -39,7 +42,6 @@ def test_message_for_shape_none_and_nan():
 
 
 def test_torch_tensors_are_accepted():
-    torch = pytest.importorskip("torch")
     assert_close(torch.ones(2, dtype=torch.float64, requires_grad=True), [1.0, 1.0], "out")
 
 
@@ -75,3 +77,20 @@ def test_equivalent_accepts_any_correct_form_and_names_a_point():
 def test_substitute_by_name():
     g1, g2 = sp.Symbol("g_1", real=True), sp.Symbol("g_2")
     assert substitute(g1 - g2, g_2=g1) == 0
+
+
+def test_assert_no_torch_calls():
+    """ps3's hidden tests' check that a module is written from scratch."""
+    x = torch.randn(6, 3, 2, requires_grad=True)
+    for layer in (torch.nn.BatchNorm1d(3), torch.nn.GroupNorm(3, 3), torch.nn.InstanceNorm1d(3)):
+        with pytest.raises(AssertionError, match=r"calls torch\.nn\.functional\.\w+_norm"):
+            assert_no_torch_calls(lambda: layer(x).sum().backward(), what="it")
+    with pytest.raises(AssertionError, match="calls torch.native_batch_norm"):
+        assert_no_torch_calls(lambda: torch.native_batch_norm(x, None, None, None, None, True, 0.1, 1e-5))
+    with pytest.raises(AssertionError, match="your Dropout calls torch.nn.functional.dropout"):
+        assert_no_torch_calls(lambda: torch.nn.Dropout(0.5)(x), forbidden=("dropout",), what="your Dropout")
+    # the library's own modules pass what ps3's hidden tests ask (vector_norm is not a norm layer)
+    for layer in (nl.BatchNorm(3), nl.GroupNorm(3, 3), nl.LayerNorm(2), nl.Dropout(0.5)):
+        assert_no_torch_calls(lambda: layer(x).sum().backward(),
+                              forbidden=("batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout"))
+    assert assert_no_torch_calls(lambda: 42) == 42
