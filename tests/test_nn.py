@@ -1,4 +1,5 @@
-"""normlab.nn against torch.nn: outputs, gradients, running statistics, state_dict."""
+"""normlab.nn against torch.nn: outputs, gradients, running statistics, state_dict;
+normlab.nn_tuned.TunedBatchNorm against the readable normlab.nn.BatchNorm."""
 
 import itertools
 
@@ -7,6 +8,7 @@ import torch
 from torch import nn
 
 from normlab import nn as nl
+from normlab.nn_tuned import TunedBatchNorm
 
 TORCH_BN = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
 SHAPES = [(7, 4), (16, 3), (5, 4, 6), (4, 3, 5, 6), (8, 2, 3, 3), (2, 3, 2, 3, 4)]
@@ -58,6 +60,46 @@ def test_batchnorm_matches_torch_over_training_and_eval(shape, momentum, affine,
         torch.testing.assert_close(ga, gb, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("momentum,affine,track", CONFIGS)
+@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-9), (torch.float32, 1e-4)])
+def test_tuned_batchnorm_equals_the_readable_one(shape, momentum, affine, track, dtype, atol):
+    """Same grid as the torch comparison: outputs, gradients of x, γ, β, and buffers."""
+    c = shape[1]
+    kwargs = dict(eps=1e-5, momentum=momentum, affine=affine, track_running_stats=track, dtype=dtype)
+    readable, tuned = nl.BatchNorm(c, **kwargs), TunedBatchNorm(c, **kwargs)
+    tuned.load_state_dict(readable.state_dict())
+    if affine:
+        with torch.no_grad():
+            for p in ("weight", "bias"):
+                value = torch.randn(c, dtype=dtype)
+                getattr(readable, p).copy_(value)
+                getattr(tuned, p).copy_(value)
+    for step in range(4):
+        x = torch.randn(shape, dtype=dtype) * (step + 1) + step
+        dout = torch.randn(shape, dtype=dtype)
+        (out_a, grads_a), (out_b, grads_b) = run_step(tuned, x, dout), run_step(readable, x, dout)
+        torch.testing.assert_close(out_a, out_b, rtol=0, atol=atol)
+        assert len(grads_a) == len(grads_b) == (3 if affine else 1)
+        for ga, gb in zip(grads_a, grads_b):
+            torch.testing.assert_close(ga, gb, rtol=0, atol=atol)
+    buffers = dict(readable.named_buffers())
+    assert list(dict(tuned.named_buffers())) == list(buffers) and (len(buffers) == 3) == track
+    for name, buffer in buffers.items():
+        torch.testing.assert_close(getattr(tuned, name), buffer, rtol=0, atol=atol)
+    if track:
+        assert int(tuned.num_batches_tracked) == 4
+
+
+def test_tuned_batchnorm_is_the_same_module_with_another_training_kernel():
+    assert issubclass(TunedBatchNorm, nl.BatchNorm)
+    assert TunedBatchNorm._training_kernel is not nl.BatchNorm._training_kernel
+    assert list(TunedBatchNorm(4).state_dict()) == list(nl.BatchNorm(4).state_dict())
+    model = nn.Sequential(nn.Linear(3, 4), TunedBatchNorm(4))
+    model(torch.randn(8, 3))
+    assert [type(m) for m in nl.fold_sequential(model.eval())] == [nn.Linear]
+
+
 def test_running_variance_is_unbiased_and_num_batches_counted():
     bn = nl.BatchNorm(3, momentum=1.0, dtype=torch.float64)
     x = torch.randn(5, 3, 2, dtype=torch.float64)
@@ -86,9 +128,10 @@ def test_state_dict_keys_and_cross_loading():
     torch.testing.assert_close(ours(x), ref(x))
 
 
-def test_batchnorm_autograd_gradcheck():
+@pytest.mark.parametrize("bn_class", [nl.BatchNorm, TunedBatchNorm])
+def test_batchnorm_autograd_gradcheck(bn_class):
     for shape, affine in [((6, 3), True), ((3, 2, 4, 3), True), ((4, 2, 5), False)]:
-        bn = nl.BatchNorm(shape[1], affine=affine, dtype=torch.float64)
+        bn = bn_class(shape[1], affine=affine, dtype=torch.float64)
         if affine:
             with torch.no_grad():
                 bn.weight.normal_()
@@ -102,15 +145,16 @@ def test_batchnorm_autograd_gradcheck():
         assert torch.autograd.gradcheck(f, (x,) + params, eps=1e-6, atol=1e-7)
 
 
-def test_float32_batchnorm_is_accurate_with_a_large_mean():
+@pytest.mark.parametrize("bn_class", [nl.BatchNorm, TunedBatchNorm])
+def test_float32_batchnorm_is_accurate_with_a_large_mean(bn_class):
     """A large common offset must not destroy precision (catastrophic cancellation).
 
     Measured against the float64 result of the same float32 input: normlab's shifted
-    formulation errs ~4e-5 here, torch's float32 kernel ~6e-3.
+    formulation (both kernels) errs ~1e-6 here, torch's float32 kernel ~4e-3.
     """
     x = torch.randn(64, 8, 5, 5) * 0.01 + 1000.0
     exact = nn.BatchNorm2d(8, dtype=torch.float64)(x.double())
-    ours_error = (nl.BatchNorm(8)(x).double() - exact).abs().max().item()
+    ours_error = (bn_class(8)(x).double() - exact).abs().max().item()
     torch_error = (nn.BatchNorm2d(8)(x).double() - exact).abs().max().item()
     assert ours_error < 1e-3
     assert ours_error <= torch_error

@@ -3,14 +3,16 @@ r"""PyTorch normalization modules written from scratch.
 They match ``torch.nn.BatchNorm1d/2d/3d``, ``LayerNorm``, ``GroupNorm`` and ``Dropout``
 exactly (outputs, gradients, running statistics, ``state_dict`` keys) without calling
 torch's own ``batch_norm`` / ``layer_norm`` / ``group_norm`` kernels.
-BatchNorm's backward is the closed form of `normlab.functional`, in an
-``autograd.Function``.
+BatchNorm is written to be read: each step of the forward on its own line, and the
+closed-form backward of `normlab.functional` beside it in an ``autograd.Function``.
+`normlab.nn_tuned.TunedBatchNorm` is the same layer with a kernel tuned for speed.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from normlab import _checks
 
@@ -23,87 +25,53 @@ def _per_channel(t: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 class _BatchNormTraining(torch.autograd.Function):
-    r"""Training-mode batch norm with the closed-form backward.
+    r"""Training-mode batch norm, per channel over the m values of each channel.
 
-    Forward, per channel over the m = N * (spatial size) values:
-    :math:`y = \gamma (x-\mu)/\sqrt{\sigma^2+\epsilon} + \beta`. Backward:
-    :math:`dx = \frac{\gamma}{m\sqrt{\sigma^2+\epsilon}}\,(m\,dy - \sum dy - \hat x \sum dy\,\hat x)`.
-
-    Both work on d = x - s, with s one sample's value per channel: d has the
-    magnitude of the spread, not of the mean, so float32 keeps its precision when
-    |mean| >> std. Speed comes from memory traffic: each pass writes d into the
-    buffer it returns (y, dx) and finishes it in place, so forward and backward
-    allocate one tensor the size of x each, and only x is saved for the backward.
+    Forward, one step a line: :math:`\mu = \mathrm{mean}(x)`, :math:`c = x - \mu`,
+    :math:`\sigma^2 = \mathrm{mean}(c^2)`, :math:`\hat x = c/\sqrt{\sigma^2+\epsilon}`,
+    :math:`y = \gamma\hat x + \beta`. Backward, the closed form:
+    :math:`d\beta = \sum dy`, :math:`d\gamma = \sum dy\,\hat x`,
+    :math:`dx = \frac{\gamma}{\sqrt{\sigma^2+\epsilon}}\,(dy - \mathrm{mean}(dy) - \hat x\,\mathrm{mean}(dy\,\hat x))`.
+    The statistics are taken of x - s, s one sample of each channel (same c and σ², and
+    d = x - s is as small as the spread), so float32 keeps its digits when |mean| >> std.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps, running_mean, running_var, factor):
+    def forward(ctx, x, weight, bias, eps, running_mean, running_var, momentum):
         n, c = x.shape[:2]
-        x3 = x.reshape(n, c, -1)
-        m = x3.shape[0] * x3.shape[2]
-        shift = x3[0, :, 0].view(1, c, 1)
-        out = torch.sub(x3, shift)  # d; becomes y in place below
-        mean_d = _channel_sum(out) / m
-        sum_sq = _channel_sum_of_squares(out, x3, shift)
-        var = (sum_sq / m - mean_d * mean_d).clamp_min(0)
-        inv_std = torch.rsqrt(var + eps)
-        scale = inv_std if weight is None else weight * inv_std
-        offset = -mean_d * scale if bias is None else bias - mean_d * scale
-        torch.addcmul(offset.view(1, c, 1), out, scale.view(1, c, 1), out=out)
-        if running_mean is not None:
+        x3 = x.reshape(n, c, -1)                 # (N, C, L): statistics over axes 0 and 2
+        m = x3.shape[0] * x3.shape[2]            # values per channel
+        shift = x3[:1, :, :1]                    # s: one sample of each channel
+        d = x3 - shift
+        mean_d = d.mean(dim=(0, 2), keepdim=True)            # mean(x) - s
+        centred = d - mean_d                                  # c = x - mean(x)
+        var = (centred * centred).mean(dim=(0, 2), keepdim=True)  # σ², biased
+        inv_std = torch.rsqrt(var + eps)                      # 1 / sqrt(σ² + ε)
+        xhat = centred * inv_std
+        gamma = 1.0 if weight is None else _per_channel(weight, 3)
+        beta = 0.0 if bias is None else _per_channel(bias, 3)
+        y = gamma * xhat + beta
+        if running_mean is not None:  # bookkeeping: momentum-weighted, unbiased variance
             with torch.no_grad():
-                running_mean.lerp_(mean_d + shift.view(c), factor)
-                running_var.lerp_(var * (m / (m - 1)), factor)
-        ctx.save_for_backward(x, weight, mean_d, inv_std)
-        ctx.has_bias = bias is not None
-        return out.view(x.shape)
+                running_mean.mul_(1 - momentum).add_(momentum * (mean_d + shift).view(c))
+                running_var.mul_(1 - momentum).add_(momentum * var.view(c) * (m / (m - 1)))
+        ctx.save_for_backward(xhat, inv_std, weight)
+        ctx.x_shape, ctx.has_bias = x.shape, bias is not None
+        return y.view(x.shape)
 
     @staticmethod
-    def backward(ctx, dout):
-        x, weight, mean_d, inv_std = ctx.saved_tensors
-        n, c = x.shape[:2]
-        x3 = x.reshape(n, c, -1)
-        dout3 = dout.reshape(x3.shape)
-        m = x3.shape[0] * x3.shape[2]
-        shift = x3[0, :, 0].view(1, c, 1)
-        dx = torch.sub(x3, shift)  # d; becomes dx in place below
-        # The two per-channel sums: sum(dy) and sum(dy * xhat) = inv_std * sum(dy * (d - mean_d)).
-        sum_dout = _channel_sum(dout3)
-        sum_dout_xhat = inv_std * (_channel_dot(dx, dout3, x3, shift) - mean_d * sum_dout)
-        dweight = sum_dout_xhat if weight is not None else None
-        dbias = sum_dout if ctx.has_bias else None
-        if not ctx.needs_input_grad[0]:
-            return None, dweight, dbias, None, None, None, None
-        a = inv_std if weight is None else weight * inv_std
-        # The closed form expanded per channel: dx = a * dy + b * d + k.
-        b = -a * inv_std * sum_dout_xhat / m
-        k = -a * sum_dout / m - b * mean_d
-        torch.addcmul(k.view(1, c, 1), dx, b.view(1, c, 1), out=dx)
-        dx.addcmul_(dout3, a.view(1, c, 1))
-        return dx.view(x.shape), dweight, dbias, None, None, None, None
-
-
-def _channel_sum(t: torch.Tensor) -> torch.Tensor:
-    """Per-channel sum of an (N, C, L) tensor (contiguous inner axis reduced first)."""
-    return t.sum(dim=(0, 2)) if t.shape[2] == 1 else t.sum(2).sum(0)
-
-
-def _channel_sum_of_squares(d: torch.Tensor, x3: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Per-channel sum of d * d over axes 0 and 2 of an (N, C, L) tensor, d = x3 - shift."""
-    if d.shape[2] > 1:  # a norm along the contiguous axis needs no temporary
-        return torch.linalg.vector_norm(d, dim=2).square().sum(0)
-    return _channel_dot(d, d, x3, shift)  # a norm along the strided axis 0 is slow
-
-
-def _channel_dot(d: torch.Tensor, other: torch.Tensor, x3: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Per-channel sum of d * other over axes 0 and 2 of (N, C, L) tensors, d = x3 - shift.
-
-    d's own memory is the scratch space, and d is written back afterwards: two passes
-    over memory already mapped cost less than a temporary the size of x, which glibc
-    often maps fresh from the OS (page faults) and returns on free."""
-    total = _channel_sum(d.mul_(other))
-    torch.sub(x3, shift, out=d)
-    return total
+    @once_differentiable  # the saved x̂ carries no graph: no second derivative
+    def backward(ctx, dy):
+        xhat, inv_std, weight = ctx.saved_tensors
+        dy = dy.reshape(xhat.shape)
+        m = xhat.shape[0] * xhat.shape[2]
+        dbeta = dy.sum(dim=(0, 2))              # ∂y/∂β = 1
+        dgamma = (dy * xhat).sum(dim=(0, 2))    # ∂y/∂γ = x̂
+        gamma = 1.0 if weight is None else _per_channel(weight, 3)
+        # dx = γ/σ · (dy - mean(dy) - x̂ · mean(dy x̂)), reusing dβ = Σ dy and dγ = Σ dy x̂.
+        dx = gamma * inv_std * (dy - _per_channel(dbeta, 3) / m - xhat * _per_channel(dgamma, 3) / m)
+        return (dx.view(ctx.x_shape), dgamma if weight is not None else None,
+                dbeta if ctx.has_bias else None, None, None, None, None)
 
 
 class BatchNorm(nn.Module):
@@ -115,6 +83,8 @@ class BatchNorm(nn.Module):
     biased one used for normalizing). ``momentum=None`` gives the cumulative average
     (factor 1 / num_batches_tracked). Eval: normalize with the running statistics.
     """
+
+    _training_kernel = _BatchNormTraining  # an autograd.Function; TunedBatchNorm swaps it
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, device=None, dtype=None):
@@ -162,8 +132,8 @@ class BatchNorm(nn.Module):
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
             running_mean, running_var = self.running_mean, self.running_var
-        return _BatchNormTraining.apply(x, self.weight, self.bias, self.eps,
-                                        running_mean, running_var, factor)
+        return self._training_kernel.apply(x, self.weight, self.bias, self.eps,
+                                           running_mean, running_var, factor)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
