@@ -1,4 +1,5 @@
-"""Batch-norm kernels side by side: NumPy reference, normlab.nn.BatchNorm, torch.nn.BatchNormNd.
+"""Batch-norm kernels side by side: NumPy reference, normlab.nn_tuned.TunedBatchNorm (rows
+"normlab"), the readable normlab.nn.BatchNorm (rows "readable"), torch.nn.BatchNormNd.
 
 Run: python benchmarks/bn_kernels.py [--repeats 21]
 float32, one thread, warm-up then the median of the repeats, all in this one process.
@@ -30,6 +31,7 @@ from torch import nn  # noqa: E402
 
 from normlab import functional as F  # noqa: E402
 from normlab import nn as nl  # noqa: E402
+from normlab.nn_tuned import TunedBatchNorm  # noqa: E402
 
 SHAPES = [(256, 1024), (64, 64, 32, 32), (128, 32, 28, 28)]
 TORCH_BN = {2: nn.BatchNorm1d, 4: nn.BatchNorm2d}
@@ -72,7 +74,7 @@ def measure(shape, repeats):
     dout_np = rng.standard_normal(shape, dtype=np.float32)
     _, cache = F.batchnorm_forward(x_np, gamma, beta)
     x, dout = torch.from_numpy(x_np), torch.from_numpy(dout_np)
-    ours, native = nl.BatchNorm(c), TORCH_BN[len(shape)](c)
+    ours, readable, native = TunedBatchNorm(c), nl.BatchNorm(c), TORCH_BN[len(shape)](c)
 
     t, faults = median_seconds({
         "copy": lambda: x.clone(),
@@ -81,6 +83,8 @@ def measure(shape, repeats):
         "numpy closed-form backward": lambda: F.batchnorm_backward_fast(dout_np, cache),
         "normlab forward": lambda: ours(x),
         "normlab forward+backward": forward_backward(ours, x, dout),
+        "readable forward": lambda: readable(x),
+        "readable forward+backward": forward_backward(readable, x, dout),
         "torch forward": lambda: native(x),
         "torch forward+backward": forward_backward(native, x, dout),
     }, repeats)
@@ -88,6 +92,7 @@ def measure(shape, repeats):
                  "torch forward": "torch forward", "numpy staged backward": "torch forward+backward",
                  "numpy closed-form backward": "torch forward+backward",
                  "normlab forward+backward": "torch forward+backward",
+                 "readable forward": "torch forward", "readable forward+backward": "torch forward+backward",
                  "torch forward+backward": "torch forward+backward", "copy": "torch forward"}
     rows = [(name, sec * 1e3, sec / t[torch_for[name]], sec / t["copy"], faults[name]) for name, sec in t.items()]
     return rows, t
