@@ -1,52 +1,48 @@
 """Every lecture and solution runs top to bottom; every lecture has the course's shape.
 
-The execution tests are slow (`-m "not slow"` leaves them out); the shape checks read
-the sources only and stay in the fast suite. With no course/ yet, nothing is collected.
+The execution tests are slow (`-m "not slow"` leaves them out): the lectures run once per
+session in conftest's `executed_lectures` (into a temporary folder, where
+tests/test_slides.py makes its slides from them), each solution here in tmp_path. The
+shape checks read the sources only and stay in the fast suite.
 """
 
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
 
 from normlab_tools.build import execute_notebook, read_source
-
-ROOT = Path(__file__).resolve().parents[1]
-LECTURES = sorted((ROOT / "course").glob("*.py"))
-SOLUTIONS = sorted((ROOT / "solutions").glob("*.py"))
-TIME_LIMITS = {"08": 180}  # seconds for a whole lecture; the experiments lecture gets more
-DEFAULT_TIME_LIMIT = 60
+from support import LECTURES, SOLUTIONS, time_limit
 
 
 def name(path):
     return f"{path.parent.name}/{path.stem}"
 
 
-def time_limit(path):
-    return TIME_LIMITS.get(path.stem.split("_", 1)[0], DEFAULT_TIME_LIMIT)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("source", LECTURES + SOLUTIONS, ids=name)
-def test_notebook_runs_top_to_bottom(source, tmp_path):
-    """Lectures run where `normlab build` puts them (build/course/), so the slides test
-    that follows reuses the executed notebooks instead of running every lecture again."""
-    limit = time_limit(source)
-    folder = ROOT / "build" / "course" if source.parent.name == "course" else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{source.stem}.ipynb"
-
-    # The time budget (60 s, 180 s for lecture 08) is measured by `normlab build`'s table,
-    # not asserted here: wall time on a shared machine is noise. The per-cell timeout of
-    # three budgets only stops a hung notebook.
-    seconds, error = execute_notebook(source, target, timeout=3 * limit, cwd=folder)
-
+def assert_ran_to_the_end(source, notebook_path, seconds, error):
     assert error is None, f"{name(source)} failed after {seconds:.1f} s:\n{error}"
-    cells = nbformat.read(target, as_version=4).cells
+    cells = nbformat.read(notebook_path, as_version=4).cells
     skipped = [number for number, cell in enumerate(cells, 1)
                if cell.cell_type == "code" and cell.source.strip() and cell.execution_count is None]
     assert not skipped, f"{name(source)}: cells {skipped} were not executed"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", LECTURES, ids=name)
+def test_lecture_runs_top_to_bottom(source, executed_lectures):
+    assert_ran_to_the_end(source, executed_lectures.notebook(source), executed_lectures.seconds[source.stem],
+                          executed_lectures.errors[source.stem])
+    assert executed_lectures.notebook(source).with_suffix(".html").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", SOLUTIONS, ids=name)
+def test_solution_runs_top_to_bottom(source, tmp_path):
+    """The time budget is measured by `normlab build`'s table, not asserted here; the
+    per-cell timeout of three budgets only stops a hung notebook."""
+    target = tmp_path / f"{source.stem}.ipynb"
+    seconds, error = execute_notebook(source, target, timeout=3 * time_limit(source), cwd=tmp_path)
+    assert_ran_to_the_end(source, target, seconds, error)
 
 
 def headings(notebook):
