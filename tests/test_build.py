@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from normlab_tools.build import BuildOptions, execute_notebook, find_root, format_table, run_build
+from normlab_tools.build import BuildOptions, execute_notebook, find_root, format_table
+from normlab_tools.course import build_course
 
 HEADER = """\
 # ---
@@ -89,7 +90,7 @@ def run_cli(*args, env=None):
 
 
 def test_api_builds_the_good_notebooks_and_reports_the_failing_one(project):
-    rows = run_build(BuildOptions(root=project, out=project / "build"), progress=False)
+    rows = build_course(BuildOptions(root=project, out=project / "build"), progress=False)
 
     assert [row.name for row in rows] == ["course/01_good", "course/02_bad", "solutions/01_good",
                                           "slides/vendor", "slides/01_good", "slides/02_bad", "slides/index"]
@@ -169,7 +170,7 @@ def test_cli_says_when_there_is_no_course_folder(tmp_path):
 def test_a_file_that_is_not_jupytext_is_one_failed_row_and_no_execute_skips_the_kernel(project):
     (project / "course" / "03_plain.py").write_text('print("a plain script")\n')
 
-    rows = run_build(BuildOptions(root=project, out=project / "build", execute=False), progress=False)
+    rows = build_course(BuildOptions(root=project, out=project / "build", execute=False), progress=False)
 
     status = {row.name: row.status for row in rows}
     assert status["course/03_plain"] == ("failed: 03_plain.py: no '# jupyter: kernelspec:' header, "
@@ -198,7 +199,7 @@ def test_the_project_root_is_found_from_a_subfolder(project, monkeypatch):
 
 
 def test_the_build_releases_every_assignment_unless_lectures_are_selected(tmp_path):
-    from normlab_tools.build import STEPS, assignments_step
+    from normlab_tools.course import STEPS, assignments_step
 
     root = Path(__file__).resolve().parents[1]
     assert assignments_step in STEPS

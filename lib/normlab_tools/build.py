@@ -1,12 +1,13 @@
-"""`normlab build`: the course's Jupytext sources become executed notebooks and HTML.
+"""The build engine: the course's Jupytext sources become executed notebooks and HTML.
 
     course/NN_name.py     ->  build/course/NN_name.ipynb     + NN_name.html
     solutions/NN_name.py  ->  build/solutions/NN_name.ipynb  + NN_name.html
 
-The build is a list of steps (`STEPS`). A step looks at the project and returns one
-`Task` per product; all tasks run under one progress bar, a failing task stops nothing
-else, and each task gives one `Row` of the closing table. Later products (reveal.js
-slides under build/slides/, nbgrader releases under build/nbgrader/) are further steps.
+A build is a list of steps (`normlab_tools.course.STEPS` for the whole course). A step
+looks at the project and returns one `Task` per product; all tasks run under one
+progress bar, a failing task stops nothing else, and each task gives one `Row` of the
+closing table. This module is the engine and the notebook step; the slides
+(`normlab_tools.slides`) and the assignments (`normlab_tools.assignments`) add theirs.
 
 Notebooks run top to bottom on an IPython kernel of the interpreter running the build
 (`sys.executable`, `normlab_tools.kernels.InterpreterKernelManager`), never on whatever
@@ -23,9 +24,7 @@ it has widget state. Pointing these at local copies is the offline-slides step's
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -197,31 +196,6 @@ def notebook_step(folder: str) -> Callable[[BuildOptions], list[Task]]:
     return plan
 
 
-def slides_step(options: BuildOptions) -> list[Task]:
-    """The reveal.js slides under OUT/slides/ (normlab_tools.slides, which imports this module)."""
-    from normlab_tools.slides import slides_step as plan_slides
-    return plan_slides(options)
-
-
-def assignments_step(options: BuildOptions) -> list[Task]:
-    """Per assignment: the nbgrader student release and the answer key (normlab_tools.assignments).
-    Left out when lectures are selected by number or the project has no assignments."""
-    from normlab_tools.assignments import assignment_ids, build_assignments
-
-    if options.numbers or not (options.root / "assignments" / "nbgrader_config.py").is_file():
-        return []
-
-    def run(assignment_id: str) -> str | None:
-        rows = build_assignments(options.root, options.out, only=[assignment_id])
-        failed = [f"{row.name}: {row.status}" for row in rows if row.status != "ok"]
-        return "; ".join(failed) or None
-
-    return [Task(f"assignments/{aid}", partial(run, aid)) for aid in assignment_ids(options.root)]
-
-
-STEPS: list[Callable[[BuildOptions], list[Task]]] = [notebook_step("course"), notebook_step("solutions"),
-                                                     slides_step, assignments_step]
-
 
 def find_root(start: Path | None = None) -> Path:
     """The project root: the first folder holding course/, from `start` (default: the
@@ -246,7 +220,7 @@ def check_options(options: BuildOptions) -> None:
                         f"(lectures: {', '.join(f'{n:02d}' for n in known) or 'none'})")
 
 
-def run_build(options: BuildOptions, steps=STEPS, progress: bool = True) -> list[Row]:
+def run_build(options: BuildOptions, steps, progress: bool = True) -> list[Row]:
     """Run every task of every step; one row per task, failures included."""
     check_options(options)
     tasks = [task for step in steps for task in step(options)]
@@ -271,24 +245,3 @@ def format_table(rows: Sequence[Row]) -> str:
     lines = [f"{'notebook':<{width}}  {'seconds':>7}  status"]
     lines += [f"{row.name:<{width}}  {row.seconds:7.1f}  {row.status}" for row in rows]
     return "\n".join(lines)
-
-
-# --- the command -------------------------------------------------------------------------
-
-
-def main(args: argparse.Namespace) -> int:
-    root = Path(args.root).resolve() if args.root else find_root()
-    options = BuildOptions(root=root, out=Path(args.out).resolve() if args.out else root / "build",
-                           numbers=args.numbers, execute=args.execute, timeout=args.timeout)
-    rows = run_build(options)
-    failed = [row for row in rows if row.error]
-    for row in failed:
-        if "\n" in row.error.strip():  # the traceback, where there is more than the summary
-            print(f"\n=== {row.name} failed ===\n{row.error.rstrip()}", file=sys.stderr)
-    print(format_table(rows) if rows else "nothing to build")
-    if failed:
-        print(f"normlab build: {len(failed)} of {len(rows)} failed: {', '.join(row.name for row in failed)}",
-              file=sys.stderr)
-        return 1
-    print(f"all {len(rows)} built into {options.out}")
-    return 0

@@ -23,6 +23,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from normlab_tools import build
+    from normlab_tools import course
 
-    return build.main(args)
+    return course.main(args)

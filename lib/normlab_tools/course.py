@@ -1,0 +1,63 @@
+"""`normlab build`: the whole course, as a list of build steps.
+
+    course/NN_name.py     ->  build/course/NN_name.ipynb     + NN_name.html
+    solutions/NN_name.py  ->  build/solutions/NN_name.ipynb  + NN_name.html
+    course/NN_name.py     ->  build/slides/NN_name.slides.html (offline reveal.js)
+    assignments/source/psK ->  build/nbgrader/release/psK, build/answers/psK
+
+The engine and the notebook step are `normlab_tools.build`; the slides step is
+`normlab_tools.slides`; the assignments step is below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from normlab_tools import build, slides
+from normlab_tools.assignments import assignment_ids, build_assignments
+from normlab_tools.build import BuildOptions, Row, Task, find_root, format_table, run_build
+
+
+def assignments_step(options: BuildOptions) -> list[Task]:
+    """Per assignment: the nbgrader student release and the answer key (normlab_tools.assignments).
+    Left out when lectures are selected by number or the project has no assignments."""
+    if options.numbers or not (options.root / "assignments" / "nbgrader_config.py").is_file():
+        return []
+
+    def run(assignment_id: str) -> str | None:
+        rows = build_assignments(options.root, options.out, only=[assignment_id])
+        failed = [f"{row.name}: {row.status}" for row in rows if row.status != "ok"]
+        return "; ".join(failed) or None
+
+    return [Task(f"assignments/{aid}", partial(run, aid)) for aid in assignment_ids(options.root)]
+
+
+STEPS: list[Callable[[BuildOptions], list[Task]]] = [
+    build.notebook_step("course"), build.notebook_step("solutions"), slides.slides_step, assignments_step]
+
+
+def build_course(options: BuildOptions, progress: bool = True) -> list[Row]:
+    """Every step of the course build; one row per product, failures included."""
+    return run_build(options, STEPS, progress=progress)
+
+
+def main(args: argparse.Namespace) -> int:
+    root = Path(args.root).resolve() if args.root else find_root()
+    options = BuildOptions(root=root, out=Path(args.out).resolve() if args.out else root / "build",
+                           numbers=args.numbers, execute=args.execute, timeout=args.timeout)
+    rows = build_course(options)
+    failed = [row for row in rows if row.error]
+    for row in failed:
+        if "\n" in row.error.strip():  # the traceback, where there is more than the summary
+            print(f"\n=== {row.name} failed ===\n{row.error.rstrip()}", file=sys.stderr)
+    print(format_table(rows) if rows else "nothing to build")
+    if failed:
+        print(f"normlab build: {len(failed)} of {len(rows)} failed: {', '.join(row.name for row in failed)}",
+              file=sys.stderr)
+        return 1
+    print(f"all {len(rows)} built into {options.out}")
+    return 0
