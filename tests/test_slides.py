@@ -1,14 +1,16 @@
 """The lecture slides, opened in headless Chromium with the network off.
 
-For every lecture: `normlab slides` builds build/slides/NN_name.slides.html (from the
-executed notebook in build/course/, executed here first when it is missing or older
-than the lecture or the library); Chromium opens it from disk with no way out (a proxy
+For every lecture: `normlab slides` builds OUT/slides/NN_name.slides.html from the
+executed notebook OUT/course/NN_name.ipynb, where OUT is the temporary folder of
+conftest's `executed_lectures` (the lectures run once per session, shared with
+tests/test_lectures.py; nothing is written to the checkout's build/); Chromium opens it from disk with no way out (a proxy
 on a dead port, every host name unresolvable) and the test asserts that reveal.js
 started, that there is one slide per slide cell of the notebook and one speaker note per
 notes cell, that MathJax typeset every formula (no TeX error, no raw `$` left in the
 text), that every image loaded, and that every request the page made was for a file on
 disk. It saves screenshots of the title slide and of the slide with the most formulas
-in build/slides/screenshots/ (look at them: nothing should overflow).
+in OUT/slides/screenshots/ (look at them: nothing should overflow; pytest keeps its last
+runs' temporary folders, /tmp/pytest-of-$USER/pytest-current/lectures-build0/).
 
 Chromium is Debian's (`make test` installs it when missing); the DevTools protocol is
 spoken over a pipe (--remote-debugging-pipe), so no extra Python package is needed.
@@ -26,7 +28,6 @@ import select
 import shutil
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +35,8 @@ import nbformat
 import pytest
 
 from normlab_tools import build, slides
+from support import LECTURES, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-LECTURES = sorted((ROOT / "course").glob("*.py"))
-OUT = ROOT / "build"
-SCREENSHOTS = OUT / "slides" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAGE_TIMEOUT = 60  # seconds for a page to load, start reveal.js and typeset its math
 
@@ -277,23 +275,24 @@ def screenshot(chromium: Chromium, session: str, path: Path) -> None:
 # --- fixtures and the test ----------------------------------------------------------------------
 
 
+@dataclass
+class Slides:
+    folder: Path       # OUT/slides: NN_name.slides.html, index.html, vendor/
+    course: Path       # OUT/course: the executed notebooks they were made from
+    screenshots: Path  # OUT/slides/screenshots
+
+
 @pytest.fixture(scope="module")
-def built_slides():
-    """Build every lecture's slides into build/slides/ the way `normlab slides` does;
-    lectures whose executed notebook is missing or stale run first, two at a time."""
-    assert LECTURES, "no lectures in course/"
-    options = build.BuildOptions(root=ROOT, out=OUT)
-    tasks = slides.slides_step(options)  # planned first: it takes the notebooks run below as they are
-    stale = [source for source in LECTURES if not slides.notebook_is_current(source, options)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        errors = list(pool.map(lambda source: build.build_notebook(
-            source, OUT / "course" / f"{source.stem}.ipynb", options), stale))
-    failed = {source.stem: error.splitlines()[0] for source, error in zip(stale, errors) if error}
-    rows = build.run_build(options, steps=[lambda _: tasks], progress=False)
+def built_slides(executed_lectures):
+    """Every lecture's slides, built the way `normlab slides` does, into the folder of
+    conftest's `executed_lectures` (which reuses the notebooks executed there)."""
+    options = build.BuildOptions(root=ROOT, out=executed_lectures.out)
+    rows = build.run_build(options, steps=[slides.slides_step], progress=False)
     problems = {row.name: row.status for row in rows if row.error}
-    assert not problems and not failed, f"slides not built: {problems or failed}"
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
-    return OUT / "slides"
+    assert not problems, f"slides not built: {problems}"
+    folder = executed_lectures.out / "slides"
+    shutil.rmtree(folder / "screenshots", ignore_errors=True)
+    return Slides(folder, executed_lectures.out / "course", folder / "screenshots")
 
 
 @pytest.fixture(scope="module")
@@ -324,16 +323,16 @@ def visit(built_slides, chromium):
     def open_slides(source: Path) -> Visit:
         if source not in visits:
             session = chromium.open_page(slides.SLIDE_WIDTH, slides.SLIDE_HEIGHT)
-            page = built_slides / f"{source.stem}.slides.html"
+            page = built_slides.folder / f"{source.stem}.slides.html"
             chromium.send("Page.navigate", session, url=page.as_uri())
             chromium.wait_for("Page.loadEventFired", session)
             chromium.evaluate(session, READY, timeout=PAGE_TIMEOUT + 5)
             found = chromium.evaluate(session, INSPECT)
             overflowing = chromium.evaluate(session, OVERFLOW, timeout=120)
             show(chromium, session, {"h": 0, "v": 0})
-            screenshot(chromium, session, SCREENSHOTS / f"{source.stem}-title.png")
+            screenshot(chromium, session, built_slides.screenshots / f"{source.stem}-title.png")
             show(chromium, session, found["mathiest"])
-            screenshot(chromium, session, SCREENSHOTS / f"{source.stem}-most-math.png")
+            screenshot(chromium, session, built_slides.screenshots / f"{source.stem}-most-math.png")
             failed = {event["requestId"]: event.get("errorText", "?")
                       for event in chromium.events_of(session, "Network.loadingFailed")}
             requests = {}
@@ -355,7 +354,7 @@ def visit(built_slides, chromium):
 
 
 def test_the_index_lists_every_lecture_with_its_title(built_slides):
-    index = (built_slides / "index.html").read_text()
+    index = (built_slides.folder / "index.html").read_text()
     for source in LECTURES:
         title = slides.lecture_title(build.read_source(source), source.stem)
         assert f'href="{source.stem}.slides.html"' in index
@@ -365,8 +364,8 @@ def test_the_index_lists_every_lecture_with_its_title(built_slides):
 
 @pytest.mark.parametrize("source", LECTURES, ids=lambda path: path.stem)
 def test_slides_work_offline_with_every_slide_formula_and_image(source, built_slides, visit):
-    page = (built_slides / f"{source.stem}.slides.html").as_uri()
-    notebook = nbformat.read(OUT / "course" / f"{source.stem}.ipynb", as_version=4)
+    page = (built_slides.folder / f"{source.stem}.slides.html").as_uri()
+    notebook = nbformat.read(built_slides.course / f"{source.stem}.ipynb", as_version=4)
     seen = visit(source)
 
     assert page in seen.requests, "the request log missed the page itself"
@@ -381,15 +380,15 @@ def test_slides_work_offline_with_every_slide_formula_and_image(source, built_sl
     assert not seen.found["texErrors"] and not seen.found["mathErrors"], f"TeX errors: {seen.found['texErrors']}"
     assert not seen.found["rawMath"], f"math left untypeset: {seen.found['rawMath']}"
     assert not seen.found["brokenImages"], f"broken images: {seen.found['brokenImages']}"
-    assert (SCREENSHOTS / f"{source.stem}-title.png").stat().st_size > 10_000
-    assert (SCREENSHOTS / f"{source.stem}-most-math.png").stat().st_size > 10_000
+    assert (built_slides.screenshots / f"{source.stem}-title.png").stat().st_size > 10_000
+    assert (built_slides.screenshots / f"{source.stem}-most-math.png").stat().st_size > 10_000
 
 
 def test_pressing_s_opens_the_speaker_view_with_the_slides_notes(built_slides, chromium):
     """The speaker view is a second window (reveal.js's notes plugin) showing the notes of
     the current slide, offline too. Tried on the first lecture with notes."""
-    page = next((built_slides / f"{source.stem}.slides.html" for source in LECTURES
-                 if expected_notes_count(nbformat.read(OUT / "course" / f"{source.stem}.ipynb", as_version=4))),
+    page = next((built_slides.folder / f"{source.stem}.slides.html" for source in LECTURES
+                 if expected_notes_count(nbformat.read(built_slides.course / f"{source.stem}.ipynb", as_version=4))),
                 None)
     assert page is not None, "no lecture has speaker notes (every lecture should)"
     session = chromium.open_page(slides.SLIDE_WIDTH, slides.SLIDE_HEIGHT)
