@@ -27,7 +27,6 @@ c.CourseDirectory.course_id = "normlab"
 # AsyncKernelManager as an argument, which beats any config).
 c.Execute.kernel_manager_class = assignments.KERNEL_MANAGER
 c.Autograde.autograde_preprocessors = assignments.autograde_preprocessors()
-c.Execute.kernel_name = assignments.KERNEL_NAME  # a label: the kernel manager ignores it
 # nbgrader runs `alembic` from PATH to create a gradebook: use this environment's.
 assignments.scripts_on_path()
 

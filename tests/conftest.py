@@ -188,16 +188,17 @@ class GradingKernel:
 
 @pytest.fixture
 def grading_kernel(monkeypatch):
-    """A kernel as the grader starts it (NBGRADER_EXECUTION=autograde, the grading
-    kernel and execution config), for replaying notebooks with ``.failed(cells, reset)``."""
+    """A kernel as the grader starts it (NBGRADER_EXECUTION=autograde, this interpreter
+    and the execution config), for replaying notebooks with ``.failed(cells, reset)``."""
     import nbformat
     from nbclient import NotebookClient
 
     from normlab_tools import assignments
+    from normlab_tools.kernels import InterpreterKernelManager
 
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     client = NotebookClient(nbformat.v4.new_notebook(), timeout=10 * assignments.CELL_TIMEOUT,
-                            kernel_name=assignments.grading_kernel(), config=assignments.execution_config(),
+                            kernel_manager_class=InterpreterKernelManager, config=assignments.execution_config(),
                             allow_errors=True, resources={"metadata": {"path": str(ROOT)}})
     with client.setup_kernel():
         client.nb.cells = [nbformat.v4.new_code_cell()]

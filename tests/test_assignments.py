@@ -235,18 +235,10 @@ def test_course_config(tmp_path):
     assert config.CourseDirectory.course_id == "normlab"
     assert config.CourseDirectory.root == str(tmp_path.resolve())
     assert config.Execute.timeout == assignments.CELL_TIMEOUT
-    assert config.Execute.kernel_name == assignments.KERNEL_NAME
+    assert config.Execute.kernel_manager_class == "normlab_tools.kernels.InterpreterKernelManager"
     assert config.ClearSolutions.code_stub == {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     assert config.IgnorePattern.enabled and config.IgnorePattern.pattern == assignments.BENIGN_STDERR
     assert config.OverwriteCells.add_missing_cells is True
-
-
-def test_grading_kernel_is_this_python():
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    spec = KernelSpecManager().get_kernel_spec(assignments.grading_kernel())
-    assert spec.argv[0] == sys.executable
-    assert assignments.grading_kernel() == assignments.KERNEL_NAME  # idempotent
 
 
 def test_benign_stderr_pattern():

@@ -43,7 +43,6 @@ from normlab_tools.errors import UserError
 from normlab_tools.kernels import KERNEL_MANAGER
 
 COURSE_ID = "normlab"
-KERNEL_NAME = "normlab"  # only a label now: the kernel manager ignores kernel names
 CELL_TIMEOUT = 60  # seconds per cell, when grading and in `normlab check`
 ANSWER_KEY_TIMEOUT = 600  # seconds per cell for the full-length answer-key runs
 CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
@@ -58,49 +57,6 @@ HIDDEN_TESTS_MARK = "### BEGIN HIDDEN TESTS"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # lib/normlab/assignments.py -> the project
 
 # --- the grading kernel ------------------------------------------------------------------
-
-
-_kernel_data_dir: Path | None = None
-
-
-# Left only for tests/test_assignments*.py, which start kernels by this name; no command
-# uses it (they run on `normlab_tools.kernels.InterpreterKernelManager`). Delete it with
-# KERNEL_NAME once those tests pass kernel_manager_class instead.
-def grading_kernel() -> str:
-    """Make the kernel named `KERNEL_NAME` start this interpreter, and return the name.
-
-    nbgrader runs each notebook on the kernel its source names, and 'python3' resolves
-    to whatever kernelspec is installed first (a user's ~/.local one wins over the
-    environment's): grading on a Python without torch scores everyone 0. nbgrader's
-    executor always uses jupyter_client's kernelspec lookup (it cannot be handed a kernel
-    manager), so we write a kernelspec for ``sys.executable`` into a private temporary
-    data directory and put that first on JUPYTER_PATH. Idempotent within a process; the
-    directory is removed at exit.
-    """
-    global _kernel_data_dir
-    import atexit
-    import tempfile
-
-    from ipykernel.kernelspec import make_ipkernel_cmd
-
-    if _kernel_data_dir is None:
-        data_dir = Path(tempfile.mkdtemp(prefix="normlab-kernel-"))
-        spec_dir = data_dir / "kernels" / KERNEL_NAME
-        spec_dir.mkdir(parents=True)
-        spec = {
-            "argv": make_ipkernel_cmd(executable=sys.executable),
-            "display_name": f"normlab grading ({sys.executable})",
-            "language": "python",
-            "metadata": {"debugger": False, "supported_encryption": ["curve"]},
-        }
-        (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
-        atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
-        _kernel_data_dir = data_dir
-    paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
-    if not paths or paths[0] != str(_kernel_data_dir):
-        paths = [str(_kernel_data_dir)] + [p for p in paths if p != str(_kernel_data_dir)]
-        os.environ["JUPYTER_PATH"] = os.pathsep.join(paths)
-    return KERNEL_NAME
 
 
 def scripts_on_path() -> None:
