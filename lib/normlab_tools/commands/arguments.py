@@ -23,3 +23,13 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
     return value
+
+
+def add_project_arguments(parser, timeout_help: str) -> None:
+    """--root, --out, --no-execute and --timeout: how `build` and `slides` find the project."""
+    parser.add_argument("--root", help="the project folder, holding course/ (default: found from here)")
+    parser.add_argument("--out", help="output folder (default: ROOT/build)")
+    parser.add_argument("--no-execute", dest="execute", action="store_false",
+                        help="convert without running the notebooks (no outputs, no plots)")
+    parser.add_argument("--timeout", type=positive_int, default=CELL_TIMEOUT, metavar="S",
+                        help=f"{timeout_help} (default {CELL_TIMEOUT})")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from normlab_tools.commands.arguments import CELL_TIMEOUT, lecture_number, positive_int
+from normlab_tools.commands.arguments import add_project_arguments, lecture_number
 
 
 def add_parser(subparsers) -> None:
@@ -13,12 +13,7 @@ def add_parser(subparsers) -> None:
         "on this Python.")
     parser.add_argument("numbers", nargs="*", type=lecture_number, metavar="NN",
                         help="build only these lectures (and their solutions), e.g. 01 03")
-    parser.add_argument("--root", help="the project folder, holding course/ (default: found from here)")
-    parser.add_argument("--out", help="output folder (default: ROOT/build)")
-    parser.add_argument("--no-execute", dest="execute", action="store_false",
-                        help="convert to notebooks and HTML without running them")
-    parser.add_argument("--timeout", type=positive_int, default=CELL_TIMEOUT, metavar="S",
-                        help=f"seconds allowed per cell (default {CELL_TIMEOUT})")
+    add_project_arguments(parser, "seconds allowed per cell")
     parser.set_defaults(handler=run)
 
 

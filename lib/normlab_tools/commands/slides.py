@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from normlab_tools.commands.arguments import CELL_TIMEOUT, lecture_number, positive_int
+from normlab_tools.commands.arguments import add_project_arguments, lecture_number
 
 
 def add_parser(subparsers) -> None:
@@ -14,16 +14,11 @@ def add_parser(subparsers) -> None:
         "copied into build/slides/vendor/, so the slides work offline.")
     parser.add_argument("numbers", nargs="*", type=lecture_number, metavar="NN",
                         help="only these lectures, e.g. 01 03 (default: all)")
-    parser.add_argument("--root", help="the project folder, holding course/ (default: found from here)")
-    parser.add_argument("--out", help="output folder (default: ROOT/build)")
+    add_project_arguments(parser, "seconds allowed per cell when a lecture runs")
     parser.add_argument("--rerun", action="store_true",
                         help="execute the lectures again even when build/course/ has them")
-    parser.add_argument("--no-execute", dest="execute", action="store_false",
-                        help="slides of the lectures without running them (no outputs, no plots)")
     parser.add_argument("--assets-only", action="store_true",
                         help="only fetch reveal.js, MathJax, jQuery and require.js into the cache (npm)")
-    parser.add_argument("--timeout", type=positive_int, default=CELL_TIMEOUT, metavar="S",
-                        help=f"seconds allowed per cell when a lecture runs (default {CELL_TIMEOUT})")
     parser.set_defaults(handler=run)
 
 
