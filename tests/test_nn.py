@@ -15,10 +15,11 @@ SHAPES = [(7, 4), (16, 3), (5, 4, 6), (4, 3, 5, 6), (8, 2, 3, 3), (2, 3, 2, 3, 4
 CONFIGS = list(itertools.product([0.1, 0.5, None], [True, False], [True, False]))  # momentum, affine, track
 
 
-def pair(shape, momentum, affine, track, dtype=torch.float64):
+def pair(shape, momentum, affine, track, dtype=torch.float64, reference=None):
+    """Our BatchNorm and `reference` (default: torch's) with the same random γ and β."""
     c = shape[1]
     kwargs = dict(eps=1e-5, momentum=momentum, affine=affine, track_running_stats=track, dtype=dtype)
-    ours, ref = nl.BatchNorm(c, **kwargs), TORCH_BN[len(shape)](c, **kwargs)
+    ours, ref = nl.BatchNorm(c, **kwargs), (reference or TORCH_BN[len(shape)])(c, **kwargs)
     if affine:
         with torch.no_grad():
             for p in ("weight", "bias"):
@@ -65,16 +66,7 @@ def test_batchnorm_matches_torch_over_training_and_eval(shape, momentum, affine,
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-9), (torch.float32, 1e-4)])
 def test_tuned_batchnorm_equals_the_readable_one(shape, momentum, affine, track, dtype, atol):
     """Same grid as the torch comparison: outputs, gradients of x, γ, β, and buffers."""
-    c = shape[1]
-    kwargs = dict(eps=1e-5, momentum=momentum, affine=affine, track_running_stats=track, dtype=dtype)
-    readable, tuned = nl.BatchNorm(c, **kwargs), TunedBatchNorm(c, **kwargs)
-    tuned.load_state_dict(readable.state_dict())
-    if affine:
-        with torch.no_grad():
-            for p in ("weight", "bias"):
-                value = torch.randn(c, dtype=dtype)
-                getattr(readable, p).copy_(value)
-                getattr(tuned, p).copy_(value)
+    readable, tuned = pair(shape, momentum, affine, track, dtype, reference=TunedBatchNorm)
     for step in range(4):
         x = torch.randn(shape, dtype=dtype) * (step + 1) + step
         dout = torch.randn(shape, dtype=dtype)
