@@ -179,8 +179,8 @@ def grade_main(args: argparse.Namespace) -> int:
                               timeout=args.timeout, force=args.force, sandboxed=not args.no_sandbox,
                               progress=not args.quiet)
     except KeyboardInterrupt:
-        print(f"normlab grade: interrupted; the grades so far are saved: run the same command again "
-              f"to grade the rest", file=sys.stderr)
+        print("normlab grade: interrupted; the grades so far are saved: run the same command again "
+              "to grade the rest", file=sys.stderr)
         return 130
     print(report.summary(outcome, args.assignment))
     return 0
