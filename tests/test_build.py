@@ -206,3 +206,41 @@ def test_the_build_releases_every_assignment_unless_lectures_are_selected(tmp_pa
     tasks = assignments_step(BuildOptions(root=root, out=tmp_path))
     assert [task.name for task in tasks] == ["assignments/ps1", "assignments/ps2", "assignments/ps3", "assignments/ps4"]
     assert assignments_step(BuildOptions(root=root, out=tmp_path, numbers=[1])) == []
+
+
+PROSE = HEADER + """
+# %%
+error = 0.3712
+
+# %% tags=["remove-input"]
+from normlab.notebook import claim, prose
+
+claim("the error is large", error > 0.3, error=error)
+prose(f"The measured error is {100 * error:.1f} %.")
+"""
+
+
+def test_prose_cells_show_only_their_rendered_text_in_notebook_and_html(tmp_path):
+    root = tmp_path / "project"
+    (root / "course").mkdir(parents=True)
+    (root / "course" / "01_prose.py").write_text(PROSE)
+    rows = build_course(BuildOptions(root=root, out=root / "build"), progress=False)
+    assert [row.error for row in rows if row.name == "course/01_prose"] == [None], rows
+    notebook = nbformat.read(root / "build" / "course" / "01_prose.ipynb", as_version=4)
+    prose_cell = notebook.cells[1]
+    assert prose_cell.metadata["jupyter"]["source_hidden"] is True  # JupyterLab shows only the output
+    assert prose_cell.outputs[0]["data"]["text/markdown"] == "The measured error is 37.1 %."
+    html = (root / "build" / "course" / "01_prose.html").read_text()
+    assert "The measured error is 37.1 %." in html
+    assert "the error is large" not in html and "0.3712" in html  # the prose cell's code is left out, the other kept
+
+
+def test_a_claim_that_stops_holding_fails_the_build_naming_it(tmp_path):
+    root = tmp_path / "project"
+    (root / "course").mkdir(parents=True)
+    (root / "course" / "01_prose.py").write_text(PROSE.replace("error = 0.3712", "error = 0.1090"))
+    rows = build_course(BuildOptions(root=root, out=root / "build"), progress=False)
+    failed = [row for row in rows if row.error and row.name == "course/01_prose"]
+    assert len(failed) == 1
+    first_line = failed[0].error.splitlines()[0]
+    assert "ClaimError" in first_line and "the error is large" in first_line and "error = 0.109" in first_line

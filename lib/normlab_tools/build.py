@@ -36,6 +36,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
+from nbconvert.preprocessors import TagRemovePreprocessor
 from tqdm import tqdm
 
 from normlab_tools.commands.arguments import CELL_TIMEOUT
@@ -44,6 +45,8 @@ from normlab_tools.kernels import InterpreterKernelManager
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # lib/normlab/build.py -> the project
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: A code cell whose output is all a reader should see (e.g. prose with computed numbers).
+REMOVE_INPUT_TAG = "remove-input"
 
 
 class NotebookSourceError(ValueError):
@@ -63,6 +66,9 @@ def read_source(path: Path) -> nbformat.NotebookNode:
                                   "so not a Jupytext notebook (write it with `jupytext --to py:percent`)")
     if not re.search(r"^# %%", text, re.MULTILINE):
         raise NotebookSourceError(f"{Path(path).name}: no '# %%' cell markers (Jupytext percent format)")
+    for cell in notebook.cells:  # prose rendered by a code cell: JupyterLab shows it collapsed to its output
+        if cell.cell_type == "code" and REMOVE_INPUT_TAG in cell.metadata.get("tags", ()):
+            cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
     return notebook
 
 
@@ -124,9 +130,11 @@ def _describe(error: Exception, cell_index: int | None, cell_lines: list[int] | 
 
 
 def export_html(notebook_path: Path, html_path: Path) -> None:
-    """Write an HTML page of a saved notebook (lab template, markdown images embedded)."""
+    """Write an HTML page of a saved notebook (lab template, markdown images embedded;
+    the code of cells tagged remove-input left out, their output kept)."""
     notebook = nbformat.read(notebook_path, as_version=4)
     exporter = HTMLExporter(embed_images=True)
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={REMOVE_INPUT_TAG}), enabled=True)
     body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"path": str(notebook_path.parent)}})
     html_path.write_text(body, encoding="utf-8")
 

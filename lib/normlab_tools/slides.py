@@ -57,7 +57,7 @@ from normlab_tools.errors import UserError
 ASSETS = {"reveal.js": "4.0.2", "jquery": "2.2.4", "requirejs": "2.1.10", "mathjax": "2.7.7"}
 SLIDE_WIDTH, SLIDE_HEIGHT = 1280, 720
 REMOVE_CELL_TAGS = {"remove-cell"}
-REMOVE_INPUT_TAGS = {"remove-input"}
+REMOVE_INPUT_TAGS = {build.REMOVE_INPUT_TAG}
 REMOVE_OUTPUT_TAGS = {"remove-output"}
 
 # Where each package's files go in build/slides/vendor/, as the slide pages refer to them.
