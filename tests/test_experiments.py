@@ -52,12 +52,19 @@ def test_verdict_ahead_behind_and_draw():
     assert compare(bn, vanilla).outcome == "a"
     assert compare(vanilla, bn).outcome == "b"
     assert compare(bn, [v + 1.6 for v in vanilla]).outcome == "draw"  # 0.4 pp apart: inside delta
-    assert compare([90, 99, 94], [92, 96, 95]).outcome == "draw"  # wide seed spread
+    assert compare([90, 99, 94], [92, 96, 95]).outcome == "draw"  # wide spread of the per-seed differences
+
+
+def test_the_scoreboard_pairs_by_seed_so_what_a_seed_shares_drops_out():
+    # seed 1 is a hard seed for both arms: unpaired, its spread hides BN's steady +1 point
+    bn, vanilla = [97.0, 92.0, 96.0], [96.0, 91.0, 95.0]
+    assert compare(bn, vanilla).outcome == "a" and compare(bn, vanilla).se == 0.0
+    assert compare(bn, vanilla, paired=False).outcome == "draw"
 
 
 def test_verdict_margin_is_the_larger_of_two_standard_errors_and_half_a_point():
     v = compare([97.0, 98.0], [95.0, 95.0])
-    se = math.sqrt(np.var([97, 98], ddof=1) / 2 + 0)
+    se = np.std([2.0, 3.0], ddof=1) / math.sqrt(2)  # of the per-seed differences
     assert v.se == pytest.approx(se) and v.margin == pytest.approx(2 * se) and v.diff == pytest.approx(2.5)
     assert v.outcome == "a"  # 2.5 > 2 * 0.5
     flat = compare([95.6, 95.6], [95.0, 95.0])  # no spread: the 0.5 pp floor decides
@@ -80,8 +87,10 @@ def test_the_scoreboard_and_the_lectures_share_one_verdict_rule():
 
     assert scoreboard.Verdict is stats.Verdict
     a, b = [97.0, 97.4, 96.6], [95.0, 95.4, 94.6]
-    assert compare(a, b) == stats.compare(a, b, min_effect=0.5)
-    assert compare(a, b, metric="epoch_ms") == stats.compare(a, b, higher_is_better=False, min_effect_relative=0.05)
+    assert compare(a, b) == stats.compare(a, b, min_effect=0.5, paired=True)
+    assert compare(a, b, metric="epoch_ms") == stats.compare(a, b, higher_is_better=False, min_effect_relative=0.05,
+                                                             paired=True)
+    assert RULE.startswith(stats.RULE)  # the rule is stated once, in normlab.stats
     assert stats.mean_sd([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)), 2)
     assert math.isnan(stats.mean_sd([1.0])[1]) and math.isnan(stats.standard_error([1.0], [2.0, 3.0]))
     assert stats.standard_error([1.0, 3.0], [0.0, 0.0]) == pytest.approx(1.0)
@@ -359,8 +368,8 @@ def test_paired_verdict_leaves_out_the_load_both_arms_of_a_run_share():
     # BN is 10% slower in every run, but the runs saw very different machine loads
     vanilla = [10.0, 20.0, 15.0]
     bn = [11.0, 22.0, 16.5]
-    assert compare(bn, vanilla, metric="epoch_ms").outcome == "draw"  # unpaired: the load swamps it
-    paired = compare(bn, vanilla, metric="epoch_ms", paired=True)
+    assert compare(bn, vanilla, metric="epoch_ms", paired=False).outcome == "draw"  # unpaired: the load swamps it
+    paired = compare(bn, vanilla, metric="epoch_ms")
     assert paired.outcome == "b" and paired.se == pytest.approx(np.std([1.0, 2.0, 1.5], ddof=1) / math.sqrt(3))
 
 

@@ -114,15 +114,18 @@ def test_compare_conditions_runs_every_seed_and_applies_overrides(digits):
     assert variants.summarize(results["default"])[0] > variants.summarize(results["tiny lr"])[0]
 
 
-def _runs(*accuracies):
-    return [train.RunResult(a, 1 - a, 1.0, 0.0, False, None) for a in accuracies]
+def _runs(*accuracies, seeds=None):
+    seeds = range(len(accuracies)) if seeds is None else seeds
+    return [train.RunResult(a, 1 - a, 1.0, 0.0, False, None, seed) for a, seed in zip(accuracies, seeds)]
 
 
 def test_summarize_and_difference():
     mean, spread = variants.summarize(_runs(0.5, 0.7))
     assert mean == pytest.approx(0.6) and spread == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert variants.summarize(_runs(0.4)) == (pytest.approx(0.4), 0.0)
-    diff, stderr = variants.difference(_runs(0.9, 0.9), _runs(0.5, 0.7))
+    diff, stderr = variants.difference(_runs(0.9, 0.9), _runs(0.5, 0.7))  # paired: seeds 0, 1 in both
+    assert diff == pytest.approx(0.3) and stderr == pytest.approx(np.std([0.4, 0.2], ddof=1) / np.sqrt(2))
+    diff, stderr = variants.difference(_runs(0.9, 0.9, seeds=(5, 6)), _runs(0.5, 0.7))  # other seeds: unpaired
     assert diff == pytest.approx(0.3) and stderr == pytest.approx(np.sqrt(0.02 / 2))
 
 
@@ -141,8 +144,11 @@ def test_verdict_uses_the_course_rule_and_needs_two_seeds():
     from normlab import stats
 
     a, b = _runs(0.90, 0.91, 0.92), _runs(0.80, 0.81, 0.82)
-    rule = stats.compare([r.test_acc for r in a], [r.test_acc for r in b])
-    assert rule.outcome == "a" and f"± {rule.se:.3f}" in variants.verdict("a", a, "b", b)
+    rule = stats.compare([r.test_acc for r in a], [r.test_acc for r in b], min_effect=0.005, paired=True)
+    assert variants.compare_runs(a, b) == rule
+    assert rule.outcome == "a" and f"± {rule.se:.3f} (margin {rule.margin:.3f})" in variants.verdict("a", a, "b", b)
+    # half a percentage point is the smallest accuracy difference that counts, as on the scoreboard
+    assert variants.compare_runs(_runs(0.904, 0.904), _runs(0.90, 0.90)).outcome == "draw"
     assert "no verdict" in variants.verdict("a", _runs(0.9), "b", _runs(0.5, 0.6))
 
 

@@ -4,23 +4,25 @@ Used by the experiments' scoreboard (`normlab.experiments.scoreboard`) and by ev
 lecture that states which of two conditions is ahead, so a verdict means the same
 thing everywhere.
 
-**The verdict rule.** For arm A against arm B, with one value of a metric per seed,
+**The verdict rule** (stated here once; `RULE` is the same in one paragraph). For arm A
+against arm B, with one value of a metric per seed,
 
 .. math::
     d = \bar m_A - \bar m_B, \qquad
-    \mathrm{SE} = \sqrt{s_A^2 / n_A + s_B^2 / n_B}, \qquad
-    \text{margin} = \max(2\,\mathrm{SE},\ \delta),
+    \text{margin} = \max(2\,\mathrm{SE},\ \delta).
 
-with :math:`s` the sample standard deviation across seeds (ddof = 1), so SE is the
-standard error of the difference of the two means. When lower is better, :math:`d` is
+**Paired by seed** where the two arms of a seed share what the seed decides (the same
+train/validation/test split and the same order of mini-batches, or one run timing both
+arms): SE is the standard error of the per-seed differences,
+:math:`\mathrm{sd}(a - b)/\sqrt n`, which leaves out what a pair shares. Otherwise
+(unpaired) :math:`\mathrm{SE} = \sqrt{s_A^2 / n_A + s_B^2 / n_B}`. :math:`s` is the
+sample standard deviation across seeds (ddof = 1). When lower is better, :math:`d` is
 taken the other way round (:math:`\bar m_B - \bar m_A`). **A ahead** if
 :math:`d > \text{margin}`, **B ahead** if :math:`d < -\text{margin}`, otherwise a
-**draw**. :math:`\delta = \delta_{abs} + \delta_{rel}\,|\bar m_B|` is the smallest
-difference that counts (the scoreboard: 0.5 percentage points of accuracy, or 5 % of
-B's mean time). **Paired** values (``a[i]`` and ``b[i]`` measured together, e.g. both
-arms timed in one run) use the standard error of the per-seed differences,
-:math:`\mathrm{sd}(a - b)/\sqrt n`, which leaves out what a pair shares. With fewer than
-two seeds in an arm the spread is unknown and the verdict is "n/a".
+**draw**. :math:`\delta` is the smallest difference that counts:
+`ACCURACY_DELTA` (0.5 percentage points) for accuracies, `TIME_DELTA_FRACTION` (5 %)
+of B's mean for times, 0 for other metrics unless a caller says. With fewer than two
+seeds in an arm the spread is unknown and the verdict is "n/a".
 
 This is a rough rule for a handful of seeds, not a significance test.
 """
@@ -32,7 +34,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["mean_sd", "standard_error", "paired_standard_error", "Verdict", "compare"]
+__all__ = ["mean_sd", "standard_error", "paired_standard_error", "Verdict", "compare", "RULE",
+           "ACCURACY_DELTA", "TIME_DELTA_FRACTION"]
+
+#: δ for accuracies: half a percentage point (0.005 for accuracies given as fractions).
+ACCURACY_DELTA = 0.5
+#: δ for times: 5 % of B's mean.
+TIME_DELTA_FRACTION = 0.05
+
+RULE = (
+    "Verdict rule, per comparison A vs B, over the seeds: d = mean(A) - mean(B) (for times and "
+    "losses d = mean(B) - mean(A): lower is better); SE = sd(A - B)/sqrt(n), the standard error of "
+    "the per-seed differences, where both arms of a seed share its data split and mini-batch order "
+    "(or one run times both), else sqrt(sd_A^2/n_A + sd_B^2/n_B), with sd the sample standard "
+    "deviation across seeds; margin = max(2 x SE, delta), delta = 0.5 percentage points of "
+    "accuracy or 5% of B's mean time. A ahead if d > margin, B ahead if d < -margin, else draw "
+    "(n/a with fewer than 2 seeds)."
+)
 
 
 def mean_sd(values) -> tuple[float, float, int]:

@@ -261,7 +261,8 @@ class RunResult:
     """One trained model and what it measured (accuracies in [0, 1], mean cross-entropy).
 
     ``train_acc`` is measured after training in eval mode on the train split (so
-    ``train_acc - test_acc`` is the generalization gap); ``seconds`` is the training time.
+    ``train_acc - test_acc`` is the generalization gap); ``seconds`` is the training time;
+    ``seed`` decided the initialization and the order of mini-batches.
     """
 
     test_acc: float
@@ -270,6 +271,7 @@ class RunResult:
     seconds: float
     diverged: bool
     model: nn.Module
+    seed: int = 0
 
     @property
     def gap(self) -> float:
@@ -294,7 +296,7 @@ def train_and_test(build_model: Callable[[], nn.Module], splits, *, batch_size=6
     test_loss, test_acc = evaluate(model, test_loader)
     train_eval_loader = splits.loaders(512, shuffle=False)[0]
     _, train_acc = evaluate(model, train_eval_loader)
-    return RunResult(test_acc, test_loss, train_acc, seconds, history.diverged, model)
+    return RunResult(test_acc, test_loss, train_acc, seconds, history.diverged, model, seed)
 
 
 def compare_conditions(conditions: dict, splits, seeds=(0, 1, 2), **train_kwargs) -> dict:

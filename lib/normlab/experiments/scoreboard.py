@@ -1,22 +1,10 @@
 r"""From finished runs to the scoreboard: means over seeds, the verdict rule, the tally.
 
-**The verdict rule.** For a comparison of arm A against arm B (e.g. BN vs vanilla) in
-one cell, with the metric's values over the seeds,
-
-.. math::
-    d = \bar m_A - \bar m_B, \qquad
-    \mathrm{SE} = \sqrt{s_A^2 / n_A + s_B^2 / n_B}, \qquad
-    \text{margin} = \max(2\,\mathrm{SE},\ \delta),
-
-where :math:`s` is the sample standard deviation across seeds (so SE is the standard
-error of the difference of the two means). **A ahead** if :math:`d > \text{margin}`,
-**B ahead** if :math:`d < -\text{margin}`, otherwise a **draw**. For accuracy
-:math:`\delta` = 0.5 percentage points; for epoch times lower is better (:math:`d` is
-taken the other way round) and :math:`\delta` = 5 % of B's mean time. The wall-time
-condition times both arms in one run (paired), so there SE is that of the per-seed
-differences, :math:`\mathrm{sd}(m_A - m_B)/\sqrt n`: the machine's load, which the two
-arms of a run share, drops out. With fewer than two seeds in an arm the spread is
-unknown and the verdict is "n/a".
+**The verdict rule** is `normlab.stats.compare` (stated there): for each comparison of
+arm A against arm B (e.g. BN vs vanilla) in one cell, over the seeds, paired by seed —
+both arms of a seed train on the same split with the same order of mini-batches (the
+train loader's shuffling follows the seed), and the wall-time condition times both arms
+in one run — with δ = 0.5 percentage points of accuracy or 5 % of B's mean time.
 
 **The accuracy** is the test accuracy at the epoch of best validation accuracy: the
 model early stopping would keep, chosen without looking at the test set. The final
@@ -70,31 +58,23 @@ class Metric:
 
 
 METRICS = {
-    "test_acc": Metric("test_acc", "test accuracy at the best-validation epoch", "%", True, 0.5, 0.0),
-    "epoch_ms": Metric("epoch_ms", "median CPU time of a training epoch (one thread)", "ms", False, 0.0, 0.05),
+    "test_acc": Metric("test_acc", "test accuracy at the best-validation epoch", "%", True, stats.ACCURACY_DELTA, 0.0),
+    "epoch_ms": Metric("epoch_ms", "median CPU time of a training epoch (one thread)", "ms", False, 0.0,
+                       stats.TIME_DELTA_FRACTION),
 }
 
 RULE = (
-    "Verdict rule, per comparison A vs B and cell, over the seeds: d = mean(A) - mean(B) "
-    "(for epoch times d = mean(B) - mean(A): faster is better); SE = sqrt(sd_A^2/n_A + sd_B^2/n_B) "
-    "with sd the sample standard deviation across seeds; margin = max(2 x SE, delta), delta = "
-    "0.5 percentage points of accuracy or 5% of B's mean time (epoch time = median CPU time of a "
-    "training epoch on one torch thread; both arms are timed in one run, so there SE is that of the "
-    "per-seed differences, sd(A - B)/sqrt(n)). A ahead if d > margin, B ahead if "
-    "d < -margin, else draw (n/a with fewer than 2 seeds). Accuracy = test accuracy at the epoch "
-    "of best validation accuracy (the model early stopping keeps, chosen without the test set). "
-    "A condition with several cells takes the verdict of a strict majority of its cells, else draw."
+    stats.RULE + " Here every comparison is paired by seed. Epoch time = median CPU time of a training "
+    "epoch on one torch thread. Accuracy = test accuracy at the epoch of best validation accuracy "
+    "(the model early stopping keeps, chosen without the test set). A condition with several cells "
+    "takes the verdict of a strict majority of its cells, else draw."
 )
 
 
-def compare(values_a, values_b, metric="test_acc", paired=False) -> Verdict:
-    """Apply the verdict rule (module docstring; `normlab.stats.compare`) to per-seed
-    values of arms A and B, with the metric's direction and minimal effect δ.
-
-    ``paired``: ``values_a[i]`` and ``values_b[i]`` were measured together (one run
-    timing both arms); SE is then that of the per-seed differences, sd(a - b)/sqrt(n),
-    which leaves out what the pair shares (e.g. the machine's load during that run).
-    """
+def compare(values_a, values_b, metric="test_acc", paired=True) -> Verdict:
+    """Apply the verdict rule (`normlab.stats.compare`) to per-seed values of arms A and
+    B, with the metric's direction and minimal effect δ; ``paired``: ``values_a[i]`` and
+    ``values_b[i]`` come from the same seed (the scoreboard's case)."""
     metric = METRICS[metric] if isinstance(metric, str) else metric
     return stats.compare(values_a, values_b, higher_is_better=metric.higher_is_better,
                          min_effect=metric.min_effect, min_effect_relative=metric.min_effect_relative,
@@ -278,8 +258,11 @@ def aggregate(jobs, records, settings=None, conditions=()) -> Scoreboard:
             for index, comparison in enumerate(condition.comparisons):
                 cell_rows = []
                 for cell in cells:
-                    (recs_a, va), (recs_b, vb) = per_seed(cell, comparison.a), per_seed(cell, comparison.b)
-                    verdict = compare(va, vb, metric, paired=condition.paired)
+                    recs_a, recs_b = values[(setup, name, cell, comparison.a)], values[(setup, name, cell, comparison.b)]
+                    seeds = sorted(set(recs_a) & set(recs_b))  # paired by seed
+                    va = [metric.value(recs_a[seed], comparison.a) for seed in seeds]
+                    vb = [metric.value(recs_b[seed], comparison.b) for seed in seeds]
+                    verdict = compare(va, vb, metric)
                     expected = comparison.expected_for(cell)
                     cell_rows.append({
                         "setup": setup, "condition": name, "cell": cell, "a": comparison.a, "b": comparison.b,

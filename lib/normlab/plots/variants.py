@@ -42,6 +42,7 @@ __all__ = [
     "normalization_masks",
     "plot_normalization_cube",
     "summarize",
+    "compare_runs",
     "results_table",
     "difference",
     "verdict",
@@ -207,28 +208,39 @@ def results_table(columns: dict, quoted: dict | None = None, quoted_label="quote
     return "\n".join(lines)
 
 
-def difference(runs_a, runs_b, metric="test_acc") -> tuple[float, float]:
-    r"""Mean of ``metric`` over ``runs_a`` minus that over ``runs_b``, and the standard error
-    of that difference, :math:`\sqrt{s_a^2/n_a + s_b^2/n_b}` (`normlab.stats.standard_error`;
-    nan with fewer than two runs in a condition)."""
+def compare_runs(runs_a, runs_b, metric="test_acc") -> stats.Verdict:
+    """The course's verdict rule (`normlab.stats.compare`) on one metric of two lists of
+    runs: paired by seed when both lists hold the same seeds (`normlab.train` gives the
+    two arms of a seed the same split and mini-batch order), unpaired otherwise; δ = half a
+    percentage point for accuracies (0.005 here, accuracies are fractions), 0 for the
+    loss and the generalization gap."""
     values_a, values_b = _values(runs_a, metric), _values(runs_b, metric)
-    return float(np.mean(values_a) - np.mean(values_b)), stats.standard_error(values_a, values_b)
+    paired = [run.seed for run in runs_a] == [run.seed for run in runs_b]
+    delta = stats.ACCURACY_DELTA / 100 if metric.endswith("acc") else 0.0
+    return stats.compare(values_a, values_b, higher_is_better=metric not in _LOWER_IS_BETTER,
+                         min_effect=delta, paired=paired)
+
+
+def difference(runs_a, runs_b, metric="test_acc") -> tuple[float, float]:
+    """Mean of ``metric`` over ``runs_a`` minus that over ``runs_b``, and the standard error
+    of that difference as the verdict rule takes it (`compare_runs`: paired by seed where
+    the seeds match; nan with fewer than two runs in a condition)."""
+    result = compare_runs(runs_a, runs_b, metric)
+    return result.mean_a - result.mean_b, result.se
 
 
 def verdict(name_a, runs_a, name_b, runs_b, metric="test_acc") -> str:
     """One sentence comparing two conditions with the course's verdict rule
-    (`normlab.stats.compare`, δ = 0 here): the difference of means ± its standard error,
-    and which is ahead when the difference exceeds two standard errors (a rough rule
-    for a handful of seeds, not a significance test); otherwise "no clear winner"."""
-    result = stats.compare(_values(runs_a, metric), _values(runs_b, metric),
-                           higher_is_better=metric not in _LOWER_IS_BETTER)
+    (`compare_runs`): the difference of means ± its standard error, and which is ahead
+    when the difference exceeds the margin, max(2 SE, δ); otherwise "no clear winner"."""
+    result = compare_runs(runs_a, runs_b, metric)
     diff = result.mean_a - result.mean_b
     what = {"test_acc": "test accuracy", "test_loss": "test loss", "gap": "generalization gap"}.get(metric, metric)
     if result.outcome == "n/a":
         return f"{what}: {name_a} − {name_b} = {diff:+.3f} → fewer than two seeds: no verdict"
-    text = f"{what}: {name_a} − {name_b} = {diff:+.3f} ± {result.se:.3f}"
+    text = f"{what}: {name_a} − {name_b} = {diff:+.3f} ± {result.se:.3f} (margin {result.margin:.3f})"
     if result.outcome == "draw":
-        return text + " → within the seed-to-seed noise: no clear winner"
+        return text + " → within the margin: no clear winner"
     return text + f" → {name_a if result.outcome == 'a' else name_b} ahead"
 
 
