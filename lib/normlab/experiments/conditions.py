@@ -7,6 +7,8 @@ claim quoted and the outcome that claim predicts. Settings are overrides of
 `BASE_CONFIG`, the thesis talk's training strategy (backup slide "Training strategy for
 the experiments"):
 
+* the thesis' MLP (3 hidden layers of 100 units; slide "Models used in the experiments")
+  or a small CNN;
 * Kaiming initialization, inputs standardized with train statistics;
 * cross-entropy, mini-batch SGD with Nesterov momentum 0.9, batch size 64;
 * initial learning rate 0.01, halved after 5 epochs without a lower validation loss;
@@ -44,7 +46,7 @@ __all__ = [
 BASE_CONFIG: dict = {
     "dataset": "digits",          # digits | mnist | fashion-mnist | cifar10
     "model": "mlp",               # mlp | cnn
-    "hidden": [128, 128],         # MLP hidden widths (the library's default MLP)
+    "hidden": [100, 100, 100],    # MLP hidden widths: the thesis' MLP, 3 hidden layers of 100
     "channels": [16, 32],         # CNN conv widths
     "cnn_hidden": 64,             # CNN head width
     "norm": "none",
@@ -199,6 +201,18 @@ CONDITIONS: tuple = (
         base={"init": "normal", "init_std": 1.0},
         comparisons=(Comparison("BN", "vanilla", (A,)),),
         tally=True,
+    ),
+    Condition(
+        name="normal_init_shallow",
+        title="N(0, 1) init, 2 hidden layers (ablation)",
+        description="The N(0, 1) condition on a shallower MLP, 2 hidden layers of 128 instead of "
+                    "the thesis' 3 of 100: does the vanilla network still get stuck? (An ablation "
+                    "of depth; not in the thesis' score.)",
+        source=f"{THESIS}, slide 'Batchnorm handles arbitrary inits', on a shallower network",
+        claim="Vanilla model is stuck again (the thesis' claim, made for its deeper networks)",
+        arms=BN_ARMS,
+        base={"init": "normal", "init_std": 1.0, "hidden": [128, 128]},
+        comparisons=(Comparison("BN", "vanilla", None),),
     ),
     Condition(
         name="weight_decay",

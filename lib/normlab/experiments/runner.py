@@ -245,9 +245,18 @@ def train_one(config: dict, data_root=None) -> dict:
     ``test_acc_at_best`` (test accuracy at the epoch of best validation accuracy),
     ``final_test_acc`` and ``epoch_ms_min`` / ``epoch_ms_median`` (training epochs).
     A ``paired_timing`` configuration goes to `time_arms` instead.
+
+    A run is a function of its configuration and seed: it trains on one torch thread
+    whatever the caller set (with more threads torch adds up its reductions in another
+    order, and a small-batch BN run amplifies those last bits into other accuracies).
     """
-    if config.get("experiment") == "paired_timing":
-        return time_arms(config, data_root)
+    with one_thread():
+        if config.get("experiment") == "paired_timing":
+            return time_arms(config, data_root)
+        return _train(config, data_root)
+
+
+def _train(config: dict, data_root) -> dict:
     splits, x_train, y_train = _splits(config, data_root)
     seed = config["seed"]
     set_seed(seed)
