@@ -55,7 +55,7 @@ BASE_CONFIG: dict = {
     "init": "kaiming",
     "init_std": 1.0,
     "dropout": 0.0,
-    "num_groups": 8,
+    "num_groups": 4,              # group norm: 4 groups divide every width (100; CNN 16, 32, 64)
     "noise": None,                # BatchNormNoise settings after every BN (noisy BN), or None
     "lr": 0.01,
     "momentum": 0.9,
@@ -308,7 +308,7 @@ CONDITIONS: tuple = (
     Condition(
         name="norms_batch_size",
         title="BN vs GN vs LN across batch sizes",
-        description="Batch, group (8 groups) and layer norm before every ReLU, batch sizes 2 ... 256.",
+        description="Batch, group (4 groups) and layer norm before every ReLU, batch sizes 2 ... 256.",
         source="Wu & He (2018), Group normalization, Figure 1 (ResNet-50 on ImageNet), in "
                f"{LECTURE}",
         claim="BN's error increases rapidly when reducing the batch size. GN's computation is "
