@@ -33,7 +33,8 @@ def close_figures():
 def test_shapes_and_histograms_are_fractions():
     s = activation_statistics(activation="tanh", init="xavier", bins=30, **SMALL)
     assert s.depth == 8
-    for name in ("means", "stds", "sample_stds", "fraction_zero", "weight_grad_norms", "output_grad_stds"):
+    for name in ("means", "stds", "sample_stds", "fraction_zero", "fraction_dead", "weight_grad_norms",
+                 "weight_norms", "relative_grad_norms", "output_grad_stds"):
         assert getattr(s, name).shape == (8,), name
     assert s.hist_fractions.shape == (8, 30) and s.hist_edges.shape == (8, 31)
     np.testing.assert_allclose(s.hist_fractions.sum(axis=1), 1.0)
@@ -61,6 +62,30 @@ def test_batchnorm_makes_the_forward_pass_independent_of_the_weight_scale():
     np.testing.assert_allclose(big.stds, small.stds, rtol=1e-3)
     np.testing.assert_allclose(big.hist_fractions, small.hist_fractions, atol=0.02)
     assert big.label.endswith("BN")
+
+
+def test_batchnorm_gradients_relative_to_the_weights_scale_as_one_over_alpha_squared():
+    # A BN layer's dL/dW scales as 1/alpha, but the output layer (no BN) has the same init and
+    # scales the gradient reaching the layers by about alpha: the raw gradient norms nearly
+    # agree, relative to W (which scales as alpha) they differ by about 1/alpha.
+    big = activation_statistics(activation="relu", init="normal", init_std=1.0, norm="batch", **SMALL)
+    small = activation_statistics(activation="relu", init="normal", init_std=0.1, norm="batch", **SMALL)
+    np.testing.assert_allclose(big.weight_norms, 10 * small.weight_norms, rtol=1e-6)  # float32 draws
+    np.testing.assert_allclose(big.relative_grad_norms, big.weight_grad_norms / big.weight_norms)
+    assert np.all(small.relative_grad_norms > 5 * big.relative_grad_norms)
+    assert np.all(small.weight_grad_norms < 2 * big.weight_grad_norms)
+    assert np.all(big.weight_grad_norms < 2 * small.weight_grad_norms)
+
+
+def test_dead_units_relu_without_bias_scale_free_and_none_with_batchnorm():
+    deep = dict(SMALL, depth=20)
+    plain = {init: activation_statistics(activation="relu", init=init, **deep) for init in ("kaiming", "xavier")}
+    normed = activation_statistics(activation="relu", init="kaiming", norm="batch", **deep)
+    assert plain["kaiming"].fraction_dead[-1] > 0  # deep ReLU nets lose units for a whole batch
+    assert np.all(plain["kaiming"].fraction_dead <= plain["kaiming"].fraction_zero + 1e-12)
+    # zero biases and relu(a z) = a relu(z): the weights' scale cannot change which units are dead
+    np.testing.assert_array_equal(plain["kaiming"].fraction_dead, plain["xavier"].fraction_dead)
+    assert np.all(normed.fraction_dead == 0)  # BN centres every unit over the batch
 
 
 def test_deep_sigmoid_forgets_its_input_without_batchnorm():
@@ -101,6 +126,11 @@ def test_profile_figure_draws_one_line_per_condition():
     np.testing.assert_allclose(ax_grad.lines[0].get_ydata(), stats[0].weight_grad_norms)
     with pytest.raises(ValueError, match="spread"):
         plot_depth_profiles(stats, spread="variance")
+    relative = plot_depth_profiles(stats, gradient="relative")
+    np.testing.assert_allclose(relative.axes[1].lines[0].get_ydata(), stats[0].relative_grad_norms)
+    assert "relative" in relative.axes[1].get_title()
+    with pytest.raises(ValueError, match="gradient"):
+        plot_depth_profiles(stats, gradient="outputs")
 
 
 @pytest.fixture(scope="module")

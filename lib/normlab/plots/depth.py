@@ -8,9 +8,12 @@ first training step) and records, for every hidden layer :math:`l = 1..L`, its o
 
 * the mean and standard deviation of :math:`h_l` over the batch and the units, and a
   histogram of its values;
+* the fraction of its units that are *dead* on the batch: 0 for every sample (a ReLU
+  unit whose pre-activation is never positive passes no gradient to its weights);
 * after one backward pass of the cross-entropy loss, the gradient magnitudes
   :math:`\lVert \partial L / \partial W_l \rVert_F` (the weights of the Linear layer that
-  produces :math:`h_l`) and :math:`\operatorname{std}(\partial L / \partial h_l)`.
+  produces :math:`h_l`), relative to :math:`\lVert W_l \rVert_F` (the size of an SGD step
+  relative to the weights it changes), and :math:`\operatorname{std}(\partial L / \partial h_l)`.
 
 The variance argument behind Xavier and Kaiming initialization is
 :math:`\operatorname{Var}(z_j) = \text{fan\_in}\,\operatorname{Var}(w)\,\mathbb E[x^2]`
@@ -67,8 +70,10 @@ class DepthStatistics:
     ``sample_stds`` near 0: it has forgotten the input). ``hist_fractions`` (depth, bins): fraction of the output values in
     each bin (each row sums to 1); ``hist_edges`` (depth, bins + 1): the bins.
     ``fraction_zero``: fraction of output values exactly 0 (for ReLU: units switched off
-    for that sample). ``weight_grad_norms``: Frobenius norm of dL/dW of the Linear layer
-    producing the output; ``output_grad_stds``: std of dL/dh over batch and units.
+    for that sample). ``fraction_dead``: fraction of the layer's units that are 0 for
+    every sample of the batch (dead on this batch). ``weight_grad_norms``: Frobenius norm
+    of dL/dW of the Linear layer producing the output; ``weight_norms``: Frobenius norm of
+    that W; ``output_grad_stds``: std of dL/dh over batch and units.
     """
 
     activation: str
@@ -81,12 +86,24 @@ class DepthStatistics:
     hist_fractions: np.ndarray
     hist_edges: np.ndarray
     fraction_zero: np.ndarray
+    fraction_dead: np.ndarray
     weight_grad_norms: np.ndarray
+    weight_norms: np.ndarray
     output_grad_stds: np.ndarray
 
     @property
     def depth(self) -> int:
         return len(self.means)
+
+    @property
+    def relative_grad_norms(self) -> np.ndarray:
+        r""":math:`\lVert \partial L/\partial W_l\rVert_F / \lVert W_l\rVert_F`: how far one SGD
+        step of learning rate 1 moves :math:`W_l`, relative to its size. Scaling the weights of
+        a layer followed by batch norm by :math:`\alpha` scales its gradient by :math:`1/\alpha`,
+        this ratio by :math:`1/\alpha^2`; when a layer not followed by BN (the output layer)
+        is scaled too, the gradient reaching the layer grows with it (this ratio then scales
+        about as :math:`1/\alpha`), while the raw gradient norm hardly changes."""
+        return self.weight_grad_norms / self.weight_norms
 
     @property
     def label(self) -> str:
@@ -155,7 +172,9 @@ def activation_statistics(depth=20, width=128, activation="tanh", init="xavier",
         sample_stds=np.array([h.detach().std(dim=0).mean().item() for h in outputs]),
         hist_fractions=np.stack(fractions), hist_edges=np.stack(edges),
         fraction_zero=np.array([(h == 0).double().mean().item() for h in outputs]),
+        fraction_dead=np.array([(h == 0).all(dim=0).double().mean().item() for h in outputs]),
         weight_grad_norms=np.array([linear.weight.grad.norm().item() for linear in linears[:-1]]),
+        weight_norms=np.array([linear.weight.detach().norm().item() for linear in linears[:-1]]),
         output_grad_stds=np.array([h.grad.std().item() for h in outputs]),
     )
 
@@ -221,14 +240,17 @@ def plot_activation_histograms(stats, layers=None, row_labels=None, figsize=None
     return fig
 
 
-def plot_depth_profiles(stats, spread="stds", figsize=(9, 3.8)):
+def plot_depth_profiles(stats, spread="stds", gradient="norms", figsize=(9, 3.8)):
     """Two panels, one line per `DepthStatistics`, against the layer number on log scales:
-    the spread of each hidden layer's output and the gradient norm ||dL/dW_l|| of its
-    weights; the legend sits below. ``spread="stds"`` plots the standard deviation over
-    batch and units, ``"sample_stds"`` the one over the batch only (how much the output
-    still depends on the input). Returns the Figure."""
+    the spread of each hidden layer's output and the gradient of its weights; the legend
+    sits below. ``spread="stds"`` plots the standard deviation over batch and units,
+    ``"sample_stds"`` the one over the batch only (how much the output still depends on
+    the input). ``gradient="norms"`` plots ||dL/dW_l||, ``"relative"`` ||dL/dW_l|| / ||W_l||
+    (`DepthStatistics.relative_grad_norms`: the step relative to the weights). Returns the Figure."""
     if spread not in ("stds", "sample_stds"):
         raise ValueError(f"spread must be 'stds' or 'sample_stds', got {spread!r}")
+    if gradient not in ("norms", "relative"):
+        raise ValueError(f"gradient must be 'norms' or 'relative', got {gradient!r}")
     stats = [stats] if isinstance(stats, DepthStatistics) else list(stats)
     fig, (ax_act, ax_grad) = plt.subplots(1, 2, figsize=figsize)
     tiny = np.finfo(float).tiny  # a std of exactly 0 cannot sit on a log axis
@@ -236,7 +258,8 @@ def plot_depth_profiles(stats, spread="stds", figsize=(9, 3.8)):
         layer = np.arange(1, s.depth + 1)
         style = dict(color=f"C{i % 10}", marker="o", markersize=3, label=s.label)
         ax_act.plot(layer, np.maximum(getattr(s, spread), tiny), **style)
-        ax_grad.plot(layer, np.maximum(s.weight_grad_norms, tiny), **style)
+        grads = s.weight_grad_norms if gradient == "norms" else s.relative_grad_norms
+        ax_grad.plot(layer, np.maximum(grads, tiny), **style)
     ylabel = "std of layer output" if spread == "stds" else "std over the batch"
     ax_act.set(yscale="log", xlabel="hidden layer", ylabel=ylabel, title="activations")
     for ax in (ax_act, ax_grad):  # show at least two decades, so that flat lines look flat
@@ -245,8 +268,12 @@ def plot_depth_profiles(stats, spread="stds", figsize=(9, 3.8)):
         if high < 100 * low:
             middle = np.sqrt(low) * np.sqrt(high)
             ax.set_ylim(middle / 10, middle * 10)
-    ax_grad.set(yscale="log", xlabel="hidden layer", ylabel=r"$\|\partial L/\partial W_l\|_F$",
-                title="weight gradients")
+    if gradient == "norms":
+        ax_grad.set(ylabel=r"$\|\partial L/\partial W_l\|_F$", title="weight gradients")
+    else:
+        ax_grad.set(ylabel=r"$\|\partial L/\partial W_l\|_F \,/\, \|W_l\|_F$",
+                    title="weight gradients relative to the weights")
+    ax_grad.set(yscale="log", xlabel="hidden layer")
     columns = min(4, len(stats))
     rows = -(-len(stats) // columns)
     fig.legend(*ax_act.get_legend_handles_labels(), loc="lower center", ncol=columns, fontsize=8, frameon=False)
