@@ -22,6 +22,8 @@ import torch
 
 from normlab import functional as nf
 from normlab import gradcheck, symbolic
+from normlab.notebook import claim, prose
+from normlab.plots import graphs
 
 torch.set_num_threads(1)
 rng = np.random.default_rng(0)
@@ -56,6 +58,10 @@ grads = symbolic.batchnorm_gradients(2)
 print("dL/dx2 by hand == SymPy:", symbolic.is_equivalent(by_hand_dx2, grads.dx[1]))
 print("dL/dx1 + dL/dx2 =", sp.simplify(grads.dx[0] + grads.dx[1]))
 
+# %% tags=["remove-input"]
+claim("the hand-derived dL/dx_2 equals SymPy's", symbolic.is_equivalent(by_hand_dx2, grads.dx[1]))
+claim("dL/dx_1 + dL/dx_2 is exactly 0 (n = 2)", sp.simplify(grads.dx[0] + grads.dx[1]) == 0)
+
 # %% [markdown]
 # **Why $\sum_i \partial L/\partial x_i = 0$ for any $n$.** Add the same constant $c$ to
 # every input: $\mu$ grows by $c$ and every $a_i = x_i - \mu$ is unchanged, so $\sigma^2$,
@@ -64,10 +70,16 @@ print("dL/dx1 + dL/dx2 =", sp.simplify(grads.dx[0] + grads.dx[1]))
 # $\sum_i \partial L/\partial x_i$. Check for $n = 3$ (SymPy) and $n = 50$ (NumPy):
 
 # %%
-print("n = 3, SymPy:", sp.simplify(sum(symbolic.batchnorm_gradients(3, simplify=False).dx)))
+sum_n3 = sp.simplify(sum(symbolic.batchnorm_gradients(3, simplify=False).dx))
+print("n = 3, SymPy:", sum_n3)
 x, g = rng.standard_normal((50, 1)), rng.standard_normal((50, 1))
 _, cache = nf.batchnorm_forward(x, np.ones(1), np.zeros(1))
-print("n = 50, NumPy:", nf.batchnorm_backward_fast(g, cache)[0].sum())
+sum_n50 = nf.batchnorm_backward_fast(g, cache)[0].sum()
+print("n = 50, NumPy:", sum_n50)
+
+# %% tags=["remove-input"]
+claim("the gradients sum to exactly 0 for n = 3 (SymPy) and to round-off for n = 50 (NumPy)",
+      sum_n3 == 0 and abs(sum_n50) < 1e-12, sum_n50=sum_n50)
 
 # %% [markdown]
 # ## Exercise 2 — the two constraints, and why $n = 2$ loses everything
@@ -86,12 +98,18 @@ print("n = 50, NumPy:", nf.batchnorm_backward_fast(g, cache)[0].sum())
 # is left, so a generic upstream gradient still passes partly. Numerically:
 
 # %%
+largest_dx = {}
 for n in (2, 3):
     x, g = rng.standard_normal((n, 1)), rng.standard_normal((n, 1))
     _, cache = nf.batchnorm_forward(x, np.ones(1), np.zeros(1), eps=1e-12)
     dx = nf.batchnorm_backward_fast(g, cache)[0]
+    largest_dx[n] = np.abs(dx).max()
     print(f"n = {n}: dL/dx = {np.round(dx.ravel(), 6)}, sum = {dx.sum():.1e}, "
           f"sum xhat*dx = {(cache.xhat * dx).sum():.1e}")
+
+# %% tags=["remove-input"]
+claim("near eps = 0 the gradient vanishes for n = 2 (below 1e-6) but not for n = 3 (above 1e-2)",
+      largest_dx[2] < 1e-6 and largest_dx[3] > 1e-2, largest_dx=largest_dx)
 
 # %% [markdown]
 # ## Exercise 3 — which bugs does an all-ones upstream gradient catch?
@@ -116,11 +134,20 @@ def backward_without_variance_route(dout, cache):
 # %%
 x, gamma_, beta_ = rng.standard_normal((6, 4)), rng.standard_normal(4), rng.standard_normal(4)
 out, cache = nf.batchnorm_forward(x, gamma_, beta_)
+bug_errors = {}
 for label, dout in [("all ones", np.ones_like(out)), ("random  ", rng.standard_normal(out.shape))]:
     numerical = gradcheck.numerical_gradient(lambda v: nf.batchnorm_forward(v, gamma_, beta_)[0], x.copy(), dout)
     errors = {bug.__name__: np.abs(bug(dout, cache)[0] - numerical).max()
               for bug in (backward_without_mean_route, backward_without_variance_route)}
+    bug_errors[label.strip()] = errors
     print(label, {name: f"{error:.0e}" for name, error in errors.items()})
+
+# %% tags=["remove-input"]
+ones, random_ = bug_errors["all ones"], bug_errors["random"]
+claim("the all-ones check catches the missing mu route (error above 0.1) and misses the missing sigma^2 route "
+      "(error below 1e-6, finite-difference noise)",
+      ones["backward_without_mean_route"] > 0.1 and ones["backward_without_variance_route"] < 1e-6, **ones)
+claim("a random upstream gradient catches both bugs (errors above 0.1)", min(random_.values()) > 0.1, **random_)
 
 # %% [markdown]
 # The all-ones check **catches the missing $\mu$ route** and **misses the missing
@@ -137,8 +164,13 @@ for label, dout in [("all ones", np.ones_like(out)), ("random  ", rng.standard_n
 
 # %%
 inputs = {"x": rng.standard_normal((2, 3, 4, 4)), "gamma": rng.standard_normal(3), "beta": rng.standard_normal(3)}
-for report in gradcheck.check_layer(nf.batchnorm_forward, nf.batchnorm_backward_fast, inputs):
+conv_reports = gradcheck.check_layer(nf.batchnorm_forward, nf.batchnorm_backward_fast, inputs)
+for report in conv_reports:
     print(report)
+
+# %% tags=["remove-input"]
+claim("batchnorm_backward_fast passes the gradient check on (2, 3, 4, 4) input",
+      all(report.passed for report in conv_reports), rel_errors=[report.rel_error for report in conv_reports])
 
 # %% [markdown]
 # Statistics are per channel over the batch and both spatial axes, so
@@ -153,10 +185,17 @@ dx = nf.batchnorm_backward_fast(g, cache)[0]
 ratio = np.sqrt((dx**2).sum(axis=(0, 2, 3)) / (g**2).sum(axis=(0, 2, 3)))  # one per channel
 print(f"median |dL/dx| / |g| for a batch of two 4x4 images: {np.median(ratio):.3f}")
 
-# %% [markdown]
-# No collapse: the count that matters is $m = 32$, not $N = 2$ (compare the lecture's
-# $\approx 6\cdot10^{-5}$ for two scalars). Two *images* per batch still make a
-# well-posed batch norm; two *vectors* (an MLP with batch size 2) do not.
+# %% tags=["remove-input"]
+two_scalars = graphs.input_gradient_ratio(2, [1e-5])[0]  # the lecture's n = 2 value at eps = 1e-5
+claim("two 4x4 images do not collapse (median ratio above 0.5), unlike two scalars (below 1e-3)",
+      np.median(ratio) > 0.5 and two_scalars < 1e-3, images=np.median(ratio), scalars=two_scalars)
+mantissa, exponent = f"{two_scalars:.0e}".split("e")
+prose(rf"""
+No collapse: the median ratio is {np.median(ratio):.2f}, because the count that matters is
+$m = 32$, not $N = 2$ (compare the lecture's ${mantissa}\cdot 10^{{{int(exponent)}}}$ for two scalars).
+Two *images* per batch still make a well-posed batch norm; two *vectors* (an MLP with
+batch size 2) do not.
+""")
 
 # %% [markdown]
 # ## Exercise 5 — $n = 3$: the limit is not zero, and the surviving fraction
@@ -171,6 +210,9 @@ dx1 = symbolic.batchnorm_gradients(3, simplify=False).dx[0]
 limit = sp.simplify(symbolic.limit_eps_to_zero(dx1.subs(point)))
 print("lim_{eps->0} dL/dx_1 =", limit, "=", float(limit))
 
+# %% tags=["remove-input"]
+claim("for n = 3 the limit eps -> 0 of dL/dx_1 is not zero", limit != 0, limit=float(limit))
+
 # %% [markdown]
 # Non-zero, unlike $n = 2$. The fraction of a random upstream gradient that survives
 # ($\lVert\partial L/\partial x\rVert\,s/(|\gamma|\lVert g\rVert)$, i.e. $\lVert Pg\rVert/\lVert g\rVert$)
@@ -179,14 +221,23 @@ print("lim_{eps->0} dL/dx_1 =", limit, "=", float(limit))
 
 # %%
 trials = 4000
+mean_square, mean_fraction = {}, {}
 for n in (3, 4, 8):
     x, g = rng.standard_normal((n, trials)), rng.standard_normal((n, trials))
     _, cache = nf.batchnorm_forward(x, np.ones(trials), np.zeros(trials), eps=0.0)
     dx = nf.batchnorm_backward_fast(g, cache)[0]
     surviving = np.linalg.norm(dx, axis=0) * np.sqrt(cache.var.ravel()) / np.linalg.norm(g, axis=0)
+    mean_square[n], mean_fraction[n] = np.mean(surviving**2), surviving.mean()
     print(f"n = {n}: mean of fraction^2 = {np.mean(surviving**2):.3f}   (n-2)/n = {(n - 2) / n:.3f}   "
           f"mean fraction = {surviving.mean():.3f}   sqrt((n-2)/n) = {np.sqrt((n - 2) / n):.3f}")
 
-# %% [markdown]
-# The mean *square* matches $(n-2)/n$; the mean fraction itself is a bit lower than
-# $\sqrt{(n-2)/n}$ (Jensen's inequality), hence "about" in the lecture.
+# %% tags=["remove-input"]
+claim("the mean square of the surviving fraction matches (n-2)/n within 0.02 (n = 3, 4, 8; 4000 trials)",
+      all(abs(mean_square[n] - (n - 2) / n) < 0.02 for n in mean_square), mean_square=mean_square)
+claim("the mean fraction is lower than sqrt((n-2)/n) for n = 3, 4, 8",
+      all(mean_fraction[n] < np.sqrt((n - 2) / n) for n in mean_fraction), mean_fraction=mean_fraction)
+prose(rf"""
+The mean *square* matches $(n-2)/n$; the mean fraction itself is lower than
+$\sqrt{{(n-2)/n}}$ (Jensen's inequality: {mean_fraction[3]:.3f} against {np.sqrt(1 / 3):.3f} for $n = 3$,
+{mean_fraction[8]:.3f} against {np.sqrt(6 / 8):.3f} for $n = 8$), hence "about" in the lecture.
+""")
