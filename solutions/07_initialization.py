@@ -24,8 +24,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from normlab import data, models, train
+from normlab import data, models, stats, train
 from normlab.nn import BatchNorm
+from normlab.notebook import claim, prose
 from normlab.plots.depth import activation_statistics
 from normlab.train import fit_tracking_weight_norms
 
@@ -53,13 +54,20 @@ with torch.no_grad():
 train_loader, val_loader, _ = digits.loaders(batch_size=64, seed=0)
 history = train.fit(net, train_loader, val_loader, epochs=10, progress=False)
 hidden_rows = net[1].weight.detach()
-print(f"max difference between two hidden units' weights: {(hidden_rows - hidden_rows[0]).abs().max():.2g}")
-print(f"the weights did move: ||W1 - 0.05|| = {(hidden_rows - 0.05).norm():.3f}")
+unit_spread, moved = (hidden_rows - hidden_rows[0]).abs().max().item(), (hidden_rows - 0.05).norm().item()
+print(f"max difference between two hidden units' weights: {unit_spread:.2g}")
+print(f"the weights did move: ||W1 - 0.05|| = {moved:.3f}")
 print(f"best validation accuracy: {history.best_val_acc:.3f}")
 
-# %% [markdown]
-# The 32 hidden units moved — together: they are still exactly equal, so the network is a
-# one-hidden-unit network, copied 32 times, and its accuracy shows it.
+# %% tags=["remove-input"]
+claim("the 32 hidden units moved but are still exactly equal after 10 epochs; the accuracy stays far below "
+      "a trained net's (under 0.5)", unit_spread == 0.0 and moved > 0 and history.best_val_acc < 0.5,
+      unit_spread=unit_spread, moved=moved, best_val_acc=history.best_val_acc)
+prose(rf"""
+The 32 hidden units moved — together: they are still exactly equal, so the network is a
+one-hidden-unit network, copied 32 times, and its accuracy shows it (best validation
+accuracy {history.best_val_acc:.2f}, where random weights reach far more in fewer epochs).
+""")
 
 # %% [markdown]
 # ## Exercise 2 — Kaiming for leaky ReLU
@@ -90,20 +98,39 @@ def leaky_std_ratio(var_w_times_fan_in, a=0.2, depth=20, width=128, seed=0):
 
 
 a = 0.2
+leaky = {}  # name -> (geometric mean of the ratio over 8 nets, min, max, theory)
 for name, c in (("Xavier", 1.0), ("Kaiming (ReLU)", 2.0), ("leaky 2/(1+a²)", 2 / (1 + a ** 2))):
     ratios = np.array([leaky_std_ratio(c, a, seed=seed) for seed in range(8)])
     theory = (c * (1 + a ** 2) / 2) ** (19 / 2)
+    leaky[name] = (np.exp(np.log(ratios).mean()), ratios.min(), ratios.max(), theory)
     print(f"{name:15s} n_in Var(w) = {c:.3f}: std ratio layer 20 / layer 1 over 8 nets: geometric mean "
-          f"{np.exp(np.log(ratios).mean()):.3g} (min {ratios.min():.3g}, max {ratios.max():.3g}); theory {theory:.3g}")
+          f"{leaky[name][0]:.3g} (min {ratios.min():.3g}, max {ratios.max():.3g}); theory {theory:.3g}")
 
-# %% [markdown]
-# The theory predicts the factor per layer $\sqrt{n_\text{in}\operatorname{Var}(w)\,(1+a^2)/2}$:
-# Xavier loses $\sqrt{0.52} \approx 0.72$ per layer — 0.002 after 19 layers, as measured.
-# Plain Kaiming gains only $\sqrt{1.04} = 1.02$ per layer (1.45 after 19 layers), the
-# leaky-ReLU formula exactly 1. That 4 % per layer is smaller than the scatter of single
-# networks of width 128 (their ratios range over a factor 2–3), so one network cannot tell
-# Kaiming from the leaky formula; the geometric means over 8 networks are in the predicted
-# order (the leaky formula's is the closer one to 1). Width is what shrinks the scatter.
+# %% tags=["remove-input"]
+xavier_leaky, kaiming_leaky, formula_leaky = leaky.values()
+scatter = [high / low for _, low, high, _ in leaky.values()]
+below = [mean / theory for mean, _, _, theory in leaky.values()]
+claim("Xavier's measured geometric mean is close to the theory (within 20 %)",
+      abs(xavier_leaky[0] / xavier_leaky[3] - 1) < 0.2, xavier=xavier_leaky)
+claim("single networks scatter over more than the factor sqrt(1.04)^19 that separates Kaiming from the "
+      "leaky formula; the geometric means are in the predicted order, the leaky formula's the closer to 1",
+      min(scatter) > kaiming_leaky[3] / formula_leaky[3]
+      and xavier_leaky[0] < formula_leaky[0] < kaiming_leaky[0]
+      and abs(np.log(formula_leaky[0])) < abs(np.log(kaiming_leaky[0])), scatter=scatter, leaky=leaky)
+claim("all three geometric means lie below the theory", max(below) < 1, measured_over_theory=below)
+prose(rf"""
+The theory predicts the factor per layer $\sqrt{{n_\text{{in}}\operatorname{{Var}}(w)\,(1+a^2)/2}}$:
+Xavier loses $\sqrt{{0.52}} \approx 0.72$ per layer — $0.72^{{19}} \approx 0.002$ after 19 layers;
+measured {xavier_leaky[0]:.4f} (geometric mean). Plain Kaiming gains only $\sqrt{{1.04}} \approx 1.02$ per
+layer ($1.02^{{19}} \approx 1.45$ after 19 layers), the leaky-ReLU formula exactly 1. That factor
+$1.02$ per layer in the std is smaller than the scatter of single networks of width 128 (their
+ratios range over a factor {min(scatter):.1f} to {max(scatter):.1f} between the 8 networks), so one network
+cannot tell Kaiming from the leaky formula; the geometric means over 8 networks are in the
+predicted order ({xavier_leaky[0]:.3g} < {formula_leaky[0]:.3g} < {kaiming_leaky[0]:.3g}; the leaky formula's is the closer
+one to 1). All three lie below the theory (measured / theory = {min(below):.2f} to {max(below):.2f}), as
+expected at finite width: the average of the logarithm of a random factor is below the
+logarithm of its average. Width is what shrinks the scatter.
+""")
 
 # %% [markdown]
 # ## Exercise 3 — the σ that preserves the scale of a 20-layer ReLU net
@@ -123,10 +150,20 @@ for sigma, ratio in zip(sigmas, ratios):
 best = np.interp(0.0, np.log(ratios), np.log(sigmas))  # log ratio is increasing in log sigma
 print(f"ratio 1 at sigma ≈ {np.exp(best):.4f}; Kaiming: sqrt(2/128) = {np.sqrt(2 / 128):.4f}")
 
-# %% [markdown]
-# The measured crossing is close to Kaiming's 0.125 (one random network of finite width
-# deviates from the expectation by a few per cent). The steepness is the lesson: a σ only
-# 20 % off changes the scale after 20 layers by $1.2^{19} \approx 30$ times.
+# %% tags=["remove-input"]
+crossing = np.exp(best)
+network_factor = ratios / (64 * sigmas ** 2) ** 9.5  # measured / theory, one value per sigma
+claim("the crossing is within 5 % of Kaiming's sigma = 0.125", abs(crossing / 0.125 - 1) < 0.05, crossing=crossing)
+claim("measured / theory is the same factor at every sigma (one network: the same draws, scaled; to 1e-4)",
+      network_factor.max() / network_factor.min() - 1 < 1e-4, factors=list(network_factor))
+prose(rf"""
+The measured crossing, $\sigma \approx$ {crossing:.4f}, is {100 * abs(crossing / 0.125 - 1):.1f} % from Kaiming's $0.125$. Every
+$\sigma$ uses the same random draws, scaled, and the biases are 0, so this one network's
+ratio is the theory's times one factor, {network_factor.mean():.2f} at every $\sigma$: a random network of finite
+width deviates from the expectation, and the crossing moves by that factor's 19th root. The
+steepness is the lesson: a $\sigma$ only $20\,\%$ off changes the scale after 20 layers by
+$1.2^{{19}} \approx 32$ times.
+""")
 
 # %% [markdown]
 # ## Exercise 4 — scale invariance and the growth of ‖w‖
@@ -200,23 +237,47 @@ def test_accuracy(net, seed, epochs=5):
 
 variants = {"BN + N(0, 1)": (False, False), "(a) hidden weights rescaled": (True, False),
             "(b) output layer Kaiming": (False, True), "(a) and (b)": (True, True)}
+accuracies = {}
 for name, (fix_hidden, fix_output) in variants.items():
-    accs = [test_accuracy(bn_normal_net(seed, fix_hidden, fix_output), seed) for seed in SEEDS]
-    print(f"{name:28s} {'  '.join(f'{a:.3f}' for a in accs)}   mean {np.mean(accs):.3f}")
+    accuracies[name] = [test_accuracy(bn_normal_net(seed, fix_hidden, fix_output), seed) for seed in SEEDS]
+    print(f"{name:28s} {'  '.join(f'{a:.3f}' for a in accuracies[name])}   mean {np.mean(accuracies[name]):.3f}")
 kaiming = []
 for seed in SEEDS:
     torch.manual_seed(seed)
     kaiming.append(test_accuracy(models.mlp(64, 10, hidden=(128, 128, 128), norm="batch"), seed))
 print(f"{'BN + Kaiming (reference)':28s} {'  '.join(f'{a:.3f}' for a in kaiming)}   mean {np.mean(kaiming):.3f}")
 
-# %% [markdown]
-# Rescaling the hidden weights — a change the forward pass cannot see (up to $\epsilon$) —
-# recovers the whole gap to BN + Kaiming, within the seed spread; fixing only the output
-# layer recovers little. So with BN the
-# initialization still matters, mainly through the **effective learning rate** of the
-# scale-invariant layers: $\mathcal N(0,1)$ weights make every step $n_\text{in}/2$ times
-# smaller in angle. Raising the learning rate of those layers (or weight decay, which
-# shrinks the norm over time) would have the same effect.
+
+def verdict(values_a, values_b):
+    """The course's verdict rule on test accuracies, paired by seed (same split and batch order)."""
+    return stats.compare(values_a, values_b, min_effect=stats.ACCURACY_DELTA / 100, paired=True)
+
+
+hidden_vs_kaiming = verdict(accuracies["(a) hidden weights rescaled"], kaiming)
+output_vs_normal = verdict(accuracies["(b) output layer Kaiming"], accuracies["BN + N(0, 1)"])
+normal_vs_kaiming = verdict(accuracies["BN + N(0, 1)"], kaiming)
+for label, v in (("(a) vs BN + Kaiming", hidden_vs_kaiming), ("(b) vs BN + N(0, 1)", output_vs_normal),
+                 ("BN + N(0, 1) vs BN + Kaiming", normal_vs_kaiming)):
+    print(f"{label:30s} diff {100 * v.diff:+.1f} ± {100 * v.se:.1f} points, margin {100 * v.margin:.1f}: {v.outcome}")
+
+# %% tags=["remove-input"]
+claim("seeds 0-2, verdict rule: BN + Kaiming ahead of BN + N(0, 1); rescaling the hidden weights (a) is not "
+      "behind BN + Kaiming; fixing only the output layer (b) is a draw with BN + N(0, 1)",
+      normal_vs_kaiming.outcome == "b" and hidden_vs_kaiming.outcome in ("a", "draw")
+      and output_vs_normal.outcome == "draw",
+      a_vs_kaiming=hidden_vs_kaiming, b_vs_normal=output_vs_normal, normal_vs_kaiming=normal_vs_kaiming)
+recovered = (f"ahead of it by {100 * hidden_vs_kaiming.diff:.1f} points" if hidden_vs_kaiming.outcome == "a"
+             else f"a draw with it ({100 * hidden_vs_kaiming.diff:+.1f} points)")
+prose(rf"""
+Rescaling the hidden weights — a change the forward pass cannot see (up to $\epsilon$) —
+recovers the whole gap of {-100 * normal_vs_kaiming.diff:.1f} points to BN + Kaiming: (a) ends {recovered}, by
+the verdict rule over seeds 0–2. Fixing only the output layer recovers little
+({100 * output_vs_normal.diff:+.1f} points against BN + $\mathcal N(0,1)$, a draw). So with BN the
+initialization still matters, mainly through the **effective learning rate** of the
+scale-invariant layers: $\mathcal N(0,1)$ weights make every step $n_\text{{in}}/2$ times
+smaller in angle. Raising the learning rate of those layers (or weight decay, which
+shrinks the norm over time) would have the same effect.
+""")
 
 # %% [markdown]
 # ## Exercise 6 — the timescale of weight decay
@@ -230,17 +291,27 @@ print(f"{'BN + Kaiming (reference)':28s} {'  '.join(f'{a:.3f}' for a in kaiming)
 eta, decay, epochs = 0.1, 5e-4, 5
 steps = epochs * len(digits.loaders(batch_size=64)[0])
 print(f"steps to shrink by 1/e: {-1 / np.log(1 - eta * decay):.0f}; this run has {steps} steps")
+norm_ratio = {}
 for weight_decay in (0.0, decay):
     torch.manual_seed(0)
     net = models.mlp(64, 10, hidden=(128, 128, 128), norm="batch")
     h = fit_tracking_weight_norms(net, digits, epochs=epochs, lr=eta, weight_decay=weight_decay, seed=0)
+    norm_ratio[weight_decay] = h.weight_norms[-1, 1] / h.weight_norms[0, 1]
     print(f"λ = {weight_decay:<6g} ||W2|| {h.weight_norms[0, 1]:.3f} → {h.weight_norms[-1, 1]:.3f}"
-          f"  (ratio {h.weight_norms[-1, 1] / h.weight_norms[0, 1]:.4f};"
+          f"  (ratio {norm_ratio[weight_decay]:.4f};"
           f" decay alone predicts {(1 - eta * weight_decay) ** steps:.4f})")
 
-# %% [markdown]
-# With Schilling's $\lambda$ the norm shrinks by about 0.4 per cent in our 100 steps —
-# as predicted, since the gradient's own contribution ($+\eta^2\lVert\nabla L\rVert^2$ per step)
-# is tiny against $\lVert W\rVert^2 \approx 256$. The effective-learning-rate effect of such a
-# small $\lambda$ needs long training (many thousands of steps), which is what the thesis'
-# runs had; that is why the lecture used $\lambda = 0.03$ to see it within 100 steps.
+# %% tags=["remove-input"]
+predicted = (1 - eta * decay) ** steps
+claim("with Schilling's lambda the norm shrinks by less than 1 % in 100 steps, about what decay alone "
+      "predicts times the growth without decay (within 0.1 %)",
+      1 - norm_ratio[decay] < 0.01 and abs(norm_ratio[decay] / (predicted * norm_ratio[0.0]) - 1) < 1e-3,
+      ratio=norm_ratio, predicted=predicted)
+prose(rf"""
+With Schilling's $\lambda$ the norm shrinks by {100 * (1 - norm_ratio[decay]):.2f} % in our {steps} steps: decay alone
+predicts {100 * (1 - predicted):.2f} %, and the gradient's own contribution ($+\eta^2\lVert\nabla L\rVert^2$ per
+step, which grew the norm by {100 * (norm_ratio[0.0] - 1):.2f} % without decay) makes up the difference: both are
+tiny against $\mathbb E\lVert W\rVert^2 = 128 \cdot 128 \cdot 2/128 = 256$. The effective-learning-rate effect of such a
+small $\lambda$ needs long training (many thousands of steps), which is what the thesis'
+runs had; that is why the lecture used $\lambda = 0.03$ to see it within 100 steps.
+""")
