@@ -426,13 +426,19 @@ claim("with a random upstream gradient the correct backward matches (below 1e-8)
       "(more than 0.1)", random_["correct"] < 1e-8 and random_["buggy"] > 0.1, **random_)
 prose(rf"""
 With all ones the true gradient is exactly 0, and the finite differences return exactly
-{ones["numerical"]:.0f}, not merely something small: every perturbed loss is the same float64
-number, $L = n\sum_j\beta_j$ = {loss_ones:.4f}, because its only $x$-dependent part,
-$\gamma\sum_i\hat x_i$ (zero on paper, {sci(abs(x_part))} in floating point), is far below the
-spacing of float64 numbers near $L$ ({sci(np.spacing(loss_ones))}). Both backward passes return
-round-off of size {sci(ones["correct"])} and {sci(ones["buggy"])}: the check passes the bug. With a
-random upstream gradient the correct backward is off by {sci(random_["correct"])}, the bug by
-{random_["buggy"]:.2f}: order one.
+{ones["numerical"]:.0f} (why: speaker notes). Both backward passes return round-off, at most
+{sci(max(ones["correct"], ones["buggy"]))}: the check passes the bug. With a random upstream
+gradient the correct backward is off by {sci(random_["correct"])}, the bug by {random_["buggy"]:.2f}:
+order one.
+""")
+
+# %% tags=["remove-input"] slideshow={"slide_type": "notes"}
+prose(rf"""
+Why the finite differences give exactly 0, not merely something small: every perturbed
+loss is the same float64 number, L = n·Σ_j β_j = {loss_ones:.4f}. Its only x-dependent part,
+γ·Σ_i x̂_i, is zero on paper and {sci(abs(x_part))} in floating point, far below the spacing of
+float64 numbers near L ({sci(np.spacing(loss_ones))}), so L(x + h e_i) and L(x − h e_i) round to
+the same number.
 """)
 
 # %% [markdown] slideshow={"slide_type": "slide"}

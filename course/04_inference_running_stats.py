@@ -342,7 +342,7 @@ for name, rows in [("random batch mates", random_mates), ("mates with label " + 
     for row in rows:
         print(f"  train mode, {name:20s}: predicts {row.argmax().item()} (p = {row.max():.3f})")
 
-# %% tags=["remove-input"] slideshow={"slide_type": "fragment"}
+# %% tags=["remove-input"] slideshow={"slide_type": "notes"}
 flipped = [row.argmax().item() for row in random_mates if row.argmax().item() != label]
 p_true = random_mates[:, label]
 claim("in eval mode the digit is classified correctly", eval_probabilities.argmax().item() == label)
@@ -356,13 +356,12 @@ prose(rf"""
 Eval mode: a {label} whatever the batch. Train mode: {len(flipped)} of 5 random batches {"flips" if len(flipped) == 1 else "flip"} it
 (to {", ".join(map(str, flipped))}), p(true label) ranges from {p_true.min():.2f} to {p_true.max():.2f};
 its same-label mates make it a {same_label_mates[0].argmax().item()}.
-""")
 
-# %% [markdown] slideshow={"slide_type": "notes"}
-# Same-label batch mates are a bad case (here worse than any of the random batches):
-# the features that make this a "1" are shared by the whole batch, so subtracting the
-# batch mean removes exactly them. This is also why a test set sorted by class gives
-# very poor train-mode accuracy (exercise 3 measures it).
+Same-label batch mates are a bad case (here worse than any of the random batches):
+the features that make this a "{label}" are shared by the whole batch, so subtracting the
+batch mean removes exactly them. This is also why a test set sorted by class gives
+very poor train-mode accuracy (exercise 3 measures it).
+""")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## The whole test set, left in train mode
