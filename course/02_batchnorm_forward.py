@@ -25,10 +25,28 @@
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Sources: Raschka's lecture slides (steps 1 and 2, the bias remark, the PyTorch MLP),
-# Silva's CNN slides (the identity with γ = sqrt(σ²+ε), β = μ; the Keras examples),
-# Schilling's thesis talk (the formula with μ_B, σ_B), the BN notes, and the UCLA
-# discussion sheet (its multiple-choice question 6 is exercise 1). Everything is checked
-# numerically against the library and against torch.nn. Runs in a few seconds.
+# Silva's CNN slides (the BN paper's abstract; the identity with γ = sqrt(σ²+ε), β = μ;
+# the Keras examples), Schilling's thesis talk (the formula with μ_B, σ_B), the BN notes
+# (and an erratum to them), and the UCLA discussion sheet (the paper's headline result;
+# its multiple-choice question 6 is exercise 1). Everything is checked numerically against
+# the library and against torch.nn, and every statement about a measurement by a `claim`.
+# Runs in a few seconds.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Why BN: the result it was introduced with
+#
+# The BN paper's abstract (Ioffe & Szegedy, 2015, quoted in Silva's CNN slides):
+# “Applied to a state-of-the-art image classification model, Batch Normalization achieves
+# the same accuracy with 14 times fewer training steps, and beats the original model by a
+# significant margin.”
+#
+# The UCLA discussion sheet: “The authors showed that batch normalization improved the top
+# result of ImageNet (2014) by a significant margin using only 7% of the training steps.”
+#
+# One result seen two ways — $1/14 \approx 7\,\%$ of the steps — on ImageNet, with a
+# variant of Inception (GoogLeNet, the 2014 winner). These are the paper's claims, not
+# measured here; lecture 08 measures the digits analogue (epochs to a target validation
+# accuracy, with and without BN).
 
 # %% slideshow={"slide_type": "skip"}
 import numpy as np
@@ -36,7 +54,7 @@ import torch
 
 from normlab import data, models
 from normlab import functional as nf
-from normlab.notebook import show_source
+from normlab.notebook import claim, prose, show_source
 from normlab.plots.inputs import plot_batchnorm_statistics
 
 torch.set_num_threads(1)
@@ -77,11 +95,29 @@ print("mu          ", mu.round(3))
 print("sigma       ", np.sqrt(var).round(3))
 print("z_hat mean  ", z_hat.mean(axis=0).round(6))
 print("z_hat std   ", z_hat.std(axis=0).round(6))
+print("sigma / sqrt(sigma^2 + eps)", (np.sqrt(var) / np.sqrt(var + eps)).round(6))
 
-# %% [markdown] slideshow={"slide_type": "notes"}
-# Three units on wildly different scales (spreads 10, 0.1 and 1) come out with mean 0 and
-# standard deviation 1 each — to six digits; the tiny deviation from 1 is ε. This is
-# lecture 01's standardization, applied to a hidden layer, with batch statistics.
+# %% tags=["remove-input"] slideshow={"slide_type": "notes"}
+sigma = np.sqrt(var)
+claim("the standardized units have mean 0 up to rounding",
+      bool(np.abs(z_hat.mean(axis=0)).max() < 1e-12), means=z_hat.mean(axis=0).tolist())
+claim("the standardized std is sigma/sqrt(sigma^2 + eps) (so the deviation from 1 is eps's), "
+      "below 1 to six digits only for the widest unit",
+      bool(np.allclose(z_hat.std(axis=0), sigma / np.sqrt(var + eps), rtol=1e-12, atol=0))
+      and 1 - z_hat.std(axis=0)[0] < 5e-7 < 1 - z_hat.std(axis=0)[1:].max(),
+      stds=z_hat.std(axis=0).tolist())
+narrow = int(np.argmin(sigma))
+prose(f"""
+Three units on wildly different scales (the generator's `scale=[10.0, 0.1, 1.0]`; on this
+batch σ = {sigma[0]:.1f}, {sigma[1]:.3f}, {sigma[2]:.2f}) come out with mean 0 (up to rounding,
+at most {np.abs(z_hat.mean(axis=0)).max():.0e}) and a standard deviation just below 1. The
+deviation is ε's, not a mix-up of sample and population variance (both the variance and
+NumPy's `std` divide by n): the output's std is exactly σ/√(σ² + ε), the last line. It is 1
+to six digits only for the widest unit; for unit {narrow}, σ² = {var[narrow]:.5f} is only
+{var[narrow] / eps:.0f} ε, and its std comes out {z_hat.std(axis=0)[narrow]:.6f}. Exercise 2 asks when
+ε stops being negligible. This is lecture 01's standardization, applied to a hidden layer,
+with batch statistics.
+""")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## Biased or unbiased variance?
@@ -141,6 +177,15 @@ print("max |library - by hand| =", np.abs(out - z_hat).max())
 # network" (the BN notes), e.g. a sigmoid would only ever see its nearly linear middle.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
+# **Erratum (BN study note).** The BN notes write the scale and shift as
+# $X^{N}=\gamma \circ X+\beta$ — applied to the input $X$ instead of the normalized
+# $\hat X = (X-\mu)/\sqrt{\sigma^{2}+\epsilon}$ they compute one line before. As written, the
+# normalization would be thrown away: with $\gamma = 1, \beta = 0$ the layer would return
+# $X$ itself. The correct formula is step 2 above:
+#
+# $$X^{N}=\gamma \circ \hat X+\beta .$$
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ## BN can learn the identity
 #
 # Silva's CNN slides: if $\gamma = \sqrt{\sigma^2+\epsilon}$ and $\beta = \mu$, the layer
@@ -152,15 +197,38 @@ out, _ = nf.batchnorm_forward(z, gamma_identity, beta_identity, eps)
 print("this batch:    max |out - z| =", np.abs(out - z).max())
 other_batch = rng.normal(loc=[5.0, -2.0, 0.0], scale=[10.0, 0.1, 1.0], size=(8, 3))
 out_other, _ = nf.batchnorm_forward(other_batch, gamma_identity, beta_identity, eps)
-print("another batch: max |out - z| =", np.abs(out_other - other_batch).max().round(3))
+identity_error = np.abs(out_other - other_batch).max(axis=0)
+print("another batch: max |out - z| per unit =", identity_error.round(3))
 
-# %% [markdown] slideshow={"slide_type": "notes"}
-# The identity is exact for the batch whose statistics we copied, and only approximate for
-# another batch from the same distribution: γ and β are fixed numbers, while μ and σ change
-# from batch to batch. So BN "can represent the identity" in the sense that it can undo
-# the *typical* normalization — with γ and β equal to the population σ and μ. The
-# batch-to-batch noise that remains is what gives BN its slight regularizing effect
-# (Silva's slides), and what makes it fragile with tiny batches (lecture 05).
+# %% tags=["remove-input"] slideshow={"slide_type": "notes"}
+mu_other, var_other = other_batch.mean(axis=0), other_batch.var(axis=0)
+predicted = (mu - mu_other) + (np.sqrt(var + eps) / np.sqrt(var_other + eps) - 1) * (other_batch - mu_other)
+claim("the identity holds for the copied batch up to float64 rounding",
+      bool(np.abs(out - z).max() < 1e-12), error=np.abs(out - z).max())
+claim("on another batch, out - z is exactly the change of batch mean and spread",
+      bool(np.abs((out_other - other_batch) - predicted).max() < 1e-12))
+claim("the largest error is on unit 0, the unit with the largest scale",
+      int(np.argmax(identity_error)) == int(np.argmax(sigma)), errors=identity_error.tolist())
+relative = identity_error / sigma
+prose(f"""
+The identity holds for the batch whose statistics we copied, up to float64 rounding
+({np.abs(out - z).max():.0e}), and only approximately for another batch from the same
+distribution: γ and β are fixed numbers, while μ and σ change from batch to batch. On the
+other batch the layer computes γ(z − μ₂)/√(σ₂² + ε) + β with γ = √(σ₁² + ε), β = μ₁ copied from the
+first, so
+
+out − z = (μ₁ − μ₂) + (√(σ₁² + ε)/√(σ₂² + ε) − 1)(z − μ₂)
+
+exactly (checked to rounding): the error is the batch-to-batch change of the mean and the
+spread. The largest error, {identity_error.max():.1f}, is unit 0's only because unit 0 has the
+largest scale: with n = 8 its batch mean moved from {mu[0]:.2f} to {mu_other[0]:.2f} and its spread
+from {sigma[0]:.1f} to {np.sqrt(var_other[0]):.1f}. In units of each unit's own spread the errors are
+{relative[0]:.1f}, {relative[1]:.1f} and {relative[2]:.1f}: large for every unit. So BN "can represent the
+identity" in the sense that it can undo the *typical* normalization — with γ and β equal to
+the population σ and μ. The batch-to-batch noise that remains is what gives BN its slight
+regularizing effect (Silva's slides), and what makes it fragile with tiny batches
+(lecture 05).
+""")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## The bias before BN is redundant
@@ -193,12 +261,21 @@ loss = (out_with * torch.randn_like(out_with)).sum()   # any loss downstream of 
 loss.backward()
 print("d loss / d bias =", with_bias.bias.grad.numpy())
 
-# %% [markdown] slideshow={"slide_type": "notes"}
-# The gradient is zero up to rounding (about 1e-14 in float64, for a bias of size ~50). That is why
-# normlab.models builds Linear(..., bias=False) in front of a BatchNorm, and why PyTorch
-# model code usually does the same: the bias would be a parameter that costs memory and
-# does nothing. Note the random upstream gradient: with an all-ones upstream gradient, the
-# gradient through BN is zero for every input, not only the bias (lecture 03).
+# %% tags=["remove-input"] slideshow={"slide_type": "notes"}
+bias_difference = (out_with - out_without).abs().max().item()
+bias_gradient = with_bias.bias.grad.abs().max().item()
+bias_size = with_bias.bias.data.abs().max().item()
+claim("with and without the bias BN's output agrees, and the bias gradient is zero, up to float64 rounding",
+      bias_difference < 1e-12 and bias_gradient < 1e-12, difference=bias_difference, gradient=bias_gradient)
+prose(f"""
+The output difference ({bias_difference:.0e}) and the gradient ({bias_gradient:.0e}) are zero up to
+float64 rounding, for a bias as large as {bias_size:.0f}: rounding, not an exact zero, because
+the bias is added and then subtracted again in the mean. That is why normlab.models builds
+Linear(..., bias=False) in front of a BatchNorm, and why PyTorch model code usually does the
+same: the bias would be a parameter that costs memory and does nothing. Note the random
+upstream gradient: with an all-ones upstream gradient, the gradient through BN is zero for
+every input, not only the bias (lecture 03).
+""")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Same numbers as PyTorch
@@ -207,6 +284,7 @@ print("d loss / d bias =", with_bias.bias.grad.numpy())
 # $(N, C, H, W)$) normalize with the batch statistics. With the same $\gamma, \beta$:
 
 # %%
+torch_differences = {}
 for shape, TorchBN in (((32, 5), torch.nn.BatchNorm1d), ((8, 3, 5, 5), torch.nn.BatchNorm2d)):
     x = rng.normal(3.0, 2.0, size=shape)
     gamma, beta = rng.normal(size=shape[1]), rng.normal(size=shape[1])
@@ -216,7 +294,13 @@ for shape, TorchBN in (((32, 5), torch.nn.BatchNorm1d), ((8, 3, 5, 5), torch.nn.
         torch_bn.weight.copy_(torch.from_numpy(gamma))
         torch_bn.bias.copy_(torch.from_numpy(beta))
         theirs = torch_bn(torch.from_numpy(x)).numpy()
-    print(f"{TorchBN.__name__} on {shape}: max |ours - torch| = {np.abs(ours - theirs).max():.1e}")
+    torch_differences[TorchBN.__name__] = np.abs(ours - theirs).max()
+    print(f"{TorchBN.__name__} on {shape}: max |ours - torch| = {torch_differences[TorchBN.__name__]:.1e}")
+
+# %% tags=["remove-input"] slideshow={"slide_type": "skip"}
+claim("our implementation matches torch's BatchNorm1d/2d in training mode up to float64 rounding "
+      "(so torch normalizes with the biased variance too)",
+      max(torch_differences.values()) < 1e-12, differences=torch_differences)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## BN for convolutional layers: per channel
@@ -238,6 +322,12 @@ out, _ = nf.batchnorm_forward(images, np.ones(3), np.zeros(3))
 print("per channel, over (N, H, W): mean", out.mean(axis=(0, 2, 3)).round(6),
       " var", out.var(axis=(0, 2, 3)).round(4))
 print("channel 0, per column (over N, H):", out[:, 0].mean(axis=(0, 1)).round(2))
+
+# %% tags=["remove-input"] slideshow={"slide_type": "skip"}
+claim("every channel has mean 0 and variance 1 (up to eps) over (N, H, W), while single columns do not",
+      bool(np.abs(out.mean(axis=(0, 2, 3))).max() < 1e-12 and np.abs(out.var(axis=(0, 2, 3)) - 1).max() < 1e-4
+           and np.abs(out[:, 0].mean(axis=(0, 1))).max() > 0.1),
+      column_means=out[:, 0].mean(axis=(0, 1)).tolist())
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # The alternative — flatten the image and treat every (channel, position) as its own
@@ -286,6 +376,12 @@ for name, values in (("before BN", z2), ("after BN ", z2_bn)):
     print(f"{name}: unit means in [{means.min():+.2f}, {means.max():+.2f}], "
           f"unit stds in [{stds.min():.2f}, {stds.max():.2f}]")
 
+# %% tags=["remove-input"] slideshow={"slide_type": "skip"}
+after_means, after_stds = z2_bn.mean(0), z2_bn.std(0, correction=0)
+claim("after BN every unit of hidden layer 2 has mean 0 and std 1 on the batch (float32, up to eps)",
+      after_means.abs().max().item() < 1e-5 and (after_stds - 1).abs().max().item() < 1e-3,
+      largest_mean=after_means.abs().max().item(), largest_std_gap=(after_stds - 1).abs().max().item())
+
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # `normlab.models.mlp` builds the same stack, without the redundant biases:
 
@@ -298,7 +394,8 @@ print(models.mlp(64, 10, hidden=(128, 64), norm="batch"))
 # Silva's CNN slides show both in Keras: `Dense → BatchNormalization → Activation`
 # ("[Original Paper]") and `Dense(activation=relu) → BatchNormalization`, and a
 # `BatchNormalization` as the very first layer, standardizing the raw inputs. Raschka's
-# slides quote a benchmark where *after* ReLU scored higher (0.499 vs 0.474 accuracy).
+# slides quote a CaffeNet benchmark where *after* ReLU scored higher: accuracy "0.499"
+# after against "0.474" before ("As in paper").
 # `normlab.models.mlp(..., norm_position="after")` builds the second kind; lecture 05
 # measures both.
 
@@ -315,27 +412,31 @@ print(models.mlp(64, 10, hidden=(128,), norm="batch", norm_position="after"))
 #
 # | claim | seed | where we measure it |
 # |---|---|---|
-# | keeps net inputs standardized (here: mean 0, std 1 per unit) | all | this lecture ✓ |
+# | keeps net inputs standardized (mean 0, std 1 per unit, up to $\epsilon$) | all | this lecture ✓ |
 # | "helps with exploding/vanishing gradient problems" | Raschka's slides | lecture 07 |
-# | faster, more stable training; larger learning rates | Raschka, Schilling, BN notes | lecture 08 |
+# | faster, more stable training; larger learning rates | BN paper, Raschka, Schilling, BN notes, UCLA | lecture 08 |
 # | "slight regularization effect", weaker for large batches | Silva's slides | lectures 06, 08 |
 # | reduces internal covariate shift | BN paper via the seeds | disputed — lectures 01, 08 |
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
-#
-# * BN standardizes each unit (column) of a hidden layer's net inputs over the mini-batch:
-#   $\mu_j$, biased $\sigma_j^2$, and $\epsilon$ inside the square root against
-#   $\sigma_j^2 = 0$.
-# * It then scales and shifts with learned $\gamma_j, \beta_j$ (initially 1 and 0). With
-#   $\gamma = \sqrt{\sigma^2+\epsilon}, \beta = \mu$ it returns its input — exactly for that
-#   batch, approximately for others.
-# * A bias right before BN cancels exactly (measured in float64: output difference and
-#   bias gradient both ~1e-14, i.e. rounding): drop it.
-# * Conv layers: one $\mu, \sigma^2, \gamma, \beta$ per channel, over $N \cdot H \cdot W$ values.
-# * Our NumPy implementation matches `torch.nn.BatchNorm1d/2d` in training mode to ~1e-15.
-# * Classic placement: Linear/Conv → BN → activation (Raschka); after the activation is
-#   also used (Silva's Keras example) — lecture 05.
+
+# %% tags=["remove-input"]
+prose(rf"""
+* BN standardizes each unit (column) of a hidden layer's net inputs over the mini-batch:
+  $\mu_j$, biased $\sigma_j^2$, and $\epsilon$ inside the square root against
+  $\sigma_j^2 = 0$ (which also leaves the output's std slightly below 1).
+* It then scales and shifts with learned $\gamma_j, \beta_j$ (initially 1 and 0), applied to
+  the *normalized* input. With $\gamma = \sqrt{{\sigma^2+\epsilon}}, \beta = \mu$ it returns its
+  input — up to rounding for that batch, approximately for others.
+* A bias right before BN cancels (measured in float64: output difference
+  {bias_difference:.0e}, bias gradient {bias_gradient:.0e}, i.e. rounding): drop it.
+* Conv layers: one $\mu, \sigma^2, \gamma, \beta$ per channel, over $N \cdot H \cdot W$ values.
+* Our NumPy implementation matches `torch.nn.BatchNorm1d/2d` in training mode to
+  {max(torch_differences.values()):.0e}.
+* Classic placement: Linear/Conv → BN → activation (Raschka); after the activation is
+  also used (Silva's Keras example) — lecture 05.
+""")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
