@@ -23,6 +23,7 @@ from torch import nn
 
 from normlab import data, models, train
 from normlab import functional as nf
+from normlab.notebook import claim, prose
 
 torch.set_num_threads(1)
 rng = np.random.default_rng(0)
@@ -57,21 +58,33 @@ digits = data.load_digits(flat=True)
 
 # %%
 batch = digits.x_train[:256]
+activation_std = {}
 for norm in ("none", "batch"):
     torch.manual_seed(0)
     net = models.mlp(64, 10, hidden=(256,) * 6, norm=norm, init="normal", init_std=1.0)
-    spreads, h = [], batch
+    activation_std[norm], h = [], batch
     with torch.no_grad():
         for layer in net:
             h = layer(h)
             if isinstance(layer, nn.ReLU):
-                spreads.append(f"{h.std().item():.3g}")
-    print(f"{norm:5s} activation std per hidden layer: {', '.join(spreads)}")
+                activation_std[norm].append(h.std().item())
+    print(f"{norm:5s} activation std per hidden layer: {', '.join(f'{v:.3g}' for v in activation_std[norm])}")
 
-# %% [markdown]
-# Without BN the activations grow by a factor of about $\sqrt{256/2} \approx 11$ per layer
-# (to $\sim 10^6$); with BN they stay at the spread of a ReLU of a standard normal
-# ($\approx 0.58$) in every layer.
+# %% tags=["remove-input"]
+growth = np.array(activation_std["none"][1:]) / np.array(activation_std["none"][:-1])
+relu_of_normal = np.sqrt(0.5 - 1 / (2 * np.pi))  # std of max(0, Z) for Z ~ N(0, 1)
+claim("without BN the activations grow by about sqrt(256/2) per layer (within 10 %), to about 10^6",
+      bool(np.all(np.abs(growth / np.sqrt(256 / 2) - 1) < 0.1)) and 1e5 < activation_std["none"][-1] < 1e7,
+      growth=growth.tolist())
+claim("with BN every hidden layer's activations have the spread of a ReLU of a standard normal (within 0.02)",
+      all(abs(v - relu_of_normal) < 0.02 for v in activation_std["batch"]), stds=activation_std["batch"])
+prose(rf"""
+Without BN the activations grow by a factor of {growth.min():.1f} to {growth.max():.1f} per layer —
+$\sqrt{{256/2}} \approx 11.3$: fan-in 256, and a ReLU keeps half of the second moment — to
+{activation_std["none"][-1]:.1e} in the last layer; with BN they stay at
+{min(activation_std["batch"]):.3f}–{max(activation_std["batch"]):.3f} in every layer, the spread of a
+ReLU of a standard normal, $\sqrt{{1/2 - 1/(2\pi)}} \approx {relu_of_normal:.3f}$.
+""")
 
 # %% [markdown]
 # **(c) and (a)** Three hidden layers of 128 (Kaiming init), the course's training loop, 15
@@ -79,27 +92,53 @@ for norm in ("none", "batch"):
 
 # %%
 train_loader, val_loader, _ = digits.loaders(batch_size=64, seed=0)
+histories = {}
 print(f"{'lr':>5s} {'norm':6s}{'loss ep. 3':>11s}{'loss ep. 15':>12s}{'train acc':>10s}{'val acc':>8s}")
 for lr in (0.01, 0.1, 1.0):
     for norm in ("none", "batch"):
         torch.manual_seed(0)
         net = models.mlp(64, 10, hidden=(128, 128, 128), norm=norm)
-        history = train.fit(net, train_loader, val_loader, epochs=15, lr=lr, progress=False)
+        history = histories[(lr, norm)] = train.fit(net, train_loader, val_loader, epochs=15, lr=lr, progress=False)
         if history.diverged:
             print(f"{lr:5.2f} {norm:6s}  diverged in epoch {history.num_epochs}")
             continue
         print(f"{lr:5.2f} {norm:6s}{history.train_loss[2]:11.4f}{history.train_loss[-1]:12.4f}"
               f"{history.train_acc[-1]:10.3f}{history.val_acc[-1]:8.3f}")
 
-# %% [markdown]
-# * **(c)**: at $\eta = 1$ the plain network diverges and the BN network trains; at
-#   $\eta = 0.1$ BN is ahead early (epoch 3) but the plain network is lower by epoch 15;
-#   at $\eta = 0.01$ — the thesis' default — the *plain* network is ahead throughout. "BN makes training faster" is true in the
-#   sense "BN lets you use a larger learning rate", not at every learning rate.
-# * **(a)**: both networks reach (nearly) 100 % training accuracy; the validation
-#   accuracies differ by at most 4 of the 180 validation images (0.961 vs 0.983 at
-#   $\eta = 0.01$, in BN's favour; equal at $\eta = 0.1$). One seed and 180 images cannot
-#   separate that from noise: on this data BN neither clearly prevents nor causes overfitting.
+# %% tags=["remove-input"]
+loss = {key: np.array(h.train_loss) for key, h in histories.items()}
+claim("at lr 1 the plain network diverges and the BN network trains (one seed)",
+      histories[(1.0, "none")].diverged and not histories[(1.0, "batch")].diverged
+      and loss[(1.0, "batch")][-1] < 0.1, batch_loss=loss[(1.0, "batch")][-1])
+claim("at lr 0.1 BN's training loss is lower at epoch 3, the plain network's at epoch 15 (one seed)",
+      loss[(0.1, "batch")][2] < loss[(0.1, "none")][2] and loss[(0.1, "none")][-1] < loss[(0.1, "batch")][-1])
+claim("at lr 0.01 the plain network's training loss is lower in every epoch (one seed)",
+      bool(np.all(loss[(0.01, "none")] < loss[(0.01, "batch")])))
+val_images = len(digits.y_val)
+val_gap = {lr: round(abs(histories[(lr, "batch")].val_acc[-1] - histories[(lr, "none")].val_acc[-1]) * val_images)
+           for lr in (0.01, 0.1)}
+final_train_acc = {key: h.train_acc[-1] for key, h in histories.items() if key[0] < 1}
+claim("at lr 0.01 and 0.1 both networks reach at least 99 % training accuracy; their validation "
+      "accuracies differ by at most 4 images, BN's higher at 0.01 and equal at 0.1 (one seed)",
+      min(final_train_acc.values()) >= 0.99 and max(val_gap.values()) <= 4 and val_gap[0.1] == 0
+      and histories[(0.01, "batch")].val_acc[-1] > histories[(0.01, "none")].val_acc[-1],
+      train_acc=final_train_acc, val_gap=val_gap)
+prose(rf"""
+* **(c)**: at $\eta = 1$ the plain network diverges and the BN network trains; at
+  $\eta = 0.1$ BN is ahead early (training loss at epoch 3: {loss[(0.1, "batch")][2]:.3f} against
+  {loss[(0.1, "none")][2]:.3f}) but the plain network is lower by epoch 15; at $\eta = 0.01$ —
+  the thesis' initial learning rate — the *plain* network is ahead in every epoch. "BN makes
+  training faster" is true in the sense "BN lets you use a larger learning rate", not at
+  every learning rate. One seed: lecture 08 runs several.
+* **(a)**: at $\eta = 0.01$ and $0.1$ both networks reach a training accuracy of at least
+  {100 * min(final_train_acc.values()):.1f} % (over the last epoch's batches); the validation
+  accuracies differ by at most {max(val_gap.values())} of the {val_images} validation images
+  ({histories[(0.01, "none")].val_acc[-1]:.3f} without and {histories[(0.01, "batch")].val_acc[-1]:.3f} with BN at
+  $\eta = 0.01$; equal at $\eta = 0.1$). With one seed the course's verdict rule gives no
+  verdict at all (it needs the spread over at least two), and a few images out of {val_images} are
+  within what another seed could change: on this data BN neither clearly prevents nor
+  causes overfitting.
+""")
 
 # %% [markdown]
 # ## Exercise 2 — when $\epsilon$ is not negligible
@@ -110,12 +149,16 @@ for lr in (0.01, 0.1, 1.0):
 
 # %%
 print(f"{'input std':>10s}{'predicted':>11s}{'measured':>10s}")
+gaps = []
 for spread in (1e-4, 1e-3, 3e-3, 1e-2, 1e-1, 1.0):
     z = rng.normal(0.0, 1.0, size=(256, 1))
     z = (z - z.mean()) / z.std() * spread          # exactly this batch standard deviation
     out, _ = nf.batchnorm_forward(z, np.ones(1), np.zeros(1), eps=1e-5)
     predicted = np.sqrt(spread**2 / (spread**2 + 1e-5))
     print(f"{spread:10.0e}{predicted:11.3f}{out.std():10.3f}")
+    gaps.append(abs(out.std() - predicted))
+claim("the formula sqrt(sigma^2/(sigma^2 + eps)) predicts BN's output std at every spread", max(gaps) < 1e-9,
+      largest_gap=max(gaps))
 
 # %% [markdown]
 # BN stops standardizing when $\sigma^2$ is not large compared with $\epsilon$, i.e. for
@@ -147,6 +190,8 @@ with torch.no_grad():
     reference = torch_bn(torch.from_numpy(x)).numpy()
 print("max |reshape version - library| =", np.abs(ours - library).max())
 print("max |reshape version - torch|   =", np.abs(ours - reference).max())
+claim("the reshape version matches the library and torch up to float64 rounding",
+      np.abs(ours - library).max() < 1e-12 and np.abs(ours - reference).max() < 1e-12)
 
 # %% [markdown]
 # The reshape makes the point of the lecture's figure explicit: for BN, a conv layer's
@@ -174,14 +219,26 @@ print("unit 3 (a = -2): max |BN(az+b) + BN(z)| =", np.abs(transformed[:, 3] + re
 flat, _ = nf.batchnorm_forward(0.0 * z + b, ones, np.full(4, 0.5))
 print("a = 0: output", flat[0].round(3), "(= beta for every sample)")
 
+# %% tags=["remove-input"]
+difference = np.abs(transformed - reference).max(axis=0)
+unit_var = z.var(axis=0)
+claim("a > 0: the outputs agree to 1e-5 for a = 1 and 7, differ by a few hundredths for a = 0.01; "
+      "a < 0 flips the sign; a = 0 gives beta",
+      bool(difference[1:3].max() < 1e-5 and 0.01 < difference[0] < 0.1
+           and np.abs(transformed[:, 3] + reference[:, 3]).max() < 1e-4 and np.allclose(flat, 0.5, atol=1e-9)),
+      difference=difference.tolist())
+prose(rf"""
+* $a_j > 0$: same output. The unit with $a = 0.01$ differs by a few hundredths
+  ({difference[0]:.3f}): its variance, $0.01^2 \cdot \sigma^2$ = {1e-4 * unit_var[0]:.1e} (here $\sigma^2$ =
+  {unit_var[0]:.2f}), is no longer huge compared with $\epsilon$, so $\epsilon/a^2$ is
+  {100 * 1e-5 / 1e-4 / unit_var[0]:.1f} % of $\sigma^2$ — exercise 2 again.
+* $a_j < 0$: the unit's output flips sign, $\mathrm{{BN}}(-z) = -\mathrm{{BN}}(z)$ (up to the same
+  $\epsilon/a^2$ effect, {np.abs(transformed[:, 3] + reference[:, 3]).max():.0e} here).
+* $a_j = 0$: the unit is constant, normalizes to 0, and the output is $\beta_j$ for every
+  sample — all information is gone.
+""")
+
 # %% [markdown]
-# * $a_j > 0$: same output. The unit with $a = 0.01$ differs by a few hundredths: its
-#   variance, $0.01^2 \cdot 4 = 4\cdot10^{-4}$, is no longer huge compared with $\epsilon$, so
-#   $\epsilon/a^2$ is 2.5 % of $\sigma^2$ — exercise 2 again.
-# * $a_j < 0$: the unit's output flips sign, $\mathrm{BN}(-z) = -\mathrm{BN}(z)$.
-# * $a_j = 0$: the unit is constant, normalizes to 0, and the output is $\beta_j$ for every
-#   sample — all information is gone.
-#
 # **Bias.** $z = Wx + b$ is the case $a = 1$: BN removes $b$ exactly — the lecture's redundant
 # bias. **Weight scale.** Scaling the weights, $W \to \alpha W$ with $\alpha > 0$, is the case
 # $a_j = \alpha$ for every unit: $\mathrm{BN}(\alpha W x) = \mathrm{BN}(Wx)$, so the output does not
@@ -192,12 +249,19 @@ print("a = 0: output", flat[0].round(3), "(= beta for every sample)")
 # ## Exercise 5 — parameters
 
 # %%
+counts = {}
 for label, kwargs in (("no norm", dict(norm="none")),
                       ("BN before activation", dict(norm="batch", norm_position="before")),
                       ("BN after activation", dict(norm="batch", norm_position="after"))):
     net = models.mlp(64, 10, hidden=(128, 64), **kwargs)
     buffers = sum(b.numel() for b in net.buffers())
-    print(f"{label:22s} parameters {models.count_parameters(net):6d}   buffers {buffers}")
+    counts[label] = models.count_parameters(net), buffers
+    print(f"{label:22s} parameters {counts[label][0]:6d}   buffers {buffers}")
+
+# %% tags=["remove-input"]
+claim("the counts are the ones derived below",
+      counts == {"no norm": (17_226, 0), "BN before activation": (17_418, 386), "BN after activation": (17_610, 386)},
+      counts=counts)
 
 # %% [markdown]
 # * **No norm:** $64\cdot128 + 128 + 128\cdot64 + 64 + 64\cdot10 + 10 = 17{,}226$.
