@@ -329,13 +329,16 @@ claim("without BN, dead units appear with depth (none in layer 1, more than 10 %
       and all(not fraction.any() for (_, norm), fraction in dead.items() if norm == "batch"),
       dead=dead)
 prose(rf"""
-Without BN, dead units come with depth: none in layer 1, {100 * plain_dead[9]:.0f} % in layer 10,
-{100 * plain_dead[-1]:.0f} % in layer 20 — exactly the same for N(0, 1) and Kaiming: the biases are 0 and
-$\operatorname{{relu}}(\alpha z) = \alpha\operatorname{{relu}}(z)$, so the weights' scale cannot change which units are
-off. With BN before every ReLU no unit is dead in any layer: each pre-activation is centred
-over the batch, so it is positive for some samples. Schilling's claim holds here at
-initialization; units dying *during* training (e.g. at a large learning rate) are not measured.
+Without BN, dead units come with depth — none in layer 1, {100 * plain_dead[9]:.0f} % in layer 10,
+{100 * plain_dead[-1]:.0f} % in layer 20 — the same units for N(0, 1) and Kaiming. With BN: none, in any layer.
 """)
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Why the init does not matter here: the biases are 0 and $\operatorname{relu}(\alpha z) = \alpha\operatorname{relu}(z)$,
+# so the weights' scale cannot change which units are off — depth does. Why BN prevents
+# them: each pre-activation is centred over the batch, so it is positive for some samples
+# (unless it is constant). Schilling's claim holds here at initialization; units dying
+# *during* training (e.g. at a large learning rate) are not measured in this lecture.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## ReLU: activations and gradients through depth
@@ -730,14 +733,18 @@ claim("seeds 0-2, verdict rule: decay moves BN's mean up but within the margin (
       and decay_effect["batch"].diff > 0 and decay_effect["none"].outcome == "b",
       bn=decay_effect["batch"], plain=decay_effect["none"])
 prose(rf"""
-Measured here (seeds 0–2, verdict rule): with decay BN is ahead, by
-{100 * bn_vs_plain_decay[0.03].diff:.1f} points; without decay its {100 * bn_vs_plain_decay[0.0].diff:.1f} points are within the
-margin ({100 * bn_vs_plain_decay[0.0].margin:.1f}): a draw. So "batchnorm: always ahead" is reproduced with decay
-only. Decay itself moved BN's mean by {100 * decay_effect["batch"].diff:+.1f} points (a draw) and the plain net's by
-{100 * decay_effect["none"].diff:+.1f} (the plain net *without* decay ahead; {-decay_effect["none"].diff * n_test:.0f} of {n_test} test
-images on average): "Both models achieve higher accuracies" is *not* reproduced in runs this
-short, with a $\lambda$ 60 times the thesis'. The sign pattern (BN gains a little, the plain
-net loses) is what "BN likes weight decay" predicts.
+Measured (seeds 0–2, verdict rule): BN is ahead with decay ({100 * bn_vs_plain_decay[0.03].diff:+.1f} points), a draw
+without ({100 * bn_vs_plain_decay[0.0].diff:+.1f}, margin {100 * bn_vs_plain_decay[0.0].margin:.1f}). Decay itself: BN {100 * decay_effect["batch"].diff:+.1f} points (a
+draw), plain {100 * decay_effect["none"].diff:+.1f} (the plain net *without* decay ahead).
+""")
+
+# %% tags=["remove-input"] slideshow={"slide_type": "notes"}
+prose(rf"""
+So "batchnorm: always ahead" is reproduced with decay only, and "Both models achieve higher
+accuracies" is *not* reproduced in runs this short, with a $\lambda$ 60 times the thesis':
+here decay costs the plain net {-decay_effect["none"].diff * n_test:.0f} of {n_test} test images on average and
+gains BN less than the margin. The sign pattern (BN gains a little, the plain net loses) is
+what "BN likes weight decay" predicts.
 """)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
