@@ -298,8 +298,9 @@ prose(f"""
 BN ahead by {sig['diff']:.0f} points ({RUN_LABEL}) — reproduced, with the talk's network. "Stuck
 at random guessing" only half: vanilla's validation accuracy goes from {vanilla_curve[0]:.0f} % after
 the first epoch to {vanilla_curve[-1]:.0f} % after the last (test: {sig['mean_b']:.0f} %; guessing scores
-{CHANCE:.0f} %). It learns, slowly. A sigmoid's slope is at most $1/4$, so the gradient shrinks by at
-least a factor of 4 per layer (lecture 07): three hidden layers already make "slow", and
+{CHANCE:.0f} %). It learns, slowly. A sigmoid's slope is at most $1/4$, so with variance-preserving
+weights such as Xavier's the gradient shrinks by at least a factor of 4 per layer (lecture 07;
+larger weights can make up for the slope): three hidden layers already make "slow", and
 depth is what turns "slow" into "stuck". The "major fluctuations" of BN do not show here:
 the largest drop of any seed's validation accuracy from one epoch to the next is
 {bn_worst_drop:.1f} points.
