@@ -427,3 +427,25 @@ def test_mistake_catalogue(assignment_id, grading_kernel):
             lost = sorted(gid for gid, score in got.items() if score < points[gid])
             failures.append(f"{m.name}: lost {lost}, expected {sorted(m.loses)}")
     assert not failures, "\n".join(failures)
+
+
+def test_check_takes_the_assignment_from_the_notebook_and_any_case(source_ipynb, capsys):
+    """`normlab check ps2.ipynb` checks ps2 (read from its graded cells' ids); `PS1` is ps1;
+    a notebook of no single assignment is refused."""
+    path = source_ipynb("ps2")
+    code, out, err = run_cli(capsys, path)
+    assert code == 0 and "visible tests: 25 of 25 points" in out, out + err
+    code, _, err = run_cli(capsys, "PS1", path)
+    assert code == 2 and "is a notebook of ps2, not ps1" in err
+    mixed = source_notebook("ps2")
+    mixed.cells += [cell for cell in source_notebook("ps1").cells if "grade_id" in cell.metadata.get("nbgrader", {})][:1]
+    code, _, err = run_cli(capsys, source_ipynb("ps2", mixed))
+    assert code == 2 and "cannot tell which assignment" in err and "ps1, ps2" in err
+
+
+def test_check_suggests_the_ipynb_file_when_the_name_lacks_it(source_ipynb, capsys):
+    path = source_ipynb("ps2")
+    code, _, err = run_cli(capsys, "ps2", path.with_suffix(""))
+    assert code == 2 and err.count("\n") == 1 and f"did you mean {path}?" in err
+    code, _, err = run_cli(capsys, path.with_name("elsewhere"))
+    assert code == 2 and "a notebook's file name ends in .ipynb" in err

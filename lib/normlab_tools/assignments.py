@@ -285,15 +285,20 @@ class CheckReport:
         return sum(t.max_points for t in self.tests)
 
 
-def read_student_notebook(path, assignment_id: str):
-    """Read a notebook to check, or raise UserError saying in one line what is wrong."""
+def read_student_notebook(path, assignment_id: str | None):
+    """Read a notebook to check, or raise UserError saying in one line what is wrong;
+    ``assignment_id`` None: any course notebook with graded cells."""
     import nbformat
 
-    if not ASSIGNMENT_ID.fullmatch(assignment_id):
+    if assignment_id is not None and not ASSIGNMENT_ID.fullmatch(assignment_id):
         raise UserError(f"{assignment_id!r} is not an assignment name like ps1")
     path = Path(path)
     if not path.exists():
-        raise UserError(f"no such file: {path}")
+        with_suffix = path.with_name(path.name + ".ipynb")
+        if path.suffix != ".ipynb" and with_suffix.is_file():
+            raise UserError(f"no such file: {path}; did you mean {with_suffix}?")
+        raise UserError(f"no such file: {path}" + ("" if path.suffix == ".ipynb" else
+                                                   " (a notebook's file name ends in .ipynb)"))
     if path.is_dir():
         raise UserError(f"{path} is a folder; give the notebook file, e.g. {path / (assignment_id + '.ipynb')}")
     try:
@@ -315,16 +320,29 @@ def read_student_notebook(path, assignment_id: str):
     return notebook
 
 
+def notebook_assignment(path) -> str:
+    """The assignment a student's notebook belongs to, read from its graded cells' ids
+    (``ps1_...``), for `normlab check NOTEBOOK`; UserError when they do not say."""
+    notebook = read_student_notebook(path, None)
+    owners = {match.group(1) for match in (re.match(r"(ps\d+)_", gid) for gid in _grade_ids(notebook)) if match}
+    if len(owners) != 1:
+        raise UserError(f"{path}: cannot tell which assignment this is (its graded cells belong to "
+                        f"{', '.join(sorted(owners)) or 'none'}); name it: `normlab check ps1 {path}`")
+    return owners.pop()
+
+
 def _grade_ids(notebook) -> list[str]:
     return [cell.metadata["nbgrader"]["grade_id"] for cell in notebook.cells
             if "grade_id" in cell.get("metadata", {}).get("nbgrader", {})]
 
 
-def _check_belongs_to(notebook, path: Path, assignment_id: str) -> None:
+def _check_belongs_to(notebook, path: Path, assignment_id: str | None) -> None:
     ids = _grade_ids(notebook)
     if not ids:
         raise UserError(f"{path} has no nbgrader cells: check the notebook released for "
-                        f"{assignment_id} (with your answers in it), not a new one")
+                        f"{assignment_id or 'the assignment'} (with your answers in it), not a new one")
+    if assignment_id is None:
+        return
     foreign = [gid for gid in ids if not gid.startswith(assignment_id + "_")]
     if foreign:
         owner = re.match(r"(ps\d+)_", foreign[0])
@@ -423,10 +441,16 @@ def format_report(report: CheckReport) -> str:
 
 
 def check_main(args: argparse.Namespace) -> int:
-    path = Path(args.notebook)
-    read_student_notebook(path, args.assignment)  # fail fast, before starting a kernel
+    """`normlab check [ASSIGNMENT] NOTEBOOK`: the assignment is case-insensitive, and read
+    from the notebook's graded cells when it is not given."""
+    if args.notebook is None:
+        path = Path(args.assignment_or_notebook)
+        assignment_id = notebook_assignment(path)
+    else:
+        path, assignment_id = Path(args.notebook), args.assignment_or_notebook.lower()
+    read_student_notebook(path, assignment_id)  # fail fast, before starting a kernel
     print(f"normlab check: running {path} on the grading kernel "
           f"({CELL_TIMEOUT} s per cell); this takes a few seconds...", flush=True)
-    report = check_notebook(args.assignment, path)
+    report = check_notebook(assignment_id, path)
     print(format_report(report))
     return 0 if report.points == report.max_points else 1
