@@ -429,6 +429,25 @@ will meet exactly this problem in lecture 04 (running statistics, the batch of o
 # > "An easy way to solve this problem for the input layer is to randomize the data before
 # > creating mini-batches." — UCLA discussion sheet
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# The name is older than the roses and than BN. The BN paper (quoted in Silva's CNN
+# slides): "When the input distribution to a learning system changes, it is said to
+# experience covariate shift (Shimodaira, 2000). This is typically handled via domain
+# adaptation (Jiang, 2008)." Schilling's thesis talk puts the two meanings side by side:
+# covariate shift, "Distribution of training and test set different", with "solution: data
+# preprocessing"; internal covariate shift, the layers' distributions changing during
+# training, with "solution: batchnorm!" (the end of this lecture). The roses are a third
+# use of the word: a shift between the mini-batches of one training set, which shuffling
+# removes.
+#
+# Be precise about "solution: data preprocessing" — it is the talk's claim, and only half
+# true. Standardizing with the training statistics puts training and test inputs through
+# the *same* fixed map: it fixes their scales (this lecture), but a test distribution that
+# really differs from the training one still differs after the map. Our wine split is
+# random (seeded and stratified), so its test means, close to but not exactly 0 on the leakage slide, are sampling
+# noise, not a shift. A real shift between training and deployment is what domain
+# adaptation is for, as the BN paper says; this course does not measure it.
+
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## Measured on digits: batches by class vs shuffled
 #
