@@ -25,10 +25,11 @@
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Sources: Raschka's lecture slides (steps 1 and 2, the bias remark, the PyTorch MLP),
-# Silva's CNN slides (the BN paper's abstract; the identity with γ = sqrt(σ²+ε), β = μ;
-# the Keras examples), Schilling's thesis talk (the formula with μ_B, σ_B), the BN notes
-# (and an erratum to them), and the UCLA discussion sheet (the paper's headline result;
-# its multiple-choice question 6 is exercise 1). Everything is checked numerically against
+# Silva's CNN slides (the BN paper's abstract; "normalize z_{i,k}"; the identity with
+# γ = sqrt(σ²+ε), β = μ, and an erratum to it; the Keras examples), Schilling's thesis talk
+# (the formula with μ_B, σ_B), the BN notes (and an erratum to them), and the UCLA
+# discussion sheet (the paper's headline result; its BN formula, with an erratum; its
+# multiple-choice question 6 is exercise 1). Everything is checked numerically against
 # the library and against torch.nn, and every statement about a measurement by a `claim`.
 # Runs in a few seconds.
 
@@ -47,6 +48,15 @@
 # variant of Inception (GoogLeNet, the 2014 winner). These are the paper's claims, not
 # measured here; lecture 08 measures the digits analogue (epochs to a target validation
 # accuracy, with and without BN).
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# The abstract goes on (Silva's CNN slides): “Using an ensemble of batch-normalized
+# networks, we improve upon the best published result on ImageNet classification:
+# reaching 4.9% top-5 validation error (and 4.8% test error), exceeding the accuracy of
+# human raters.” Two things to point out to the students: this figure is for an
+# *ensemble* of several BN networks, not one network, and "top-5" counts a prediction as
+# right when the true class is among the five highest-scoring of ImageNet's 1000. It is
+# the paper's claim, not measured in this course (digits has 10 classes).
 
 # %% slideshow={"slide_type": "skip"}
 import numpy as np
@@ -133,6 +143,19 @@ print("unbiased (1/(n-1)):", torch.from_numpy(z).var(dim=0).numpy().round(5))
 print("ratio n/(n-1) =", n / (n - 1))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
+# **Erratum (UCLA discussion sheet).** The sheet writes
+# "$BN(\mathbf{x}) = \gamma \odot \frac{\mathbf{x} - \mu_{\mathcal{B}}}{\sigma_{\mathcal{B}}} + \beta$
+# where $\mu_{\mathcal{B}}$ and $\sigma_{\mathcal{B}}$ are the sample mean and sample variance of
+# the minibatch". Two corrections:
+#
+# * $\sigma_\mathcal{B}$ is the **standard deviation**, the square root of the variance.
+#   Dividing by the variance would not standardize: $(x-\mu)/\sigma^2$ has standard
+#   deviation $1/\sigma$, not 1. And the variance is the biased one (divide by $m$).
+# * The $\epsilon$ is missing from the formula; the sheet adds it only in its next
+#   paragraph ("we add a small constant $\epsilon > 0$ to the variance estimate"). Right:
+#   $\gamma \odot (\mathbf x - \mu_\mathcal{B})/\sqrt{\sigma_\mathcal{B}^2 + \epsilon} + \beta$, step 1 and 2.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ## Why $\epsilon$: a unit that is constant on the batch
 #
 # A ReLU that is off for every example, or a batch of identical inputs, has
@@ -154,8 +177,9 @@ print("with eps:   ", ((constant - constant.mean(0)) / np.sqrt(constant.var(0) +
 show_source(nf.batchnorm_forward, docstring=False)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# `_forward` reshapes and applies $\gamma, \beta$; the statistics are computed here — the
-# three formulas of step 1:
+# It checks its input and passes it to a helper shared with the other normalizations
+# (lecture 05), which applies $\gamma, \beta$. The statistics are computed by
+# `nf.normalize_over_axes` — the three formulas of step 1:
 
 # %%
 show_source(nf.normalize_over_axes)
@@ -229,6 +253,15 @@ the population σ and μ. The batch-to-batch noise that remains is what gives BN
 regularizing effect (Silva's slides), and what makes it fragile with tiny batches
 (lecture 05).
 """)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Erratum (Silva's CNN slides).** The identity slide writes: "if $\gamma = \sqrt{\sigma^2 + \epsilon}$
+# and $\beta = \mu$" then "$z_{l\_norm}^{(i)} = z_l^{(i)}$". But $z_{l,\text{norm}}$ is the
+# standardized value $(z_l - \mu)/\sqrt{\sigma^2+\epsilon}$ of the line before — it does not
+# depend on $\gamma, \beta$ and stays standardized. What equals the input is the layer's
+# *output*, the slide's own $\tilde z_l^{(i)} = \gamma\, z_{l,\text{norm}}^{(i)} + \beta$:
+#
+# $$\tilde z_l^{(i)} = \sqrt{\sigma^2+\epsilon}\;\frac{z_l^{(i)}-\mu}{\sqrt{\sigma^2+\epsilon}} + \mu = z_l^{(i)} .$$
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## The bias before BN is redundant
@@ -382,6 +415,26 @@ claim("after BN every unit of hidden layer 2 has mean 0 and std 1 on the batch (
       after_means.abs().max().item() < 1e-5 and (after_stds - 1).abs().max().item() < 1e-3,
       largest_mean=after_means.abs().max().item(), largest_std_gap=(after_stds - 1).abs().max().item())
 
+# %% tags=["remove-input"] slideshow={"slide_type": "notes"}
+a2 = torch.relu(z2_bn)  # what hidden layer 2 hands to the output layer
+a2_means, a2_stds = a2.mean(0), a2.std(0, correction=0)
+relu_mean, relu_std = 1 / np.sqrt(2 * np.pi), np.sqrt(0.5 - 1 / (2 * np.pi))  # relu(z) for z ~ N(0, 1)
+claim("after BN and the ReLU the next layer's inputs are not standardized: every unit's mean is between "
+      "0.3 and 0.5, and the stds average within 0.05 of relu(N(0, 1))'s",
+      0.3 < a2_means.min().item() and a2_means.max().item() < 0.5 and abs(a2_stds.mean().item() - relu_std) < 0.05,
+      means=(a2_means.min().item(), a2_means.max().item()), mean_std=a2_stds.mean().item())
+prose(rf"""
+Silva's CNN slides: "In practice, we actually normalize $z_{{i,k}}$ which has the same effect as
+normalizing X." What BN standardizes is the net input $z$ — before the activation, the BN
+paper's choice — not the activation the next layer receives. On this batch that input,
+relu(BN($z$)), is not standardized: its unit means are {a2_means.min():.2f} to {a2_means.max():.2f},
+all positive, its stds {a2_stds.min():.2f} to {a2_stds.max():.2f} (for $z \sim \mathcal N(0, 1)$,
+relu($z$) has mean $1/\sqrt{{2\pi}} \approx$ {relu_mean:.2f} and std {relu_std:.2f}). So normalizing $z$ is
+the same *operation* as normalizing the inputs X, one layer down; that it has the same
+*effect* on training as lecture 01's standardized inputs is the slides' claim, not shown
+here — what BN does for training is lecture 08's question.
+""")
+
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # `normlab.models.mlp` builds the same stack, without the redundant biases:
 
@@ -415,7 +468,8 @@ print(models.mlp(64, 10, hidden=(128,), norm="batch", norm_position="after"))
 # | keeps net inputs standardized (mean 0, std 1 per unit, up to $\epsilon$) | all | this lecture ✓ |
 # | "helps with exploding/vanishing gradient problems" | Raschka's slides | lecture 07 |
 # | faster, more stable training; larger learning rates | BN paper, Raschka, Schilling, BN notes, UCLA | lecture 08 |
-# | "slight regularization effect", weaker for large batches | Silva's slides | lectures 06, 08 |
+# | "slight regularization effect" | Silva's slides | lecture 06 (generalization gap, batch 64) |
+# | "regularization effect gets weaker as batch size gets larger" | Silva's slides | not measured |
 # | reduces internal covariate shift | BN paper via the seeds | disputed — lectures 01, 08 |
 
 # %% [markdown] slideshow={"slide_type": "slide"}
