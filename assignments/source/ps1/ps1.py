@@ -87,8 +87,9 @@ for name, column in zip(feature_names, x_train.T):
     print(f"{name:>30}  {column.min():8.2f}  {column.max():8.2f}  {column.mean():8.2f}  {column.std():8.2f}")
 
 # %% [markdown]
-# Proline is in the hundreds to thousands, hue around 1, the nonflavanoid phenols
-# around 0.3: four orders of magnitude apart.
+# Proline is in the hundreds to thousands, hue around 1, the nonflavanoid phenols a
+# fraction of 1: the standard deviations (last column) of the features lie more than
+# three orders of magnitude apart.
 #
 # ### 1.2 Why scale matters: the curvature of the loss
 #
@@ -158,8 +159,8 @@ print(f"kappa, raw features:          {curvature_condition_number(x_train):.3g}"
 print(f"kappa, standardized features: {curvature_condition_number(quick):.3g}")
 
 # %% [markdown]
-# About $10^8$ against about $40$. (What is left after standardizing comes from
-# correlations between features, which rescaling cannot remove.)
+# Standardizing shrinks $\kappa$ by orders of magnitude, but not down to 1: what is left
+# comes from correlations between features, which rescaling cannot remove.
 #
 # ### 1.3 Standardizing with statistics of the training split
 #
@@ -254,8 +255,9 @@ assert_close(_s_small, [1.0], "std of a feature below min_std", hint="compare th
 #
 # Below, a linear softmax classifier is trained by full-batch gradient descent on the
 # raw and on your standardized features, each with a small and the largest reasonable
-# step size. (On the raw features, a step size much above $10^{-5}$ makes the loss jump
-# up before it comes down, if it does: the proline direction is that steep.)
+# step size. (On the raw features the loss already rises for a few steps at $10^{-5}$
+# before it comes down, and with a step size much above that it jumps up and down instead
+# of settling: the proline direction is that steep.)
 
 # %% nbgrader={"grade": false, "grade_id": "ps1_gd_demo", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def softmax_regression_losses(x, y, lr, steps, num_classes=3):
@@ -637,10 +639,11 @@ assert answer == "d", "q_sheet: not the right choice"
 # 2. `normlab check ps1 ps1.ipynb` in a terminal, in the folder of this notebook.
 # 3. Submit `ps1.ipynb`.
 #
-# **Summary.** Features on different scales make the loss surface ill-conditioned
-# ($\kappa \approx 10^8$ on raw wine against $\approx 40$ standardized), and gradient
-# descent crawls. Standardizing with training statistics fixes the input layer; batch
-# norm repeats it for every layer, per feature, with mini-batch statistics over every
-# axis but the feature axis, a biased variance and $\epsilon$ inside the square root.
+# **Summary.** Features on different scales make the loss surface ill-conditioned (on
+# the wine data, standardizing shrinks the condition number $\kappa$ by orders of
+# magnitude), and gradient descent crawls. Standardizing with training statistics fixes
+# the input layer; batch norm repeats it for every layer, per feature, with mini-batch
+# statistics over every axis but the feature axis, a biased variance and $\epsilon$
+# inside the square root.
 # $\gamma$ and $\beta$ give the layer back its freedom, and make the preceding bias
 # redundant. Next, in problem set 2: the backward pass.

@@ -78,11 +78,12 @@ np.set_printoptions(precision=4, suppress=True)
 #
 # with three details that are easy to get wrong:
 #
-# - **The momentum $m$ is the weight of the new batch** (default 0.1). Keras writes the same
-#   average the other way round, `running = momentum * running + (1 - momentum) * batch`
-#   with its default `momentum=0.99`, i.e. PyTorch's 0.01. Raschka's lecture slides write the
-#   Keras formula next to PyTorch's typical value "~0.1" — which, taken literally, keeps only
-#   10 % of the history. We use PyTorch's convention throughout.
+# - **The momentum $m$ is the weight of the new batch** (default `momentum=0.1`). Keras
+#   writes the same average the other way round,
+#   `running = momentum * running + (1 - momentum) * batch`, with its default
+#   `momentum=0.99`, i.e. PyTorch's `momentum=0.01`. Raschka's lecture slides write the
+#   Keras formula next to PyTorch's typical value "~0.1" — which, taken literally, keeps
+#   only a tenth of the history at every step. We use PyTorch's convention throughout.
 # - **The running variance is fed the *unbiased* batch variance**: the layer normalizes
 #   with the biased $\sigma^2_{\mathcal B}$ (divide by $n$, the number of values per channel:
 #   $N$, or $N\cdot H\cdot W$ for feature maps), but the buffer receives $\frac{n}{n-1}\sigma^2_{\mathcal B}$,
@@ -231,9 +232,10 @@ for label, momentum in (("PyTorch default, momentum=0.1", 0.1), ("Keras default 
     print(f"{label:36s} after 10, 30, 60 batches: " + ", ".join(f"{trace[i]:.3f}" for i in (9, 29, 59)))
 
 # %% [markdown]
-# With momentum 0.01 the buffer still remembers its initial 0 after 60 batches; the
-# cumulative average is exact for a fixed distribution but never forgets the early,
-# untrained batches of a real network.
+# With `momentum=0.01` the buffer still remembers its initial 0 after 60 batches (the
+# initial value's weight is still $0.99^{60} \approx 0.55$); the cumulative average is
+# the best estimate for a fixed distribution (the plain average of every batch seen) but
+# never forgets the early, untrained batches of a real network.
 #
 # ## Part 2 — A complete batch-norm module (≈ 1 hour, 10 points)
 #
@@ -506,7 +508,7 @@ assert_close(_mine.running_var, _ref.running_var, "running_var, 4-D input, momen
 # %% [markdown]
 # Your layer is a drop-in replacement. A quick look (not graded): a small network with
 # `torch.nn.BatchNorm1d` and the same network with your `BatchNorm`, loaded from the
-# first one's `state_dict`, give the same predictions in eval mode.
+# first one's `state_dict`, give the same outputs in eval mode, up to float32 round-off.
 
 # %% nbgrader={"grade": false, "grade_id": "ps3_dropin_demo", "locked": true, "schema_version": 3, "solution": false, "task": false}
 torch.manual_seed(0)
@@ -818,10 +820,10 @@ assert_close(_x.grad, (_out != 0).double() / 0.6, "gradient of Dropout(p=0.4)")
 # **Question 1.** A Keras model uses `BatchNormalization(momentum=0.99)`. Which `momentum`
 # of `torch.nn.BatchNorm1d` gives the same running averages?
 #
-# - (a) 0.99
-# - (b) 0.01
-# - (c) 0.1
-# - (d) 0.9
+# - (a) `momentum=0.99`
+# - (b) `momentum=0.01`
+# - (c) `momentum=0.1`
+# - (d) `momentum=0.9`
 
 # %% nbgrader={"grade": false, "grade_id": "ps3_q_keras", "locked": false, "schema_version": 3, "solution": true, "task": false}
 # q_keras = "a", "b", "c" or "d"
@@ -909,10 +911,11 @@ assert answer == "b", "q_dropout_bn: not the right choice"
 # 3. Submit `ps3.ipynb`.
 #
 # **Summary.** Batch norm keeps two running averages for inference, updated with the
-# weight `momentum` on the new batch (PyTorch; Keras' 0.99 is PyTorch's 0.01), fed with the
-# *unbiased* batch variance, and counted in `num_batches_tracked` (`momentum=None`: the
-# cumulative average). In eval mode it is a fixed affine map per channel; the buffers are
-# part of the `state_dict` but not parameters. Layer and group norm compute the same
+# weight `momentum` on the new batch (PyTorch; Keras' `momentum=0.99` is PyTorch's
+# `momentum=0.01`), fed with the *unbiased* batch variance, and counted in
+# `num_batches_tracked` (`momentum=None`: the cumulative average). In eval mode it is a
+# fixed affine map per channel; the buffers are part of the `state_dict` but not
+# parameters. Layer and group norm compute the same
 # normalization within each sample — over the last axes, or over groups of consecutive
 # channels with their positions — so they need no running statistics. Inverted dropout
 # divides by the keep probability $1-p$ in training and does nothing at test time.
