@@ -28,7 +28,8 @@
 # become more stable with larger minibatch sizes", Wu & He's Figures 1 and 2, "BatchNorm
 # variants: pre-activation / post-activation", the caffenet benchmark tables), the BN notes
 # (layer normalization and why it was introduced; "the size of batch can not be too small"),
-# Silva's CNN slides (Keras code for BN before and after the activation) and Schilling's
+# Silva's CNN slides (Keras code for BN before and after the activation; Ioffe & Szegedy's
+# introduction on the mini-batch gradient as an estimate) and Schilling's
 # thesis talk ("Batchnorm + ReLU outperforms ELU"). All experiments are small MLPs on the
 # digits that ship with scikit-learn, a few epochs each. Every measured number in the prose
 # is rendered from the computation, and every statement about a measurement is checked by a
@@ -223,6 +224,61 @@ print(np.round(pair_hat, 4))
 #   Wu & He's Figure 1 (ResNet-50 on ImageNet): *“BN's error increases rapidly when
 #   reducing the batch size … GN's error rate is stable … GN has substantially lower error
 #   (by 10%) than BN with a batch size of 2.”* — **the seed's claim**, on ImageNet.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Every mini-batch is an estimate
+#
+# Ioffe & Szegedy's introduction (quoted in Silva's slides): "the gradient of the loss over
+# a mini-batch is an estimate of the gradient over the training set, whose quality improves
+# as the batch size increases". Measured: the plain MLP (no normalization) at
+# initialization, 100 random mini-batches per size $B$ against the gradient $g$ over all
+# training images.
+
+# %%
+plain_net = models.mlp(64, 10)
+weights = list(plain_net.parameters())
+
+
+def loss_gradient(indices):
+    """The gradient of the mean cross-entropy over the training images `indices`, as one vector."""
+    loss = F.cross_entropy(plain_net(digits.x_train[indices]), digits.y_train[indices])
+    return torch.cat([grad.flatten() for grad in torch.autograd.grad(loss, weights)])
+
+
+num_train = len(digits.y_train)
+full_gradient = loss_gradient(torch.arange(num_train))
+draws = torch.Generator().manual_seed(0)
+gradient_error = {}
+for size in (2, 8, 32, 128):
+    squared = [(loss_gradient(torch.randperm(num_train, generator=draws)[:size]) - full_gradient).pow(2).sum()
+               for _ in range(100)]
+    gradient_error[size] = (torch.stack(squared).mean().sqrt() / full_gradient.norm()).item()
+    print(f"B = {size:3d}: rms |g_B - g| / |g| = {gradient_error[size]:.2f}")
+
+# %% tags=["remove-input"] slideshow={"slide_type": "notes"}
+sizes = sorted(gradient_error)
+error_ratio = gradient_error[2] / gradient_error[128]
+law_ratio = np.sqrt((num_train - 2) / 2 / ((num_train - 128) / 128))
+claim("the mini-batch gradient's rms error falls at every larger batch size (100 draws each)",
+      all(gradient_error[a] > gradient_error[b] for a, b in zip(sizes, sizes[1:])), errors=gradient_error)
+claim("from B = 2 to B = 128 the error falls by the factor of the 1/sqrt(B) law, within 25 %",
+      abs(error_ratio / law_ratio - 1) < 0.25, measured=error_ratio, law=law_ratio)
+claim("at B = 2 the rms error of the mini-batch gradient is larger than the gradient itself",
+      gradient_error[2] > 1, error_2=gradient_error[2])
+prose(f"""
+The seed's sentence, measured: the rms error of the mini-batch gradient falls at every
+larger batch, from {gradient_error[2]:.1f} times $|g|$ at $B = 2$ to {gradient_error[128]:.2f} times $|g|$ at
+$B = 128$ — a factor {error_ratio:.1f}, close to the {law_ratio:.1f} that the law for the mean of $B$ of
+the $N$ per-image gradients drawn without replacement predicts: the rms error is
+$\\frac{{\\sigma}}{{\\sqrt B}}\\sqrt{{\\frac{{N-B}}{{N-1}}}}$ ($\\sigma^2$ the mean squared distance of the
+per-image gradients from $g$), so four times the batch roughly halves it. At $B = 2$ the
+error is larger than the gradient itself: one step on two images is mostly noise, though
+in expectation it points the right way (the mini-batch gradient is unbiased). Batch norm
+adds estimates of the same kind: $\\mu_B$ and $\\sigma_B^2$ are means over $B$ samples, and at
+$B = 2$ they are as noisy as it gets. The network has no BN on purpose: with BN the samples
+of a batch are coupled through $\\mu_B$ and $\\sigma_B$, and the mini-batch gradient is no longer an
+average of per-image gradients.
+""")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Why layer norm was introduced (BN notes)
@@ -481,6 +537,8 @@ refutes either of them: a benchmark number belongs to one budget.
 #   $\mu_i = \frac1H\sum_j x_{ij}$ (the BN notes' formula averages over the batch: erratum).
 # * GN with $G = 1$ is LN, with $G = C$ is IN (exactly); all of `normlab`'s versions match
 #   PyTorch to round-off.
+# * A mini-batch gradient is an estimate: its error falls roughly as $1/\sqrt B$
+#   (measured); BN's $\mu_B, \sigma_B^2$ are estimates of the same kind.
 # * Measured on digits (one seed): BN's test error jumps at batch sizes 4 and 2, GN and
 #   LN stay flat — the shape of Wu & He's ImageNet figure.
 # * Against the quoted ImageNet tables (seeds 0–2): BN after the activation has the higher
