@@ -20,15 +20,15 @@
 #
 # Schilling's thesis talk tests batch norm the way a careful practitioner would: one
 # network with and one without BN, trained with the same recipe, under conditions that
-# make training hard — sigmoid activations, a ten times larger learning rate, weights
+# make training hard — sigmoid activations, a learning rate $10\times$ larger, weights
 # drawn from $\mathcal N(0, 1)$, weight decay, dropout — and keeps score: *"batchnorm 6 –
 # vanilla 1"*. Santurkar et al. (2018) then ask *why* BN helps, and answer: not by
 # reducing "internal covariate shift", but by making the loss landscape smoother, so
 # that the gradient stays predictive over larger steps.
 #
 # In this problem set you run those experiments yourself, on a budget: the 8×8 digits of
-# scikit-learn instead of MNIST and CIFAR, a 3-hidden-layer MLP, a dozen epochs, a few
-# seeds. You
+# scikit-learn instead of MNIST and CIFAR, an MLP with three hidden layers of 128 units,
+# ten epochs, three seeds. You
 #
 # 1. write the function that trains one network under one condition (`run_condition`);
 # 2. measure convergence speed (`epochs_to_accuracy`);
@@ -103,9 +103,10 @@ Run = namedtuple("Run", ["history", "test_acc", "model"])
 # ## The conditions
 #
 # The thesis's *training strategy* (backup slide): standardized inputs, cross-entropy,
-# mini-batch SGD with batch size 64 and Nesterov momentum 0.9, initial learning rate
-# 0.01 halved after 5 epochs without improvement — which is exactly what `train.fit` does
-# with its defaults. Its baseline network uses ReLU and Kaiming initialization, with BN
+# mini-batch SGD with batch size 64 and Nesterov momentum $\mu = 0.9$, initial learning
+# rate $\eta = 0.01$ halved after 5 epochs without improvement — which is exactly what
+# `train.fit` does with its defaults (`lr=0.01`, `momentum=0.9`, `nesterov=True`,
+# `lr_factor=0.5`, `lr_patience=5`). Its baseline network uses ReLU and Kaiming initialization, with BN
 # (when present) *before* every activation — what `models.mlp(..., norm="batch")` builds.
 #
 # Each condition changes a few settings of `BASE`. `lr_x30` is not in the thesis: you
@@ -289,7 +290,8 @@ assert epochs_to_accuracy(train.History(), 0.5) is None, "an empty history never
 # ## Part 3 — The grid
 #
 # Every condition, with and without BN, for each seed in `SEEDS`: this cell calls your
-# `run_condition` and collects the test accuracies (and epochs to 90 % validation accuracy).
+# `run_condition` and collects the test accuracies (and the epochs each run needs to reach
+# a validation accuracy of $0.9$).
 # It takes most of the notebook's time; it prints each condition as it finishes.
 
 # %% nbgrader={"grade": false, "grade_id": "ps4_grid_demo", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -318,9 +320,15 @@ for name in CONDITIONS:
 # \qquad \text{threshold} = \max(\text{margin},\; 2\,\mathrm{se}),$$
 #
 # with $s^2$ the *unbiased* sample variance (`ddof=1`); the verdict is `"BN"` if
-# $d > $ threshold, `"vanilla"` if $d < -$threshold, and `"draw"` otherwise. Twice the
-# standard error is roughly a 95 % interval; the margin (default 1 percentage point) says
-# that smaller differences do not matter in practice even when they are real.
+# $d > $ threshold, `"vanilla"` if $d < -$threshold, and `"draw"` otherwise. With many
+# seeds, twice the standard error would be roughly a $95\,\%$ interval; with two or three
+# it is a rough rule, not a significance test (the standard error itself is uncertain). The
+# margin (default `margin=0.01`, one percentage point) says that smaller differences do
+# not matter in practice even when they are real. (The lectures' rule,
+# `normlab.stats.compare`, refines this one: where both arms of a seed share its split and
+# its batch order — as here, through `digits_loaders(seed)` — it takes the standard error
+# of the per-seed differences, and its margin is half a percentage point. Here you write
+# the simple, unpaired form.)
 #
 # **Task (5 points).** Implement `scoreboard(results, margin)`. `results` maps each
 # condition to `{"BN": [accuracies], "vanilla": [accuracies]}` (like the grid's). Return
@@ -440,7 +448,8 @@ print("tally:", tally, "   (the thesis: batchnorm 6 - vanilla 1, one draw, over 
 #   the gradient itself changes. If it stays small, the gradient measured at $\theta$ is
 #   still a good direction after a large step — a large learning rate is safe.
 #
-# Their finding: with BN both vary much less ("the landscape is smoother").
+# Their finding: with BN both vary much less — BN "makes the optimization landscape
+# significantly smoother" (their abstract).
 #
 # **Task (5 points).** Implement `probe_along_gradient(model, x, y, step_sizes)`:
 #
@@ -617,20 +626,27 @@ for arm, norm in ARMS.items():
 # the task for the vanilla network? the budget? the number of seeds? the margin?).
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ps4_written_scoreboard", "locked": false, "points": 4, "schema_version": 3, "solution": true, "task": false}
-# *Model answer (numbers from the answer key: 10 epochs, seeds 0–2; rubric in brackets).*
+# *Model answer* (rubric in brackets). The student quotes their own scoreboard: for each
+# condition the two means, $d$ and the verdict. The reference is this answer key's run,
+# in the tables above (the full budget: ten epochs, seeds 0–2); a student who ran the same
+# code has the same or nearly the same numbers, and a verdict that follows from the
+# student's own table is right even where it differs.
 #
-# Reproduced: **sigmoid + Xavier** (BN 0.96 vs vanilla 0.12: the vanilla network is
-# "stuck at random guessing", while BN reaches 90 % validation accuracy after 2–3 epochs;
-# with a longer budget the vanilla network slowly escapes — 0.33 after 12 epochs in our
-# trial run); **N(0, 1) init** (vanilla at chance or diverged, BN trains — and, as the
-# thesis says, worse than its Kaiming baseline, 0.87 vs 0.97); **dropout** (a draw, as the
-# thesis calls it). Not reproduced:
-# **baseline** and **weight decay** (draws, d ≈ +0.009 within the seed noise: the digits are
-# easy, both networks reach 96–97 %, there is no room for BN to be ahead; the thesis trained
-# much harder data sets to convergence), **lr × 10** (a draw: 0.1 is not yet too large a
-# step for this small network; vanilla breaks only at lr × 30, where BN still reaches 0.97 —
-# the claim holds, at a different factor). Our tally is BN 3 – vanilla 0 – 4 draws, not
-# 6 – 1 – 1 (and we did not time epochs, the thesis's one defeat).
+# Reproduced: **sigmoid + Xavier** (BN far ahead, $d$ of tens of points: the vanilla
+# network stays near chance, one digit in ten — "stuck at random guessing" — and never
+# reaches a validation accuracy of $0.9$, while BN does within a few epochs); **N(0, 1)
+# init** (vanilla at chance or diverged — a diverged run's nan outputs count as wrong, so
+# it scores 0 — while BN trains and, as the thesis says, ends clearly below its Kaiming
+# baseline); **dropout** (a draw, as the thesis calls it). Not reproduced: **baseline**
+# and **weight decay** (draws, $d$ about a point and within the threshold: the digits are
+# easy, both networks end close to perfect, there is no room for BN to be ahead; the
+# thesis trained harder data sets for much longer; and $\lambda = 5\cdot10^{-4}$ changes
+# a ten-epoch run so little that the weight-decay rows nearly repeat the baseline's),
+# **lr × 10** (a draw: $\eta = 0.1$ is not yet too large a step for this small network;
+# vanilla breaks only at lr × 30, where BN still reaches its baseline accuracy — the claim
+# holds, at a different factor). The tally (the scoreboard's last line) then counts BN
+# wins only where vanilla training fails, and draws everywhere else — nothing like the
+# thesis's "batchnorm 6 – vanilla 1" (and we did not time epochs, the thesis's one defeat).
 #
 # [1 point: verdicts read correctly with numbers; 2 points: a plausible reason for each
 # claim that does not reproduce (easy task / ceiling, budget, learning-rate factor, seeds);
@@ -646,21 +662,25 @@ for arm, norm in ARMS.items():
 # $\alpha w$ is $1/\alpha$ times the gradient with respect to $w$.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ps4_written_learning_rate", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
-# *Model answer.* (a) At lr 0.1 both networks train equally well; at lr 0.3 the vanilla
-# network's loss blows up or it stays at chance (about 0.1 test accuracy) while BN still
-# reaches about 0.97. BN does not make a large learning rate *better*, it raises the largest
-# learning rate that still works — the thesis's "10×" is where that limit was for its
-# networks, ours lies between 10× and 30×. [1 point]
+# *Model answer* (the student's numbers: the rows `baseline`, `lr_x10`, `lr_x30` and
+# `normal_init`). (a) At lr × 10 both networks train about equally well (a draw, both
+# near their baseline accuracy); at lr × 30 the vanilla network's loss blows up (a
+# diverged run scores 0) or it stays at chance (about one digit in ten), while BN still
+# reaches about its baseline accuracy. BN does not make a large learning rate *better*, it
+# raises the largest learning rate that still works — the thesis's "10x" is where that
+# limit was for its networks, ours lies between $10\times$ and $30\times$. [1 point]
 #
-# (b) N(0, 1) weights are about 6–8 times larger than Kaiming's (std 1 against
-# $\sqrt{2/64} \approx 0.18$ and $\sqrt{2/128} \approx 0.13$). Without BN the activations grow
-# by that factor in every layer, the logits are huge, the softmax saturates and the loss
-# overflows or the network is stuck. With BN each layer's output does not depend on the
-# scale of its weights, so the forward pass is as tame as with a small initialization
-# [1 point]. But the gradients are $1/\alpha$ times smaller while the weights are $\alpha$
-# times larger, so a step of the same learning rate changes the weights' *direction* by a
-# factor $\alpha^2$ (≈ 30–60) less: the effective learning rate $\eta/\lVert w\rVert^2$ is
-# tiny, and in 10 epochs the network gets less far (0.87 instead of 0.97). [1 point]
+# (b) N(0, 1) weights are $\alpha \approx 6$ to $8$ times larger than Kaiming's (std 1
+# against $\sqrt{2/64} \approx 0.18$ and $\sqrt{2/128} \approx 0.13$). Without BN the
+# activations grow by that factor in every layer, the logits are huge, the softmax
+# saturates and the loss overflows or the network is stuck. With BN each layer's output
+# does not depend on the scale of its weights, so the forward pass is as tame as with a
+# small initialization [1 point]. But the gradients are $1/\alpha$ times smaller while the
+# weights are $\alpha$ times larger, so a step of the same learning rate changes the
+# weights' *direction* by a factor $\alpha^2 \approx 30$ to $60$ less: the effective
+# learning rate $\eta/\lVert w\rVert^2$ is tiny, and in ten epochs the network gets less
+# far — its test accuracy stays clearly below the Kaiming baseline's, and it reaches a
+# validation accuracy of $0.9$ late or not at all (the epochs column). [1 point]
 
 # %% [markdown]
 # **Question C (3 points) — Why does BN help?** Santurkar et al. argue that BN works not
@@ -670,14 +690,17 @@ for arm, norm in ARMS.items():
 # explanation? If not, what experiment would?
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ps4_written_smoothness", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
-# *Model answer.* The largest gradient change along the step is 2–7 times smaller with BN
-# at every checkpoint (2.6 vs 5.6 at initialization, 0.24 vs 1.4 after 6 epochs): BN's
-# gradient stays predictive over larger steps, which fits its tolerance of lr 0.3. The
-# other columns are less clear: at initialization BN's loss *range* is larger (2.2 vs 1.1),
-# because along the step its loss falls much further — the range mixes "how much the step
-# helps" with "how erratic the landscape is" — and the β-smoothness is similar after one
-# epoch. So the evidence supports the smoothness view in part. [2 points: reading all three
-# columns, with the caveat]
+# *Model answer* (the student reads the three columns of their probe table, BN against
+# vanilla at each checkpoint). The largest gradient change along the step is smaller with
+# BN at every checkpoint, by more after some training than at initialization: BN's
+# gradient stays predictive over larger steps, which fits its tolerance of lr × 30. The
+# other columns are less clear: BN's loss *range* is not smaller (in this answer key it is
+# the larger one at every checkpoint; at initialization because along the step BN's loss
+# keeps falling while the vanilla loss turns back up — the range mixes "how much the step
+# helps" with "how erratic the landscape is"), and the β-smoothness is lower with BN at
+# most checkpoints but not at all of them (here it is about the same after one epoch). So
+# the evidence supports the smoothness view in part. [2 points: reading all three columns,
+# with the caveat]
 #
 # Our experiments never measure covariate shift, so they cannot rule it out: both
 # explanations predict that BN trains better. Santurkar et al.'s "noisy BN" separates
@@ -691,14 +714,19 @@ for arm, norm in ARMS.items():
 # could change a verdict, and say for one of them which runs you would add to find out.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ps4_written_caveats", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
-# *Model answer.* (1) The budget: 10 epochs without early stopping; the grader's 3-epoch
-# run even makes dropout a win for vanilla — a verdict can depend on when we stop. (2) Three
-# seeds: a difference of about one point (lr × 10: +0.009) is within 2 standard errors and
-# called a draw, but it might be real. Also: the easy data set (both arms near 97 %, a
-# ceiling), the margin of 1 point, the network's depth. To check (2): rerun `baseline` and
-# `lr_x10` with 10 seeds (the standard error shrinks by about $\sqrt{10/3}$); to check (1):
-# train 40 epochs with early stopping, as the thesis did. [1 point per feature, the second
-# only with a concrete check]
+# *Model answer.* (1) The budget: ten epochs, so `train.fit`'s early stopping (after 20
+# epochs without improvement) never acts, and a verdict can depend on when we stop —
+# dropout slows training (its runs reach a validation accuracy of $0.9$ late or not at
+# all: the epochs column), so a shorter or a longer run can move its verdict. (2) Three
+# seeds: in the close conditions (baseline, weight decay, lr × 10) $d$ is about as large
+# as the threshold $\max(\text{margin}, 2\,\mathrm{se})$, so a draw may hide a small real
+# difference, and one more seed can change the verdict. Also: the easy data set (both arms close to
+# perfect: a ceiling), the margin (`margin=0.01`), the network's depth and width, the
+# unpaired standard error (pairing the arms seed by seed would be sharper). To check (2):
+# rerun `baseline` and `lr_x10` with 10 seeds (the standard error shrinks by about
+# $\sqrt{10/3}$); to check (1): train longer, e.g. `epochs=60`, with the thesis's early
+# stopping after 20 epochs without improvement (`train.fit`'s default). [1 point per
+# feature, the second only with a concrete check]
 
 # %% [markdown]
 # ## Before you submit
