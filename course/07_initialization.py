@@ -27,9 +27,12 @@
 # BatchNorm is used, initial feature weight choice is less important"), Schilling's thesis
 # talk ("Batchnorm handles arbitrary inits", the scale-invariance formulas, "Batchnorm likes
 # some weight decay", "variance-preserving still best"), the UCLA discussion sheet (multiple
-# choice question 2 on zero initialization) and the BN notes ("sigmoid without / with BN",
-# "learning is less affected by parameters initialization"). Every claim is measured here on
-# scikit-learn's digits or on random inputs. Budget: about 30 s to run.
+# choice question 2 on zero initialization; its remark on the sigmoid's gradient, with an
+# erratum) and the BN notes ("sigmoid without / with BN", "learning is less affected by
+# parameters initialization"). Every statement about a measurement is measured here on
+# scikit-learn's digits or on random inputs and checked by a `claim`; the seeds' claims the
+# lecture does not measure (gradient clipping, the Gaussian prior behind weight decay, very
+# deep nets in training) are marked as such where they come up.
 
 # %% slideshow={"slide_type": "skip"}
 import numpy as np
@@ -340,6 +343,15 @@ Without BN, dead units come with depth — none in layer 1, {100 * plain_dead[9]
 # (unless it is constant). Schilling's claim holds here at initialization; units dying
 # *during* training (e.g. at a large learning rate) are not measured in this lecture.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# The same slide of Schilling's talk names a second remedy against the exploding gradients of
+# unbounded ReLUs: "Another approach: gradient clipping". Clipping rescales the gradient
+# before the step whenever its norm exceeds a threshold $c$ (in PyTorch,
+# `torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=c)`): it bounds the size of
+# every step, whatever the gradient does, but leaves the activations — and dead units — as
+# they are. It repairs the update, where BN and a variance-preserving init repair the
+# forward pass. The talk's claim; clipping is not measured in this course.
+
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## ReLU: activations and gradients through depth
 
@@ -399,6 +411,27 @@ This is Schilling's "vanilla network is stuck" with sigmoids, seen at initializa
 re-centres and re-scales every pre-activation over the batch, so the input-dependent part
 survives (std over the batch {sig_bn.sample_stds[-1]:.2f} at layer 20).
 """)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Erratum (UCLA discussion sheet).** The sheet: it is very hard to use "the sigmoid, where
+# the gradient is close to zero for inputs outside the range (-1,1)". At the edges of that
+# range the gradient is far from zero: $\sigma'(\pm 1) = \sigma(1)\,(1-\sigma(1)) \approx 0.197$,
+# about $79\,\%$ of its maximum $\sigma'(0) = 1/4$. It falls below $0.05$, a fifth of the
+# maximum, only beyond $\lvert z\rvert \approx 2.89$. Saturation is real for large inputs
+# (tanh with $\mathcal N(0, 1)$ weights, above); what hurts a deep sigmoid net even near 0 is
+# that $\sigma' \le 1/4$ multiplies the input-dependent part at *every* layer (last slide).
+
+# %% tags=["remove-input"] slideshow={"slide_type": "skip"}
+def sigmoid_slope(z):
+    return torch.sigmoid(torch.as_tensor(z, dtype=torch.float64)) * (1 - torch.sigmoid(torch.as_tensor(z, dtype=torch.float64)))
+
+
+grid = torch.linspace(0, 10, 100_001, dtype=torch.float64)
+slope_edge = sigmoid_slope(1.0).item()
+threshold = grid[sigmoid_slope(grid) < 0.05].min().item()  # sigma' decreases in |z|: the first z below 0.05
+claim("the erratum's numbers: sigma'(1) is about 0.197, 79 % of sigma'(0) = 1/4, and sigma' < 0.05 only beyond |z| = 2.89",
+      abs(slope_edge - 0.197) < 5e-4 and round(100 * slope_edge / 0.25) == 79 and 2.885 < threshold < 2.895,
+      slope_edge=slope_edge, threshold=threshold)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## With BN, the initialization does not change the forward pass
@@ -510,6 +543,15 @@ With BN it trains, to {bn_vs_plain.mean_a:.2f} mean test accuracy, but ends
 ahead). Both seeds' claims hold here: BN makes the init *less* important, not unimportant.
 Why would BN + $\mathcal N(0, 1)$ be worse if BN removes the weights' scale? Next.
 """)
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# The BN notes list as BN's first benefit: "Reduce training times, and make very deep net
+# trainable". This lecture shows the second half only at initialization — through 20
+# layers BN keeps every layer's activations standardized and no ReLU dead, and a deep
+# sigmoid net keeps its input — and trains only the three-hidden-layer MLP above. That BN
+# makes a *very deep* net trainable is the notes' claim, not measured here: training deep
+# nets with and without BN over several seeds costs more run time than this lecture has.
+# Lecture 08 measures training speed on the thesis' MLP.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Scale invariance (Schilling's thesis talk)
@@ -630,6 +672,19 @@ Zhang et al. 2019, "Three mechanisms of weight decay regularization").
 # step $\eta/\lVert W\rVert^2$ grows. Weight decay under BN is a learning-rate schedule.
 #
 # Timescale: $\lVert W\rVert$ shrinks like $e^{-\eta\lambda t}$, i.e. over $1/(\eta\lambda)$ steps.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Where weight decay comes from: Schilling's backup slide on $L_2$ weight decay reads it as
+# "Gaussian prior on weights" and "Perform MAP instead of MLE". MAP maximizes
+# $\log p(\text{data}\mid w) + \log p(w)$; with the prior $w \sim \mathcal N(0, s^2 I)$,
+# $-\log p(w) = \lVert w\rVert^2/(2s^2) + \text{const}$. Divide the objective by the number $n$
+# of training examples: the summed negative log-likelihood (the cross-entropy) becomes the
+# mean loss, and the prior becomes $\tfrac\lambda2\lVert w\rVert^2$ with $\lambda = 1/(n s^2)$. The
+# talk then asks "Independent of batchnorm?" — this slide is the answer for a layer followed
+# by BN: its loss does not depend on $\lVert W\rVert$ (up to $\epsilon$), so a prior on the size of
+# $W$ says nothing about the function the net computes; what decay changes is the step
+# size. The prior reading still holds for weights not followed by BN, e.g. the output layer.
+# The MAP view is the talk's (and standard); it is not measured.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## Measured: ‖W‖ and η/‖W‖² during training
