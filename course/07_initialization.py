@@ -546,9 +546,9 @@ Why would BN + $\mathcal N(0, 1)$ be worse if BN removes the weights' scale? Nex
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # The BN notes list as BN's first benefit: "Reduce training times, and make very deep net
-# trainable". This lecture shows the second half only at initialization — through 20
-# layers BN keeps every layer's activations standardized and no ReLU dead, and a deep
-# sigmoid net keeps its input — and trains only the three-hidden-layer MLP above. That BN
+# trainable". This lecture looks at the second half only at initialization — through 20
+# layers BN keeps every layer's activations at layer 1's scale and no ReLU dead, and a deep
+# sigmoid net with BN keeps its input — and trains only the three-hidden-layer MLP above. That BN
 # makes a *very deep* net trainable is the notes' claim, not measured here: training deep
 # nets with and without BN over several seeds costs more run time than this lecture has.
 # Lecture 08 measures training speed on the thesis' MLP.
