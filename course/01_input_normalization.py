@@ -29,7 +29,7 @@
 # slides ("gradient of larger parameter dominates the update") and the UCLA discussion
 # sheet's roses (covariate shift between mini-batches). Every claim is measured here on
 # the wine and digits data that ship with scikit-learn, and checked by a `claim` in the
-# notebook. Budget: about a minute at most to run.
+# notebook. (`normlab build` prints how long it ran on your machine.)
 
 # %% slideshow={"slide_type": "skip"}
 import numpy as np

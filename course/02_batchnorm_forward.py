@@ -31,7 +31,6 @@
 # discussion sheet (the paper's headline result; its BN formula, with an erratum; its
 # multiple-choice question 6 is exercise 1). Everything is checked numerically against
 # the library and against torch.nn, and every statement about a measurement by a `claim`.
-# Runs in a few seconds.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## Why BN: the result it was introduced with

@@ -30,8 +30,8 @@
 # slides ("BatchNorm and internal covariate shift", Santurkar et al.'s Figures 1 and 2); the
 # BN notes and the UCLA discussion sheet (the covariate-shift story). Every experiment runs
 # through `normlab.experiments`, the same code as the command `normlab experiments`.
-# Budget: quick mode is about a minute on an idle 2-core machine (several minutes when the
-# machine is shared); results are cached in `experiments_cache/`, so a re-run is instant.
+# Quick mode trains its runs in this process (`normlab build` prints how long that took on
+# your machine); results are cached in `experiments_cache/`, so a re-run only reads them.
 
 # %% slideshow={"slide_type": "skip"} tags=["parameters"]
 FULL = False  # True: the complete run (5 seeds, up to 100 epochs, MLP and CNN): tens of minutes on 2 cores

@@ -16,7 +16,7 @@
 # Solutions to the six exercises of `course/08_experiments.py`. The training runs are the
 # lecture's quick-mode runs (same configurations, so the same cache files: run this
 # notebook in the lecture's folder and nothing is retrained), plus three new runs for the
-# ELU condition and a few short smoothness probes. About half a minute on an idle machine.
+# ELU condition and a few short smoothness probes.
 
 # %%
 import math
