@@ -273,7 +273,9 @@ the $N$ per-image gradients drawn without replacement predicts: the rms error is
 $\\frac{{\\sigma}}{{\\sqrt B}}\\sqrt{{\\frac{{N-B}}{{N-1}}}}$ ($\\sigma^2$ the mean squared distance of the
 per-image gradients from $g$), so four times the batch roughly halves it. At $B = 2$ the
 error is larger than the gradient itself: one step on two images is mostly noise, though
-in expectation it points the right way (the mini-batch gradient is unbiased). Batch norm
+in expectation it points the right way (the mini-batch gradient is unbiased). Schilling's
+thesis talk counts this noise as a feature: "Noisy updates help escape local minima!" — his
+claim, not measured here. Batch norm
 adds estimates of the same kind: $\\mu_B$ and $\\sigma_B^2$ are means over $B$ samples, and at
 $B = 2$ they are as noisy as it gets. The network has no BN on purpose: with BN the samples
 of a batch are coupled through $\\mu_B$ and $\\sigma_B$, and the mini-batch gradient is no longer an
