@@ -40,6 +40,11 @@ c.ClearSolutions.code_stub = {"python": assignments.CODE_STUB}
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = assignments.BENIGN_STDERR
 
+# Feedback pages show each test's name, points and message, and the hidden tests' code as
+# "# (hidden tests: not shown in feedback)". To show students that code, set
+# c.HideHiddenTests.enabled = False.
+c.GenerateFeedback.preprocessors = assignments.feedback_preprocessors()
+
 # A test cell a student deleted is put back and run (otherwise it is silently skipped
 # and left for manual grading).
 c.OverwriteCells.add_missing_cells = True

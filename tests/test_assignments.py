@@ -239,6 +239,7 @@ def test_course_config(tmp_path):
     assert config.ClearSolutions.code_stub == {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     assert config.IgnorePattern.enabled and config.IgnorePattern.pattern == assignments.BENIGN_STDERR
     assert config.OverwriteCells.add_missing_cells is True
+    assert config.GenerateFeedback.preprocessors[0] == assignments.HIDE_HIDDEN_TESTS  # then nbgrader's own
 
 
 def test_benign_stderr_pattern():

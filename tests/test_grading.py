@@ -453,6 +453,27 @@ def test_kernels_can_read_a_python_installation_below_tmp(tmp_path):
     assert (done.returncode, done.stdout) == (0, "x = 1\n"), done.stderr
 
 
+def test_feedback_hides_the_hidden_tests_code_and_traceback_but_keeps_the_message():
+    from traitlets.config import Config
+
+    from normlab_tools.grading.feedback import HideHiddenTests
+
+    source = ("assert_close(f(1), 2, 'f(1)')\n### BEGIN HIDDEN TESTS\n_ref = torch_reference(x)\n"
+              "assert_close(f(x), _ref, 'f on random data')\n### END HIDDEN TESTS\n")
+    error = nbformat.v4.new_output("error", ename="AssertionError", evalue="f on random data: 3 should be 4",
+                                   traceback=["----> 4 assert_close(f(x), _ref, 'f on random data')", "AssertionError"])
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source, outputs=[error])])
+    shown, _ = HideHiddenTests().preprocess(nbformat.from_dict(json.loads(json.dumps(notebook))), {})
+    cell = shown.cells[0]
+    assert "torch_reference" not in cell.source and "assert_close(f(1), 2, 'f(1)')" in cell.source
+    assert cell.source.count("hidden tests: not shown in feedback") == 1
+    assert cell.outputs[0]["traceback"] == ["AssertionError: f on random data: 3 should be 4"]
+    config = Config()
+    config.HideHiddenTests.enabled = False  # an instructor who wants students to see them
+    kept, _ = HideHiddenTests(config=config)(nbformat.from_dict(json.loads(json.dumps(notebook))), {})
+    assert kept.cells[0].source == source and len(kept.cells[0].outputs[0]["traceback"]) == 2
+
+
 # --- slow: a whole class, for real ----------------------------------------------------------------
 
 
@@ -508,6 +529,12 @@ def test_gradebook_csv_and_feedback_agree(graded_class):
         assert page.is_file() and page.stat().st_size > 0, student.name
         assert (course / "submitted" / student.name / "ps1").is_dir()
     assert "Score: 0 / 25" in (course / "feedback" / "empty" / "ps1" / "ps1.html").read_text()
+    # feedback shows each test's name and points, and not the hidden tests' code
+    for student in students:
+        page = (course / "feedback" / student.name / "ps1" / "ps1.html").read_text()
+        assert "BEGIN HIDDEN TESTS" not in page and "default_rng(101)" not in page, student.name
+    correct_page = (course / "feedback" / "correct" / "ps1" / "ps1.html").read_text()
+    assert "hidden tests: not shown in feedback" in correct_page and "ps1_test_curvature" in correct_page
     # the vandal could not touch the correct student's file
     assert nbformat.read(submissions / "correct" / "ps1.ipynb", as_version=4).cells
     assert "failed (0 points):" in summary and "flagged for manual grading:" in summary

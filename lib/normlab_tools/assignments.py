@@ -86,6 +86,16 @@ def autograde_preprocessors() -> list:
     return [EXECUTE if step is Execute else step for step in Autograde.autograde_preprocessors.default()]
 
 
+HIDE_HIDDEN_TESTS = "normlab_tools.grading.feedback.HideHiddenTests"
+
+
+def feedback_preprocessors() -> list:
+    """nbgrader's feedback pipeline with `HIDE_HIDDEN_TESTS` first, for nbgrader_config.py."""
+    from nbgrader.converters import GenerateFeedback
+
+    return [HIDE_HIDDEN_TESTS, *GenerateFeedback.preprocessors.default()]
+
+
 def execution_config():
     """The traitlets Config of notebook execution: kernel, timeout, stderr filter.
 
