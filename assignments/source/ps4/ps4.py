@@ -106,8 +106,9 @@ Run = namedtuple("Run", ["history", "test_acc", "model"])
 # mini-batch SGD with batch size 64 and Nesterov momentum $\mu = 0.9$, initial learning
 # rate $\eta = 0.01$ halved after 5 epochs without improvement — which is exactly what
 # `train.fit` does with its defaults (`lr=0.01`, `momentum=0.9`, `nesterov=True`,
-# `lr_factor=0.5`, `lr_patience=5`). Its baseline network uses ReLU and Kaiming initialization, with BN
-# (when present) *before* every activation — what `models.mlp(..., norm="batch")` builds.
+# `lr_factor=0.5`, `lr_patience=5`). Its baseline network uses ReLU and Kaiming
+# initialization, with BN (when present) *before* every activation — what
+# `models.mlp(..., norm="batch")` builds.
 #
 # Each condition changes a few settings of `BASE`. `lr_x30` is not in the thesis: you
 # will see why it is here.
