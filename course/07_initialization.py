@@ -366,12 +366,14 @@ claim("relu, no norm: the gradient norms are flat across depth (within a factor 
       "at levels ordered like the variance factors", max(grad_spread.values()) < 10
       and list(np.argsort(list(grad_level.values()))) == [1, 2, 3, 0], spread=grad_spread, level=grad_level)
 prose(rf"""
-The straight lines on the log axes are the geometric factors of the variance formula:
-$n_\text{{in}}\operatorname{{Var}}(w)/2$ per layer is $64$ (N(0,1)), $0.0064$ (N(0, 0.01²)),
-$\tfrac12$ (Xavier), $1$ (Kaiming). The gradient norms are flat across depth (the backward pass
-applies the same factor per layer in reverse, so every layer gets the same product), at levels
-of about {", ".join(f"{level:.0e}" for level in grad_level.values())} in that order.
+Straight lines on log axes: the variance formula's factor $n_\text{{in}}\operatorname{{Var}}(w)/2$
+per layer, $64$ (N(0,1)), $0.0064$ (N(0, 0.01²)), $\tfrac12$ (Xavier), $1$ (Kaiming). The gradient
+norms are flat across depth, at about {", ".join(f"{level:.0e}" for level in grad_level.values())} in that order.
 """)
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Why the gradient norms are flat: the backward pass applies the same factor per layer in
+# reverse, so every layer's gradient gets the same product of factors.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## A deep sigmoid net, with and without BN
