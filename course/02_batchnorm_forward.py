@@ -468,7 +468,7 @@ print(models.mlp(64, 10, hidden=(128,), norm="batch", norm_position="after"))
 # | "helps with exploding/vanishing gradient problems" | Raschka's slides | lecture 07 |
 # | faster, more stable training; larger learning rates | BN paper, Raschka, Schilling, BN notes, UCLA | lecture 08 |
 # | "slight regularization effect" | Silva's slides | lecture 06 (generalization gap, batch 64) |
-# | "regularization effect gets weaker as batch size gets larger" | Silva's slides | not measured |
+# | "regularization effect gets weaker as batch size gets larger" | Silva's slides | lecture 06 (measured: not reproduced on digits) |
 # | reduces internal covariate shift | BN paper via the seeds | disputed — lectures 01, 08 |
 
 # %% [markdown] slideshow={"slide_type": "slide"}
