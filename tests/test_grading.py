@@ -172,9 +172,13 @@ def hostile_class(release, course: Path, submissions: Path) -> list[Student]:
                                         'hog = []\nwhile True:\n    hog.append(bytearray(50 * 2**20))\nq_batch_of_one = "c"'),
                             FULL - 1, "graded", r"ps1_q_batch_of_one raised MemoryError; "
                             r"lost points on ps1_test_q_batch_of_one"))
+    # Which limit stops a fork bomb first is a race: on a quiet machine the process limit (every
+    # CI run before); with the cores busy elsewhere the cell's time limit can come first (seen once,
+    # with a scoreboard training beside CI). Either way the student loses exactly these tests.
     students.append(Student("forkbomb", edit(correct, "ps1_q_axes", 'q_axes = "b"',
                                              'import os\nwhile True:\n    os.fork()\nq_axes = "b"'),
-                            FULL - 5, "graded", r"the kernel died in ps1_q_axes: over the process limit \(killed\); "
+                            FULL - 5, "graded", r"(the kernel died in ps1_q_axes: over the process limit \(killed\)|"
+                            r"ps1_q_axes ran past the time limit and did not stop); "
                             r"later tests not run; lost points on ps1_test_q_axes, ps1_test_q_identity, "
                             r"ps1_test_q_bias, ps1_test_q_batch_of_one and 1 more"))
     # the test cells
