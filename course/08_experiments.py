@@ -93,6 +93,11 @@ def row(condition, cell="", a=None):
                 and (a is None or r["a"] == a))
 
 
+def verdict_of(r):
+    """A scoreboard row's verdict as prose: "BN ahead", "vanilla ahead" or "a draw"."""
+    return "a draw" if r["outcome"] == "draw" else r["verdict"]
+
+
 def mean(condition, arm, cell=""):
     """Mean over seeds of one arm's metric (test accuracy in %, or epoch time in ms)."""
     return float(np.mean(seed_values(condition, arm, cell)))
@@ -257,7 +262,7 @@ loss_ratio = np.mean(final_loss["BN"]) / np.mean(final_loss["vanilla"])
 claim("BN reaches 95 % validation accuracy first in most seeds", bn_first * 2 > SEEDS,
       seeds_bn_first=bn_first, bn=first_epoch["BN"], vanilla=first_epoch["vanilla"])
 claim("yet BN ends with a higher training loss than vanilla", loss_ratio > 1, ratio=loss_ratio)
-verdict_word = {"a": "BN ahead", "b": "vanilla ahead", "draw": "a draw"}[base["outcome"]]
+verdict_word = verdict_of(base)
 prose(f"""
 Validation accuracy rises faster with BN: it reaches $95\\,\\%$ first in {bn_first} of {SEEDS}
 seeds (after {np.mean([e or np.nan for e in first_epoch['BN']]):.1f} epochs on average, vanilla after
@@ -329,7 +334,7 @@ claim("lr x 10: the per-seed differences vary less than each arm does", fast["se
       sd_vanilla=fast["sd_b"])
 claim("lr x 10 and lr x 1 are not told apart by the rule for BN", lr_gain["BN"].outcome == "draw",
       diff=lr_gain["BN"].diff, margin=lr_gain["BN"].margin)
-verdict_word = {"a": "BN ahead", "b": "vanilla ahead", "draw": "a draw"}[fast["outcome"]]
+verdict_word = verdict_of(fast)
 prose(f"""
 The verdict is **{verdict_word}** ($d = {fast['diff']:+.2f}$ points, margin {fast['margin']:.2f}): the
 per-seed differences are steady even though the spread of each arm is not. But the vanilla
@@ -416,7 +421,7 @@ decay_gain = {arm: ex.compare(seed_values("weight_decay", arm), seed_values("bas
 claim("weight decay 5e-4: neither arm measurably better than its baseline at this budget",
       all(v.outcome == "draw" for v in decay_gain.values()),
       bn=decay_gain["BN"].diff, vanilla=decay_gain["vanilla"].diff)
-verdict_word = {"a": "BN ahead", "b": "vanilla ahead", "draw": "a draw"}[decay["outcome"]]
+verdict_word = verdict_of(decay)
 prose(f"""
 Compare with the baseline slide: the curves are almost the same. With $\\lambda = 5\\cdot10^{{-4}}$
 and $\\eta = 0.01$ the decay multiplies the weights by $1 - \\eta\\lambda$ per step; over the
@@ -807,7 +812,7 @@ steps are large (experiment 3).
 # ## The thesis' own "why", set against our measurements
 
 # %% tags=["remove-input"]
-baseline_word = {"a": "BN ahead", "b": "vanilla ahead", "draw": "a draw"}[base["outcome"]]
+baseline_word = verdict_of(base)
 prose(f"""
 | the talk: "why does batchnorm work?" | here |
 |---|---|
