@@ -456,12 +456,11 @@ def run_jobs(jobs, runs_dir, workers=None, progress=True, data_root=None) -> tup
     bar = tqdm(total=len(pending), desc="experiments", unit="run", disable=not progress or not pending)
     args = [(job.config, str(runs_dir), data_root) for job in pending]
     try:
-        if workers == 1:
-            with one_thread():
-                for job, arg in zip(pending, args):
-                    _run_and_save(arg)
-                    bar.set_postfix_str(job.label, refresh=False)
-                    bar.update()
+        if workers == 1:  # in this process; train_one pins one torch thread itself
+            for job, arg in zip(pending, args):
+                _run_and_save(arg)
+                bar.set_postfix_str(job.label, refresh=False)
+                bar.update()
         else:
             labels = {job.key: job.label for job in pending}
             # fork where there is one: a spawned worker re-runs the caller's script, which
