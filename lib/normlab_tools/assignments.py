@@ -330,15 +330,19 @@ def read_student_notebook(path, assignment_id: str | None):
     return notebook
 
 
-def notebook_assignment(path) -> str:
+def notebook_assignment(notebook, path) -> str:
     """The assignment a student's notebook belongs to, read from its graded cells' ids
     (``ps1_...``), for `normlab check NOTEBOOK`; UserError when they do not say."""
-    notebook = read_student_notebook(path, None)
-    owners = {match.group(1) for match in (re.match(r"(ps\d+)_", gid) for gid in _grade_ids(notebook)) if match}
+    owners = _owners(_grade_ids(notebook))
     if len(owners) != 1:
         raise UserError(f"{path}: cannot tell which assignment this is (its graded cells belong to "
                         f"{', '.join(sorted(owners)) or 'none'}); name it: `normlab check ps1 {path}`")
     return owners.pop()
+
+
+def _owners(grade_ids) -> set[str]:
+    """The assignments named by the prefixes of ``grade_ids`` (``ps1_test_...`` -> ps1)."""
+    return {match.group(1) for match in (re.match(r"(ps\d+)_", gid) for gid in grade_ids) if match}
 
 
 def _grade_ids(notebook) -> list[str]:
@@ -355,10 +359,11 @@ def _check_belongs_to(notebook, path: Path, assignment_id: str | None) -> None:
         return
     foreign = [gid for gid in ids if not gid.startswith(assignment_id + "_")]
     if foreign:
-        owner = re.match(r"(ps\d+)_", foreign[0])
-        if owner and all(gid.startswith(owner.group(1) + "_") for gid in ids):
-            raise UserError(f"{path} is a notebook of {owner.group(1)}, not {assignment_id}: "
-                            f"run `normlab check {owner.group(1)} {path}`")
+        owners = _owners(ids)
+        if len(owners) == 1 and all(_owners([gid]) for gid in ids):
+            owner = owners.pop()
+            raise UserError(f"{path} is a notebook of {owner}, not {assignment_id}: "
+                            f"run `normlab check {owner} {path}`")
         raise UserError(f"{path} is not a {assignment_id} notebook: its graded cells "
                         f"({', '.join(foreign[:3])}) are not {assignment_id}'s")
 
@@ -453,12 +458,12 @@ def format_report(report: CheckReport) -> str:
 def check_main(args: argparse.Namespace) -> int:
     """`normlab check [ASSIGNMENT] NOTEBOOK`: the assignment is case-insensitive, and read
     from the notebook's graded cells when it is not given."""
-    if args.notebook is None:
+    if args.notebook is None:  # read once: the assignment comes from the notebook, which is then its own
         path = Path(args.assignment_or_notebook)
-        assignment_id = notebook_assignment(path)
+        assignment_id = notebook_assignment(read_student_notebook(path, None), path)
     else:
         path, assignment_id = Path(args.notebook), args.assignment_or_notebook.lower()
-    read_student_notebook(path, assignment_id)  # fail fast, before starting a kernel
+        read_student_notebook(path, assignment_id)  # fail fast, before starting a kernel
     print(f"normlab check: running {path} on the grading kernel "
           f"({CELL_TIMEOUT} s per cell); this takes a few seconds...", flush=True)
     report = check_notebook(assignment_id, path)
