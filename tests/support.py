@@ -42,10 +42,42 @@ class Mistake:
     edits: tuple  # (old, new) pairs; each old text occurs exactly once in the cell
     loses: frozenset  # grade_ids of the test cells that must score 0; all others full
     nbgrader: bool = False  # also graded end to end by nbgrader (one per graded cell)
+    category: str | None = None  # the category of hidden tests it exercises (CATEGORIES), if any
 
 
-def mistake(name, cell, old, new, loses, nbgrader=False, more=()):
-    return Mistake(name, cell, ((old, new), *more), frozenset(loses), nbgrader)
+def mistake(name, cell, old, new, loses, nbgrader=False, more=(), category=None):
+    assert category is None or category in CATEGORIES, category
+    return Mistake(name, cell, ((old, new), *more), frozenset(loses), nbgrader, category)
+
+
+# What the hidden tests check for every graded function, whatever its task: a catalogue
+# has, per function and category, a mistake of that category, or a reason in its
+# NOT_APPLICABLE why the category cannot apply (tests/test_mistake_categories.py).
+CATEGORIES = {
+    "in_place": "modifies an input its docstring does not allow to change (the tests pass copies and "
+                "say '... modified in place')",
+    "forbidden": "calls the implementation the rules forbid (every test cell of the function catches it)",
+    "edge_case": "breaks an edge case its docstring promises",
+    "float32": "computes in float32: a correct solution keeps its points (loses nothing) where the task "
+               "allows it, or loses them with a message that states the property, where it does not",
+}
+
+
+def graded_functions(notebook) -> dict[str, list[str]]:
+    """grade_id of every solution cell that defines functions or classes -> their names."""
+    import ast
+    import re as _re
+
+    found = {}
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("solution"):
+            source = _re.sub(r"^\s*### (BEGIN|END) SOLUTION.*$", "", cell.source, flags=_re.M)
+            names = [node.name for node in ast.parse(source).body
+                     if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+            if names:
+                found[meta["grade_id"]] = names
+    return found
 
 
 def source_notebook(assignment_id):
@@ -73,6 +105,14 @@ def plant(notebook, m: Mistake):
         assert cell.source.count(old) == 1, f"{m.name}: {old!r} is not exactly once in {m.cell}"
         cell.source = cell.source.replace(old, new)
     return notebook
+
+
+def notebook_file(path: Path, assignment="ps1"):
+    """A one-cell notebook of `assignment` at `path` (for intake tests)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cell = nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade_id": f"{assignment}_setup"}})
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    return path
 
 
 def graded(notebook, kind=None):

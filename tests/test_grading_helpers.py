@@ -8,7 +8,8 @@ import torch
 
 from normlab import nn as nl
 from normlab.grading_helpers import (assert_choice, assert_choices, assert_close, assert_equivalent,
-                                     assert_expression, assert_no_torch_calls, assert_shape, describe_mismatch,
+                                     assert_expression, assert_no_torch_calls, assert_shape, checked_call,
+                                     describe_mismatch,
                                      substitute)
 
 
@@ -94,3 +95,44 @@ def test_assert_no_torch_calls():
         assert_no_torch_calls(lambda: layer(x).sum().backward(),
                               forbidden=("batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout"))
     assert assert_no_torch_calls(lambda: 42) == 42
+
+
+def test_checked_call_names_the_argument_modified_in_place():
+    def center(x, y):
+        x -= x.mean(axis=0)
+        return x + y
+
+    x, y = np.array([[1.0, 2.0], [3.0, 6.0]]), np.ones(2)
+    message = fails_with(checked_call, center, x, y)
+    assert message.startswith("test_checked_call_names_the_argument_modified_in_place.<locals>.center "
+                              "modified its argument x in place (x[0, 0] was 1 and is now -1)")
+    assert np.array_equal(x, [[1.0, 2.0], [3.0, 6.0]]), "the caller's array is never touched"
+    assert np.array_equal(checked_call(center, x, y, may_change=("x",)), [[0.0, -1.0], [2.0, 3.0]])
+
+
+def test_checked_call_looks_inside_dicts_and_tensors():
+    def backward(dout, cache):
+        cache["x"][0] = 0.0
+        return dout
+
+    cache = {"x": np.ones(3)}
+    assert "cache['x'][0] was 1 and is now 0" in fails_with(checked_call, backward, np.ones(3), cache)
+    assert cache["x"][0] == 1.0
+
+    def scale(t):
+        t.mul_(2)
+        return t
+
+    assert "t[0] was 1 and is now 2" in fails_with(checked_call, scale, torch.tensor([1.0, 2.0]))
+    assert torch.equal(checked_call(lambda t: t * 2, torch.tensor([1.0, 2.0])), torch.tensor([2.0, 4.0]))
+
+
+def test_forbidden_modules_are_caught_by_their_python_calls():
+    from normlab import functional
+
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    message = fails_with(assert_no_torch_calls, lambda: functional.batchnorm_forward(x, np.ones(3), np.zeros(3)),
+                         forbidden=(), modules=("normlab.functional",), what="your batchnorm_forward")
+    assert message.startswith("your batchnorm_forward calls normlab.functional.batchnorm_forward")
+    assert assert_no_torch_calls(lambda: (x - x.mean(0)).sum(), forbidden=(), modules=("normlab.functional",)) \
+        == pytest.approx(0.0)

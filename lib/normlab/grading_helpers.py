@@ -27,6 +27,8 @@ __all__ = [
     "assert_expression",
     "assert_equivalent",
     "substitute",
+    "assert_no_torch_calls",
+    "checked_call",
 ]
 
 
@@ -198,34 +200,128 @@ def substitute(expr, **values):
 
 
 def assert_no_torch_calls(run, forbidden=("batch_norm", "layer_norm", "group_norm", "instance_norm"),
-                          what: str = "your code"):
+                          what: str = "your code", modules=()):
     """Call ``run()`` and return its result; raise AssertionError if it called a torch
-    function whose name contains one of the strings in `forbidden`.
+    function whose name contains one of the strings in `forbidden`, or any Python
+    function defined in one of `modules` (e.g. ``("normlab.functional",)``, the course
+    library's own implementations).
 
     For layers written "from scratch". Every call into torch's Python API is watched
     with a ``TorchFunctionMode``: ``torch.nn.functional.batch_norm``, ``torch.batch_norm``,
     ``torch.native_batch_norm``, ``torch.ops.aten.native_batch_norm`` (so also a
-    ``torch.nn.BatchNorm1d`` used inside), and tensor methods. Run the backward pass
-    inside ``run`` to watch it too::
+    ``torch.nn.BatchNorm1d`` used inside), and tensor methods; calls into `modules` are
+    watched with ``sys.setprofile``. Run the backward pass inside ``run`` to watch it too::
 
         assert_no_torch_calls(lambda: layer(x).sum().backward(), what="your BatchNorm")
 
     (A ``TorchDispatchMode`` would also see the ATen kernels, but its first use imports
     torch._dynamo, several seconds per grading kernel, and sees nothing more here.)
     """
-    from torch.overrides import TorchFunctionMode
+    import sys
 
     called = set()
+    prefixes = tuple(modules)
 
-    class _Functions(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            called.add(f"{getattr(func, '__module__', None) or 'torch.Tensor'}.{getattr(func, '__name__', func)}")
-            return func(*args, **(kwargs or {}))
+    def profile(frame, event, arg):
+        if event == "call":  # a call into a forbidden module from outside it
+            module = frame.f_globals.get("__name__", "")
+            caller = frame.f_back.f_globals.get("__name__", "") if frame.f_back else ""
+            if module.startswith(prefixes) and not caller.startswith(prefixes):
+                called.add(f"{module}.{frame.f_code.co_name}")
 
-    with _Functions():
-        result = run()
-    bad = sorted(name for name in called if any(word in name for word in forbidden))
+    def watched():
+        if not prefixes:
+            return run()
+        previous = sys.getprofile()
+        sys.setprofile(profile)
+        try:
+            return run()
+        finally:
+            sys.setprofile(previous)
+
+    if forbidden:
+        from torch.overrides import TorchFunctionMode
+
+        class _Functions(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                called.add(f"{getattr(func, '__module__', None) or 'torch.Tensor'}.{getattr(func, '__name__', func)}")
+                return func(*args, **(kwargs or {}))
+
+        with _Functions():
+            result = watched()
+    else:
+        result = watched()
+    bad = sorted(name for name in called if any(word in name for word in forbidden) or name.startswith(prefixes))
     if bad:
-        raise AssertionError(f"{what} calls {', '.join(bad[:3])}: write it with basic tensor operations "
-                             "(mean, sum, sqrt, reshape, ...) instead of torch's own implementation")
+        raise AssertionError(f"{what} calls {', '.join(bad[:3])}: write it with basic operations "
+                             "(mean, sum, sqrt, reshape, ...) instead of a library's own implementation")
+    return result
+
+
+def _snapshot(value):
+    """A copy of `value` that no call can reach: arrays and tensors copied, containers rebuilt."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if hasattr(value, "detach") and hasattr(value, "clone"):  # a torch tensor
+        copy = value.detach().clone()
+        return copy.requires_grad_(True) if value.requires_grad and value.is_leaf else copy
+    if isinstance(value, dict):
+        return {key: _snapshot(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_snapshot(item) for item in value)
+    return value
+
+
+def _difference(before, after, where: str) -> str | None:
+    """Where `after` no longer equals `before` (arrays compared entry by entry), or None."""
+    if isinstance(before, dict):
+        for key in before:
+            if key not in after:
+                return f"{where}[{key!r}] was removed"
+            found = _difference(before[key], after[key], f"{where}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(before, (list, tuple)):
+        for i, (b, a) in enumerate(zip(before, after)):
+            found = _difference(b, a, f"{where}[{i}]")
+            if found:
+                return found
+        return None if len(before) == len(after) else f"{where} changed length"
+    if isinstance(before, np.ndarray) or hasattr(before, "detach"):
+        b, a = _as_array(before, where), _as_array(after, where)
+        if b.shape != a.shape:
+            return f"{where} changed shape from {b.shape} to {a.shape}"
+        off = ~((b == a) | (np.isnan(b) & np.isnan(a)))
+        if off.any():
+            first = tuple(np.argwhere(off)[0])
+            return f"{where}{_index(first)} was {b[first]:.6g} and is now {a[first]:.6g}"
+    return None
+
+
+def checked_call(function, *args, may_change=(), **kwargs):
+    """``function(*args, **kwargs)`` on copies of the arguments; raise AssertionError if it
+    modified an argument in place, unless the argument is named in `may_change`.
+
+    The test keeps its own arrays intact (its reference results stay right whatever the
+    function does) and the message names the argument and the first entry that changed.
+    """
+    import inspect
+
+    try:
+        names = list(inspect.signature(function).bind(*args, **kwargs).arguments)
+    except (TypeError, ValueError):
+        names = [f"argument {i + 1}" for i in range(len(args))] + list(kwargs)
+    values = list(args) + list(kwargs.values())
+    before = [_snapshot(value) for value in values]
+    passed = [_snapshot(value) for value in values]
+    result = function(*passed[:len(args)], **dict(zip(kwargs, passed[len(args):])))
+    name = getattr(function, "__qualname__", "the function")
+    for argument, old, new in zip(names, before, passed):
+        if argument in may_change:
+            continue
+        changed = _difference(old, new, argument)
+        if changed:
+            raise AssertionError(f"{name} modified its argument {argument} in place ({changed}): "
+                                 "compute new arrays (x = x - mu, not x -= mu) and leave the caller's as they were")
     return result

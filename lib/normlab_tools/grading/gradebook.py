@@ -72,3 +72,17 @@ def read_scores(course_dir: Path, assignment: str, students: list[str]) -> dict:
                                 for nb in submission.notebooks for g in nb.grades},
                                bool(submission.needs_manual_grade))
     return scores
+
+
+def pending_manual(course_dir: Path, assignment: str, student: str) -> set[str]:
+    """The grade_ids of `student`'s cells still waiting for a TA (nbgrader formgrader)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from normlab_tools.assignments import COURSE_ID
+
+    with Gradebook(db_url(course_dir), course_id=COURSE_ID) as gradebook:
+        try:
+            submission = gradebook.find_submission(assignment, student)
+        except MissingEntry:
+            return set()
+        return {g.name for nb in submission.notebooks for g in nb.grades if g.needs_manual_grade}

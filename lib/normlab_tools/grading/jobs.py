@@ -57,6 +57,7 @@ class JobSpec:
     assignment: str
     submitted: str  # COURSE/submitted/<student>/<assignment> (read only)
     notes: list[str] = field(default_factory=list)
+    feedback: bool = True  # also write the feedback HTML (`normlab check` needs none)
 
 
 @dataclass
@@ -135,6 +136,8 @@ def grade(spec: JobSpec) -> JobResult:
             from normlab_tools.assignments import nbgrader_error
 
             result.error = nbgrader_error(outcome)
+        elif not spec.feedback:
+            result.ok = True
         else:
             feedback = api.generate_feedback(spec.assignment, spec.student)
             if not feedback.get("success"):

@@ -17,20 +17,25 @@ from normlab_tools.grading.events import Event, Kind
 from normlab_tools.grading.gradebook import read_scores
 from normlab_tools.grading.state import read_state
 
-REASON_LENGTH = 300
-MANUAL_NOTE = "answers to grade by hand (nbgrader formgrader)"
+REASON_LENGTH = 600
+MANUAL_NOTE = "waiting for manual grading (nbgrader formgrader)"
 
 
 @dataclass
 class Row:
     """One student's line of grades.csv."""
 
-    student: str
+    student: str  # the internal id (nbgrader's)
     status: str  # graded | flagged | failed
     reason: str
     scores: dict = field(default_factory=dict)  # grade_id -> points
     total: float = 0.0
     max_score: float = 0.0
+    shown: str = ""  # the id as the TA knows it (`students.Student.id`); the internal id when empty
+
+    @property
+    def student_id(self) -> str:
+        return self.shown or self.student
 
 
 @dataclass
@@ -39,11 +44,13 @@ class Outcome:
     unchanged: int  # students skipped because nothing changed since their last grading
     csv_path: Path
     feedback_dir: Path
+    skipped: list = field(default_factory=list)  # (entry of SUBMISSIONS, why it is not a submission)
 
 
-def describe(result: dict, notes: list[str], lost: list[str]) -> tuple[str, str]:
+def describe(result: dict, notes: list[str], lost: list[tuple[str, str]]) -> tuple[str, str]:
     """(status, one-line reason) of a graded submission; `result` is a job's result
-    (`jobs.JobResult` as a dict), its events as dicts or `Event`s."""
+    (`jobs.JobResult` as a dict), its events as dicts or `Event`s; `lost`: (grade_id, why)
+    of the cells that lost points (`verdicts.lost_points`)."""
     if not result.get("ok"):
         return "failed", one_line(f"grading failed: {result.get('error') or 'nbgrader failed'}")
     events = [e if isinstance(e, Event) else Event.from_dict(e) for e in result.get("events", [])]
@@ -79,10 +86,27 @@ def describe(result: dict, notes: list[str], lost: list[str]) -> tuple[str, str]
         parts.append(f"{errors[0].cell} raised {errors[0].detail}")
     parts.extend(notes)
     if lost:
-        parts.append("lost points on " + ", ".join(lost[:4]) + (f" and {len(lost) - 4} more" if len(lost) > 4 else ""))
+        shown = [f"{gid} ({why})" if why else gid for gid, why in lost[:4]]
+        parts.append("lost points on " + ", ".join(shown) + (f" and {len(lost) - 4} more" if len(lost) > 4 else ""))
     elif not parts:
         parts.append("all tests passed")
     return ("flagged" if flagged else "graded"), one_line("; ".join(parts))
+
+
+def lost_points(autograded: Path, notebooks: list[str], scores: dict, pending: set) -> list[tuple[str, str]]:
+    """(grade_id, why) of the cells that lost points, read from the autograded notebooks
+    in `autograded` (`verdicts.lost_points`); a notebook that cannot be read gives no reasons."""
+    import nbformat
+
+    from normlab_tools.grading import verdicts
+
+    read = []
+    for name in notebooks:
+        try:
+            read.append(nbformat.read(autograded / f"{name}.ipynb", as_version=4))
+        except (OSError, ValueError):
+            continue
+    return verdicts.lost_points(read, scores, pending)
 
 
 def one_line(text: str) -> str:
@@ -90,7 +114,10 @@ def one_line(text: str) -> str:
     return text if len(text) <= REASON_LENGTH else text[:REASON_LENGTH - 3] + "..."
 
 
-def rows(course_dir: Path, assignment: str, students: list[str], state_dir: Path, columns) -> list[Row]:
+def rows(course_dir: Path, assignment: str, students: list[str], state_dir: Path, columns,
+         shown: dict | None = None) -> list[Row]:
+    """A row per student (internal ids); `shown` maps internal ids to the ids to print."""
+    shown = shown or {}
     scores = read_scores(course_dir, assignment, students)
     max_score = sum(c[2] for c in columns)
     rows = []
@@ -98,14 +125,14 @@ def rows(course_dir: Path, assignment: str, students: list[str], state_dir: Path
         state = read_state(state_dir, student)
         if state is None or student not in scores:
             rows.append(Row(student, "not graded", "interrupted before this submission was graded",
-                            {}, 0.0, max_score))
+                            {}, 0.0, max_score, shown.get(student, "")))
             continue
         points, needs_manual = scores[student]
         status, reason = state["status"], state["reason"]
         if needs_manual and status == "graded":  # e.g. ps4's written answers
             status, reason = "flagged", f"{reason}; {MANUAL_NOTE}"
         rows.append(Row(student, status, reason, points,
-                        sum(points.get(gid, 0.0) for _, gid, _ in columns), max_score))
+                        sum(points.get(gid, 0.0) for _, gid, _ in columns), max_score, shown.get(student, "")))
     return rows
 
 
@@ -117,7 +144,7 @@ def write_csv(path: Path, rows: list[Row], columns) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["student", *(gid for _, gid, _ in columns), "total", "max", "status", "reason"])
     for row in rows:
-        writer.writerow([row.student, *(number(row.scores.get(gid)) for _, gid, _ in columns),
+        writer.writerow([row.student_id, *(number(row.scores.get(gid)) for _, gid, _ in columns),
                          number(row.total), number(row.max_score), row.status, row.reason])
     temporary = path.with_suffix(".tmp")
     temporary.write_text(buffer.getvalue(), encoding="utf-8")
@@ -146,12 +173,12 @@ def summary(outcome: Outcome, assignment: str) -> str:
              f"{counts['failed']} failed, {counts['flagged']} flagged for manual grading"]
     if outcome.unchanged:
         lines.append(f"  ({outcome.unchanged} unchanged since the last run and not regraded; --force regrades them)")
-    width = max([len(r.student) for r in outcome.rows] + [7])
+    width = max([len(r.student_id) for r in outcome.rows] + [7])
 
     def section(title: str, rows: list[Row], limit: int) -> None:
         if rows:
             lines.append(title)
-            lines.extend(f"  {r.student:<{width}}  {r.total:g}/{r.max_score:g}  {r.reason}" for r in rows[:limit])
+            lines.extend(f"  {r.student_id:<{width}}  {r.total:g}/{r.max_score:g}  {r.reason}" for r in rows[:limit])
             if len(rows) > limit:
                 lines.append(f"  ... and {len(rows) - limit} more (grades.csv has them all)")
 
@@ -160,6 +187,9 @@ def summary(outcome: Outcome, assignment: str) -> str:
     section("not graded (interrupted):", [r for r in outcome.rows if r.status == "not graded"], 10)
     section("graded, with notes:", [r for r in outcome.rows if r.status == "graded" and r.reason != "all tests passed"
                                     and not r.reason.startswith("lost points on")], 20)
+    if outcome.skipped:
+        lines.append("skipped (not a submission):")
+        lines.extend(f"  {entry}: {why}" for entry, why in outcome.skipped)
     lines.append(f"grades:   {outcome.csv_path}")
     lines.append(f"feedback: {outcome.feedback_dir}/<student>/{assignment}/")
     return "\n".join(lines)

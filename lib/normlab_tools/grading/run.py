@@ -147,7 +147,9 @@ def _run_workers(config: dict, plans: list[planning.Plan], workers: int, progres
             report.write_failure_feedback(course_dir / "feedback" / student / assignment, notebooks, assignment,
                                     result.get("error") or "grading failed", sum(c[2] for c in columns))
         scores, _ = gradebook.read_scores(course_dir, assignment, [student]).get(student, ({}, False))
-        lost = [gid for _, gid, points in columns if scores.get(gid, 0.0) < points]
+        lost = report.lost_points(course_dir / "autograded" / student / assignment, notebooks, scores,
+                                  gradebook.pending_manual(course_dir, assignment, student)) \
+            if result.get("ok") else []
         status, reason = report.describe(result, plan.notes, lost)
         state.write_state(state_dir, student, {"digest": plan.digest, "status": status, "reason": reason,
                                           "seconds": round(result.get("seconds", 0.0), 2)})

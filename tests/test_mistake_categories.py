@@ -1,0 +1,42 @@
+"""Hidden tests by category, not by case: for every graded function of every assignment,
+the mistake catalogue (tests/mistakes/psK.py) exercises every category of support.CATEGORIES
+(in-place changes, the forbidden implementation, the docstring's edge cases, float32), or
+says why the category cannot apply. That each planted mistake loses exactly what it says is
+test_mistake_catalogue's (test_assignments.py, test_assignments_ps34.py)."""
+
+import importlib
+
+import pytest
+
+from support import CATEGORIES, ROOT, graded_functions, source_notebook
+
+ASSIGNMENTS = sorted(p.name for p in (ROOT / "assignments" / "source").iterdir() if p.is_dir())
+
+
+def catalogue(assignment_id):
+    return importlib.import_module(f"mistakes.{assignment_id}")
+
+
+def test_every_assignment_has_a_catalogue():
+    missing = [aid for aid in ASSIGNMENTS if not (ROOT / "tests" / "mistakes" / f"{aid}.py").is_file()]
+    assert not missing, f"no tests/mistakes/<assignment>.py for {missing}"
+
+
+@pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
+def test_every_category_is_exercised_for_every_graded_function(assignment_id):
+    module = catalogue(assignment_id)
+    functions = graded_functions(source_notebook(assignment_id))
+    assert functions, f"{assignment_id} has no graded functions"
+    problems = []
+    for cell, names in functions.items():
+        for category in CATEGORIES:
+            planted = [m.name for m in module.MISTAKES if m.cell == cell and m.category == category]
+            reason = module.NOT_APPLICABLE.get((cell, category))
+            if planted and reason:
+                problems.append(f"{cell} ({', '.join(names)}), {category}: both planted ({planted[0]}) and "
+                                f"marked not applicable")
+            elif not planted and not (reason and reason.strip()):
+                problems.append(f"{cell} ({', '.join(names)}): no {category} mistake, and no reason why not")
+    unknown = [key for key in module.NOT_APPLICABLE if key[0] not in functions or key[1] not in CATEGORIES]
+    assert not unknown, f"NOT_APPLICABLE names unknown functions or categories: {unknown}"
+    assert not problems, "\n".join(problems)
