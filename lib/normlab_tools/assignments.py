@@ -255,12 +255,17 @@ def _execute_answer_key(notebook_path: Path, target: Path) -> str:
     client = NotebookClient(notebook, timeout=ANSWER_KEY_TIMEOUT, kernel_manager_class=InterpreterKernelManager,
                             config=execution_config(),
                             resources={"metadata": {"path": str(notebook_path.parent)}})
+    from normlab_tools.check import SKIP_VARIABLE
+
     try:
+        os.environ[SKIP_VARIABLE] = "off"  # the kernel inherits it: the check cell does nothing
         client.execute()
         status = "ok"
     except Exception as error:  # a failing cell is a result
         first = str(error).strip().splitlines()
         status = f"failed: {type(error).__name__}" + (f": {first[-1]}" if first else "")
+    finally:
+        os.environ.pop(SKIP_VARIABLE, None)
     nbformat.write(notebook, target)
     return status
 
