@@ -1,4 +1,4 @@
-"""The graded assignments, end to end with real nbgrader, and `normlab check`.
+"""The graded assignments ps1 and ps2, end to end with real nbgrader.
 
 Slow tests (``-m slow``) build each assignment (release and answer key) once per session,
 into a temporary nbgrader course (conftest's `nbgrader_course`), and check, per assignment: the source scores full marks and its test cells write no stderr
@@ -6,21 +6,19 @@ into a temporary nbgrader course (conftest's `nbgrader_course`), and check, per 
 loses that function's points and no others (exact scores per grade_id from the
 gradebook); a deleted test cell is put back. The mistake catalogue (every planted
 mistake, `MISTAKES`) is replayed in one kernel per assignment, scored with nbgrader's
-own rule. Fast tests cover the sources' metadata, the configuration, and `normlab check`.
+own rule. Fast tests cover the sources' metadata and the configuration; `normlab check`
+is tests/test_check.py.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import sys
 
 import nbformat
 import pytest
 
 from normlab_tools import assignments
-from normlab_tools.cli import main as normlab_main
 from mistakes import ps1 as ps1_catalogue
 from mistakes import ps2 as ps2_catalogue
 from support import ROOT, cell_by_id, graded, plant, source_notebook
@@ -108,95 +106,6 @@ def test_benign_stderr_pattern():
     pattern = re.compile(assignments.BENIGN_STDERR)
     assert pattern.search("Matplotlib is building the font cache; this may take a moment.\n")
     assert not pattern.search("RuntimeWarning: divide by zero encountered in divide")
-
-
-# --- fast: normlab check -----------------------------------------------------------------------
-
-
-def run_cli(capsys, *argv):
-    code = normlab_main(["check", *map(str, argv)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def source_ipynb(tmp_path):
-    """The source notebooks as .ipynb files (what an instructor would have)."""
-    def write(assignment_id, notebook=None):
-        path = tmp_path / assignment_id / f"{assignment_id}.ipynb"
-        path.parent.mkdir(exist_ok=True)
-        nbformat.write(notebook or source_notebook(assignment_id), path)
-        return path
-    return write
-
-
-def test_check_correct_notebook_scores_full_visible_points(source_ipynb, capsys):
-    """Also: known benign stderr (BENIGN_STDERR) in a test cell costs nothing, as in grading."""
-    notebook = source_notebook("ps2")
-    cell_by_id(notebook, "ps2_test_q_all_ones").source += (
-        '\nimport sys\nprint("Matplotlib is building the font cache; this may take a moment.", file=sys.stderr)')
-    code, out, err = run_cli(capsys, "ps2", source_ipynb("ps2", notebook))
-    assert code == 0, out + err
-    assert "visible tests: 25 of 25 points" in out
-    assert "FAILED" not in out
-
-
-def test_check_reports_failures_runs_no_hidden_tests_reads_no_source(source_ipynb, capsys):
-    """A visible test's failure is reported with its message and hint; a wrong answer
-    that only a hidden test catches passes the check (hidden tests are not run); and the
-    check never opens anything under assignments/source."""
-    notebook = source_notebook("ps2")
-    for m in MISTAKES["ps2"]:
-        if m.name in ("4-D: m = N", "q_all_ones wrong"):
-            notebook = plant(notebook, m)
-    path = source_ipynb("ps2", notebook)
-    opened, recording = [], [True]
-
-    def audit(event, args):
-        if recording[0] and event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
-            opened.append(os.fsdecode(args[0]))
-
-    sys.addaudithook(audit)  # cannot be removed; it stops recording below
-    try:
-        code, out, err = run_cli(capsys, "ps2", path)
-    finally:
-        recording[0] = False
-    assert code == 1, out + err
-    assert re.search(r"ps2_test_backward_dx_4d\s+0/3\s+FAILED\n\s+AssertionError: dx for \(N, C, H, W\) input", out)
-    assert "should be" in out and "hint: for feature maps m = N * H * W" in out
-    assert "visible tests: 22 of 25 points" in out
-    assert re.search(r"ps2_test_q_all_ones\s+1/1\n", out) and "not the right choice" not in out
-    assert "hidden tests" in out
-    source_dir = str(ROOT / "assignments" / "source")
-    assert opened and not [p for p in opened if p.startswith(source_dir)]
-
-
-def test_check_wrong_assignment(source_ipynb, capsys):
-    path = source_ipynb("ps2")
-    code, _, err = run_cli(capsys, "ps1", path)
-    assert code == 2
-    assert err.count("\n") == 1 and "is a notebook of ps2, not ps1" in err
-
-
-def test_check_missing_file(tmp_path, capsys):
-    code, _, err = run_cli(capsys, "ps1", tmp_path / "nope.ipynb")
-    assert code == 2 and err.count("\n") == 1 and "no such file" in err
-
-
-def test_check_invalid_json(tmp_path, capsys):
-    path = tmp_path / "ps1.ipynb"
-    path.write_text('{"cells": [{"cell_type": "code",', encoding="utf-8")
-    code, _, err = run_cli(capsys, "ps1", path)
-    assert code == 2 and err.count("\n") == 1 and "invalid JSON at line 1" in err
-
-
-def test_check_not_a_notebook_of_the_course(tmp_path, capsys):
-    path = tmp_path / "mine.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), path)
-    code, _, err = run_cli(capsys, "ps1", path)
-    assert code == 2 and "has no nbgrader cells" in err
-    code, _, err = run_cli(capsys, "homework", path)
-    assert code == 2 and "not an assignment name" in err
 
 
 # --- slow: the real nbgrader pipeline --------------------------------------------------------------
@@ -290,25 +199,3 @@ def test_mistake_catalogue(assignment_id, grading_kernel):
             lost = sorted(gid for gid, score in got.items() if score < points[gid])
             failures.append(f"{m.name}: lost {lost}, expected {sorted(m.loses)}")
     assert not failures, "\n".join(failures)
-
-
-def test_check_takes_the_assignment_from_the_notebook_and_any_case(source_ipynb, capsys):
-    """`normlab check ps2.ipynb` checks ps2 (read from its graded cells' ids); `PS1` is ps1;
-    a notebook of no single assignment is refused."""
-    path = source_ipynb("ps2")
-    code, out, err = run_cli(capsys, path)
-    assert code == 0 and "visible tests: 25 of 25 points" in out, out + err
-    code, _, err = run_cli(capsys, "PS1", path)
-    assert code == 2 and "is a notebook of ps2, not ps1" in err
-    mixed = source_notebook("ps2")
-    mixed.cells += [cell for cell in source_notebook("ps1").cells if "grade_id" in cell.metadata.get("nbgrader", {})][:1]
-    code, _, err = run_cli(capsys, source_ipynb("ps2", mixed))
-    assert code == 2 and "cannot tell which assignment" in err and "ps1, ps2" in err
-
-
-def test_check_suggests_the_ipynb_file_when_the_name_lacks_it(source_ipynb, capsys):
-    path = source_ipynb("ps2")
-    code, _, err = run_cli(capsys, "ps2", path.with_suffix(""))
-    assert code == 2 and err.count("\n") == 1 and f"did you mean {path}?" in err
-    code, _, err = run_cli(capsys, path.with_name("elsewhere"))
-    assert code == 2 and "a notebook's file name ends in .ipynb" in err

@@ -12,13 +12,11 @@ Sources are Jupytext percent files with nbgrader metadata on the cell markers::
     OUT/nbgrader/release/psK/psK.ipynb      student version: solutions stubbed, hidden tests removed
     OUT/answers/psK/psK.ipynb               answer key: the source, executed
 
-``normlab check psK NOTEBOOK`` runs a student's notebook the way the grader does (same
-kernel, same timeout, same stderr rules) and prints the points of each visible test and
-why a test failed. It reads only the student's notebook: hidden tests are in the
-instructor's source, never in a release, and any it finds are removed before running.
+``normlab check`` (`normlab_tools.check`) reads a student's notebook with
+`read_student_notebook` and runs it through the grader's own pipeline.
 
-Grading settings shared by nbgrader (through nbgrader_config.py) and `normlab check`
-live here, so the two cannot drift: `CELL_TIMEOUT`, `BENIGN_STDERR`, and the kernel
+Grading settings shared by nbgrader (through nbgrader_config.py), `normlab grade` and
+`normlab check` live here, so they cannot drift: `CELL_TIMEOUT`, `BENIGN_STDERR`, and the kernel
 (`normlab_tools.kernels.InterpreterKernelManager`, this interpreter's IPython) with the
 autograde pipeline that honours it (`autograde_preprocessors`).
 
@@ -28,14 +26,12 @@ so a notebook says which assignment it belongs to.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,7 +49,6 @@ BENIGN_STDERR = (
     r"|Kernel is running over TCP without encryption"
 )
 ASSIGNMENT_ID = re.compile(r"ps\d+")
-HIDDEN_TESTS_MARK = "### BEGIN HIDDEN TESTS"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # lib/normlab/assignments.py -> the project
 
 # --- the grading kernel ------------------------------------------------------------------
@@ -270,34 +265,7 @@ def _execute_answer_key(notebook_path: Path, target: Path) -> str:
     return status
 
 
-# --- normlab check -----------------------------------------------------------------------------
-
-
-@dataclass
-class TestResult:
-    """One test cell of a checked notebook."""
-
-    grade_id: str
-    points: float
-    max_points: float
-    failure: str | None = None  # why it lost its points, one or a few lines
-    edited: bool = False  # its source differs from the release (the grader restores it)
-
-
-@dataclass
-class CheckReport:
-    assignment_id: str
-    notebook: Path
-    tests: list[TestResult] = field(default_factory=list)
-    hidden_removed: bool = False
-
-    @property
-    def points(self) -> float:
-        return sum(t.points for t in self.tests)
-
-    @property
-    def max_points(self) -> float:
-        return sum(t.max_points for t in self.tests)
+# --- the notebook a student checks (normlab_tools.check) ------------------------------------
 
 
 def read_student_notebook(path, assignment_id: str | None):
@@ -371,106 +339,3 @@ def _check_belongs_to(notebook, path: Path, assignment_id: str | None) -> None:
                             f"run `normlab check {owner} {path}`")
         raise UserError(f"{path} is not a {assignment_id} notebook: its graded cells "
                         f"({', '.join(foreign[:3])}) are not {assignment_id}'s")
-
-
-def check_notebook(assignment_id: str, path) -> CheckReport:
-    """Run a student's notebook as the grader does and score its visible tests.
-
-    Outputs are cleared first, hidden tests (present only in an instructor's source) are
-    removed, the notebook runs on the grading kernel with NBGRADER_EXECUTION=autograde,
-    `CELL_TIMEOUT` per cell, and stderr matching `BENIGN_STDERR` dropped; each test cell
-    then scores by nbgrader's own rule (an error or any stderr: 0). The file is not changed.
-    """
-    from nbgrader import utils
-    from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, IgnorePattern
-
-    from normlab_tools.grading.execute import ConfiguredExecute
-
-    path = Path(path)
-    notebook = read_student_notebook(path, assignment_id)
-    report = CheckReport(assignment_id, path)
-    edited = {cell.metadata.nbgrader["grade_id"] for cell in notebook.cells
-              if utils.is_grade(cell) and utils.is_locked(cell)
-              and "checksum" in cell.metadata.nbgrader
-              and cell.metadata.nbgrader["checksum"] != utils.compute_checksum(cell)}
-    report.hidden_removed = any(HIDDEN_TESTS_MARK in cell.source for cell in notebook.cells)
-    config = execution_config()
-    resources = {"metadata": {"path": str(path.resolve().parent)}}
-    notebook, resources = ClearHiddenTests(config=config).preprocess(notebook, resources)
-    notebook, resources = ClearOutput(config=config).preprocess(notebook, resources)
-    with utils.setenv(NBGRADER_EXECUTION="autograde"):
-        notebook, resources = ConfiguredExecute(config=config).preprocess(notebook, resources)
-    notebook, resources = IgnorePattern(config=config).preprocess(notebook, resources)
-    for cell in notebook.cells:
-        if utils.is_grade(cell) and cell.cell_type == "code":
-            points, max_points = utils.determine_grade(cell)
-            report.tests.append(TestResult(cell.metadata.nbgrader["grade_id"], float(points or 0),
-                                           float(max_points), _failure(cell, points, max_points),
-                                           cell.metadata.nbgrader["grade_id"] in edited))
-    return report
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _failure(cell, points, max_points) -> str | None:
-    """Why a test cell lost points: its error, else its stderr, else a partial score."""
-    for output in cell.outputs:
-        if output.output_type == "error":
-            return _describe_error(output)
-    for output in cell.outputs:
-        if output.output_type == "stream" and output.name == "stderr":
-            first = output.text.strip().splitlines()
-            return "wrote to stderr (the grader scores that 0): " + (first[0] if first else "")
-    if points is not None and points < max_points:
-        return f"partial credit {points:g} of {max_points:g}"
-    return None
-
-
-def _describe_error(output) -> str:
-    ename, evalue = output.ename, _ANSI.sub("", output.evalue or "").strip()
-    if ename == "NotImplementedError":
-        return "not answered yet (NotImplementedError: replace the `raise NotImplementedError()`)"
-    if ename == "NameError":
-        return f"NameError: {evalue} (did the cell defining it run without errors?)"
-    if evalue:
-        return f"{ename}: {evalue}"
-    # A bare `assert condition`: show the failing line of the test cell.
-    lines = [_ANSI.sub("", line) for line in output.traceback]
-    arrows = [line for chunk in lines for line in chunk.splitlines() if line.lstrip().startswith("---->")]
-    where = re.sub(r"^\s*---->\s*\d*\s*", "", arrows[-1]).strip() if arrows else ""
-    return f"{ename}" + (f" at: {where}" if where else "")
-
-
-def format_report(report: CheckReport) -> str:
-    width = max([len("test"), *(len(t.grade_id) for t in report.tests)])
-    lines = [f"{'test':<{width}}  points"]
-    for test in report.tests:
-        mark = "" if test.failure is None else "  FAILED"
-        lines.append(f"{test.grade_id:<{width}}  {test.points:g}/{test.max_points:g}{mark}")
-        if test.failure:
-            lines += ["    " + line for line in test.failure.splitlines()]
-        if test.edited:
-            lines.append("    note: this test cell was edited; the grader runs the original instead")
-    lines.append(f"visible tests: {report.points:g} of {report.max_points:g} points")
-    if report.hidden_removed:
-        lines.append("note: this notebook has hidden tests (an instructor's source?); they were not run")
-    lines.append("The grader also runs hidden tests: passing every visible test does not "
-                 "guarantee full marks.")
-    return "\n".join(lines)
-
-
-def check_main(args: argparse.Namespace) -> int:
-    """`normlab check [ASSIGNMENT] NOTEBOOK`: the assignment is case-insensitive, and read
-    from the notebook's graded cells when it is not given."""
-    if args.notebook is None:  # read once: the assignment comes from the notebook, which is then its own
-        path = Path(args.assignment_or_notebook)
-        assignment_id = notebook_assignment(read_student_notebook(path, None), path)
-    else:
-        path, assignment_id = Path(args.notebook), args.assignment_or_notebook.lower()
-        read_student_notebook(path, assignment_id)  # fail fast, before starting a kernel
-    print(f"normlab check: running {path} on the grading kernel "
-          f"({CELL_TIMEOUT} s per cell); this takes a few seconds...", flush=True)
-    report = check_notebook(assignment_id, path)
-    print(format_report(report))
-    return 0 if report.points == report.max_points else 1

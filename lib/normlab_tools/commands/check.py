@@ -7,9 +7,11 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "check", help="run an assignment notebook's visible tests as the grader would",
         usage="normlab check [-h] [ASSIGNMENT] NOTEBOOK",
-        description="Run NOTEBOOK (your copy of assignment ASSIGNMENT) top to bottom the way "
-        "the grader does (same kernel, same per-cell timeout, stderr in a test cell scores 0) "
-        "and print the points of each visible test with the reason it failed. Exit code 0 "
+        description="Run NOTEBOOK (your copy of assignment ASSIGNMENT, as saved) through the grader's "
+        "own pipeline on the release's tests: a fresh kernel, the same per-cell timeout, deleted or "
+        "edited test cells put back, stderr in a test cell scores 0. Prints the points of each "
+        "visible test with the reason it failed, the grader's notes and the points left for a TA. "
+        "From a cell of the notebook: `from normlab_tools.check import check; check()`. Exit code 0 "
         "when every visible test passes, 1 when some fail, 2 for a wrong or unreadable notebook.")
     parser.add_argument("assignment_or_notebook", metavar="[ASSIGNMENT]",
                         help="the assignment, e.g. ps1 (any case); leave it out to take it from the notebook")
@@ -18,6 +20,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from normlab_tools import assignments
+    from normlab_tools.check import check_main
 
-    return assignments.check_main(args)
+    return check_main(args)
