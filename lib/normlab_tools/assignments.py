@@ -49,6 +49,7 @@ BENIGN_STDERR = (
     r"|Kernel is running over TCP without encryption"
 )
 ASSIGNMENT_ID = re.compile(r"ps\d+")
+CHECK_SWITCH = "NORMLAB_CHECK"  # "off": the notebook's check cell does nothing (answer keys)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # lib/normlab/assignments.py -> the project
 
 # --- the grading kernel ------------------------------------------------------------------
@@ -250,17 +251,15 @@ def _execute_answer_key(notebook_path: Path, target: Path) -> str:
     client = NotebookClient(notebook, timeout=ANSWER_KEY_TIMEOUT, kernel_manager_class=InterpreterKernelManager,
                             config=execution_config(),
                             resources={"metadata": {"path": str(notebook_path.parent)}})
-    from normlab_tools.check import SKIP_VARIABLE
-
     try:
-        os.environ[SKIP_VARIABLE] = "off"  # the kernel inherits it: the check cell does nothing
+        os.environ[CHECK_SWITCH] = "off"  # the kernel inherits it: the check cell does nothing
         client.execute()
         status = "ok"
     except Exception as error:  # a failing cell is a result
         first = str(error).strip().splitlines()
         status = f"failed: {type(error).__name__}" + (f": {first[-1]}" if first else "")
     finally:
-        os.environ.pop(SKIP_VARIABLE, None)
+        os.environ.pop(CHECK_SWITCH, None)
     nbformat.write(notebook, target)
     return status
 

@@ -34,7 +34,6 @@ from pathlib import Path
 
 from normlab_tools.errors import UserError
 
-SKIP_VARIABLE = "NORMLAB_CHECK"  # "off": check() does nothing (answer keys are built with it)
 STUDENT = "student"  # the id of the one submission in a check's private course
 GRADER_NOTE = "the grader would note"
 HIDDEN_NOTE = ("The grader also runs hidden tests (other shapes, other values, in-place "
@@ -133,32 +132,32 @@ def check_notebook(assignment_id: str, path) -> CheckReport:
 
 def check_notebooks(assignment_id: str, paths) -> list[CheckReport]:
     """`check_notebook` for several notebooks of one assignment, on one kernel template."""
-    import nbformat
-
     from normlab_tools import assignments
     from normlab_tools.grading import course, jobs
     from normlab_tools.grading.sandbox import bubblewrap
 
     paths = [Path(p) for p in paths]
-    for path in paths:
-        assignments.read_student_notebook(path, assignment_id)
+    read = [assignments.read_student_notebook(path, assignment_id) for path in paths]
     course.quiet_nbgrader()
-    course_dir = check_course(assignment_id)
-    notebooks = sorted(p.stem for p in (course_dir / "source" / assignment_id).glob("*.ipynb"))
-    if len(notebooks) != 1:
-        raise UserError(f"{assignment_id} has {len(notebooks)} notebooks; check them by grading instead")
-    preload = course.imported_modules(nbformat.read(course_dir / "source" / assignment_id / f"{notebooks[0]}.ipynb",
-                                                    as_version=4))
+    preload = list(dict.fromkeys(name for notebook in read for name in course.imported_modules(notebook)))
+    timeout = course.course_timeout(assignments.PACKAGE_ROOT / "assignments")  # its nbgrader_config.py
     reports = []
     with tempfile.TemporaryDirectory(prefix="normlab-check-") as work:
         work = Path(work)
-        os.symlink(course_dir / "template", work / "template")
-        config = jobs.WorkerConfig(work_dir=str(work), assignment=assignment_id,
-                                   timeout=course.course_timeout(course_dir), sandbox=False,
-                                   preload=list(dict.fromkeys(preload)), limits=bubblewrap.Limits(), uid=None,
-                                   forbidden=[], course_id=assignments.COURSE_ID)
-        jobs.worker_setup(config)
+        config = jobs.WorkerConfig(work_dir=str(work), assignment=assignment_id, timeout=timeout, sandbox=False,
+                                   preload=preload, limits=bubblewrap.Limits(), uid=None, forbidden=[],
+                                   course_id=assignments.COURSE_ID)
+        # The kernel template pre-imports torch and the rest while this process prepares the course.
+        started = _in_background(jobs.worker_setup, config)
         try:
+            try:
+                course_dir = check_course(assignment_id)
+                notebooks = sorted(p.stem for p in (course_dir / "source" / assignment_id).glob("*.ipynb"))
+                if len(notebooks) != 1:
+                    raise UserError(f"{assignment_id} has {len(notebooks)} notebooks; check them by grading instead")
+                os.symlink(course_dir / "template", work / "template")
+            finally:
+                started()
             for path in paths:
                 start = time.monotonic()
                 submitted = work / "submitted" / STUDENT / assignment_id
@@ -172,6 +171,30 @@ def check_notebooks(assignment_id: str, paths) -> list[CheckReport]:
         finally:
             jobs.worker_teardown()
     return reports
+
+
+def _in_background(function, *args):
+    """Start `function(*args)` in a thread; return a function that waits for it and
+    re-raises its exception."""
+    import threading
+
+    outcome = {}
+
+    def target():
+        try:
+            function(*args)
+        except BaseException as error:  # noqa: BLE001 (re-raised in the caller)
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+
+    def wait():
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+
+    return wait
 
 
 def _report(assignment_id: str, path: Path, result: dict, job_dir: Path, notebook_name: str) -> CheckReport:
@@ -253,7 +276,9 @@ def check_main(args: argparse.Namespace) -> int:
 
 def inside_a_run() -> bool:
     """True inside a grading, validating or checking run, or an answer-key build."""
-    return bool(os.environ.get("NBGRADER_EXECUTION")) or os.environ.get(SKIP_VARIABLE) == "off"
+    from normlab_tools.assignments import CHECK_SWITCH
+
+    return bool(os.environ.get("NBGRADER_EXECUTION")) or os.environ.get(CHECK_SWITCH) == "off"
 
 
 def this_notebook() -> Path | None:
