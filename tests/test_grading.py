@@ -116,8 +116,8 @@ class Student:
 
 def lost(*grade_ids, more=0) -> str:
     """The regular expression of a reason's "lost points on" part: each cell with its why."""
-    return ("lost points on " + ", ".join(re.escape(gid) + r" \(.+\)" for gid in grade_ids)
-            + (f" and {more} more" if more else ""))
+    cells = [re.escape(gid) + r"( \(.+\))?" for gid in grade_ids[:-1]] + [re.escape(grade_ids[-1]) + r" \(.+\)"]
+    return "lost points on " + ", ".join(cells) + (f" and {more} more" if more else "")
 
 
 def hostile_class(release, course: Path, submissions: Path) -> list[Student]:
@@ -132,8 +132,10 @@ def hostile_class(release, course: Path, submissions: Path) -> list[Student]:
                 FULL - 3, "graded", lost("ps1_test_curvature", "ps1_test_q_identity"), layout="flat",
                 filename="partial_ps1_attempt_2.ipynb"),
         Student("blank", copy(release), 0, "graded",
-                r"ps1_curvature_demo raised NotImplementedError; lost points on ps1_test_curvature \(not answered "
-                r"yet \(NotImplementedError: .*\)\), .* and 8 more", layout="nbgrader"),
+                r"ps1_curvature_demo raised NotImplementedError; lost points on ps1_test_curvature, "
+                r"ps1_test_standardize_train, ps1_test_standardize_splits \(not answered yet \(replace the "
+                r"`raise NotImplementedError\(\)`\)\), ps1_test_q_train_only \(NameError: .*\) and 8 more",
+                layout="nbgrader"),
         Student("renamed", correct, FULL, "graded", r"graded homework \(1\)\.ipynb as ps1\.ipynb",
                 filename="homework (1).ipynb"),
         # broken files
@@ -225,8 +227,9 @@ def hostile_class(release, course: Path, submissions: Path) -> list[Student]:
                                   "assert_close = helpers.assert_close")
     students.append(Student("patcher", notebook, 0, "flagged",
                             r"test helpers tampered with \(normlab.grading_helpers.assert_close was replaced\): "
-                            r"12 test\(s\) scored 0; lost points on ps1_test_curvature \(GradingIntegrityError: .*\), "
-                            r".* and 8 more"))
+                            r"12 test\(s\) scored 0; lost points on ps1_test_curvature, ps1_test_standardize_train, "
+                            r"ps1_test_standardize_splits, ps1_test_q_train_only \(GradingIntegrityError: this test was "
+                            r"not trusted: normlab.grading_helpers.assert_close was replaced\) and 8 more"))
     notebook, cell = insert_after(wrong_bn, "ps1_setup", "assert_close = lambda *args, **kwargs: None")
     students.append(Student("rebinder", notebook, FULL - 10, "flagged",
                             r"redefined the test helper\(s\) assert_close; the tests used the originals; "
@@ -457,7 +460,7 @@ def test_gradebook_csv_and_feedback_agree(graded_class):
     # the vandal could not touch the correct student's file
     assert nbformat.read(submissions / "correct" / "ps1.ipynb", as_version=4).cells
     assert "failed (0 points):" in summary and "flagged for manual grading:" in summary
-    assert re.search(r"27 submissions: 21 graded, 4 failed, 2 flagged for manual grading", summary), summary
+    assert re.search(r"28 submissions: 22 graded, 4 failed, 2 flagged for manual grading", summary), summary
 
 
 @pytest.mark.slow
@@ -467,7 +470,7 @@ def test_rerun_grades_only_new_or_changed_submissions(graded_class, capsys):
     code, out, err = grade(capsys, "ps1", submissions, "--course-dir", course, "--timeout", TIMEOUT,
                            "--workers", "2", "--quiet")
     assert code == 0, err
-    assert "(27 unchanged since the last run and not regraded" in out
+    assert "(28 unchanged since the last run and not regraded" in out
     assert (course / "grading" / "ps1" / "grades.csv").read_text() == csv_before
     # blank hands in the correct notebook: only blank is regraded
     shutil.copy(submissions / "correct" / "ps1.ipynb", submissions / "blank" / "ps1" / "ps1.ipynb")

@@ -86,8 +86,9 @@ def describe(result: dict, notes: list[str], lost: list[tuple[str, str]]) -> tup
         parts.append(f"{errors[0].cell} raised {errors[0].detail}")
     parts.extend(notes)
     if lost:
-        shown = [f"{gid} ({why})" if why else gid for gid, why in lost[:4]]
-        parts.append("lost points on " + ", ".join(shown) + (f" and {len(lost) - 4} more" if len(lost) > 4 else ""))
+        from normlab_tools.grading.verdicts import lost_text
+
+        parts.append(lost_text(lost))
     elif not parts:
         parts.append("all tests passed")
     return ("flagged" if flagged else "graded"), one_line("; ".join(parts))

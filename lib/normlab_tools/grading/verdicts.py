@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-NOT_ANSWERED = "not answered yet (NotImplementedError: replace the `raise NotImplementedError()`)"
+NOT_ANSWERED = "not answered yet (replace the `raise NotImplementedError()`)"
 
 
 def cell_failure(cell, points, max_points) -> str | None:
@@ -34,8 +34,8 @@ def describe_error(output) -> str:
     ename, evalue = output.get("ename", "Error"), ANSI.sub("", output.get("evalue") or "").strip()
     if ename == "NotImplementedError":
         return NOT_ANSWERED
-    if ename == "CellTimeoutError":
-        return f"timed out: {evalue}" if evalue else "timed out"
+    if ename in ("CellTimeoutError", "KeyboardInterrupt"):  # the grader interrupts a cell at its time limit
+        return "timed out: interrupted at the cell's time limit" + (f" ({evalue})" if evalue else "")
     if ename == "NameError":
         return f"NameError: {evalue} (did the cell defining it run without errors?)"
     if evalue:
@@ -49,6 +49,19 @@ def describe_error(output) -> str:
 
 def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def lost_text(lost: list[tuple[str, str]], shown: int = 4) -> str:
+    """"lost points on a, b (why), c (why) and N more": the first `shown` cells, each run of
+    cells that lost their points for the same reason named once."""
+    groups: list[tuple[list[str], str]] = []
+    for gid, why in lost[:shown]:
+        if groups and groups[-1][1] == why:
+            groups[-1][0].append(gid)
+        else:
+            groups.append(([gid], why))
+    text = ", ".join(", ".join(ids) + (f" ({why})" if why else "") for ids, why in groups)
+    return "lost points on " + text + (f" and {len(lost) - shown} more" if len(lost) > shown else "")
 
 
 def lost_points(notebooks, scores: dict, pending: set) -> list[tuple[str, str]]:
