@@ -1,0 +1,100 @@
+"""`normlab check` wall time per assignment: what a student waits for.
+
+Run: python benchmarks/check.py [--assignments ps1,ps2,ps3,ps4] [--repeat 3]
+
+Per assignment, a correct notebook as a student holds it (the source with its hidden
+tests removed) is checked with the real command, ``normlab check psK.ipynb``, in a fresh
+process each time: once to warm the check's cached course (not counted), then `--repeat`
+times. Prints the fastest and the median wall time, the phases of one in-process check
+(kernel template start, which overlaps preparing the course, and the graded run), the
+target (6 s on a quiet 2-core machine) and the machine's load average (other processes
+share the CPU: a busy machine is slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbgrader.preprocessors import ClearHiddenTests
+
+from normlab_tools import assignments
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_SECONDS = 6.0
+NORMLAB = Path(sys.executable).with_name("normlab")
+
+
+def student_notebook(assignment: str, folder: Path) -> Path:
+    notebook = assignments.read_jupytext(ROOT / "assignments" / "source" / assignment / f"{assignment}.py")
+    notebook, _ = ClearHiddenTests().preprocess(notebook, {})
+    path = folder / assignment / f"{assignment}.ipynb"
+    path.parent.mkdir(parents=True)
+    nbformat.write(notebook, path)
+    return path
+
+
+def check_once(path: Path) -> tuple[float, int]:
+    start = time.perf_counter()
+    completed = subprocess.run([str(NORMLAB), "check", path.name], cwd=path.parent, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise SystemExit(f"normlab check {path} failed ({completed.returncode}):\n{completed.stdout}{completed.stderr}")
+    return seconds, completed.returncode
+
+
+def phases(assignment: str, path: Path) -> dict:
+    """One check in this process, its parts timed: template start (in a thread, beside the
+    course), the graded run (nbgrader autograde of the notebook), the whole."""
+    from normlab_tools import check
+    from normlab_tools.grading import jobs
+
+    timed = {}
+
+    def timing(name, function):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                timed[name] = time.perf_counter() - start
+        return wrapper
+
+    setup, grade = jobs.worker_setup, jobs.grade
+    jobs.worker_setup, jobs.grade = timing("template", setup), timing("graded run", grade)
+    try:
+        timing("whole", check.check_notebook)(assignment, path)
+    finally:
+        jobs.worker_setup, jobs.grade = setup, grade
+    return timed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assignments", default="ps1,ps2,ps3,ps4")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for assignment in args.assignments.split(","):
+            path = student_notebook(assignment, Path(folder))
+            check_once(path)  # the check's course is generated and cached once per source
+            times = [check_once(path)[0] for _ in range(args.repeat)]
+            rows.append((assignment, min(times), statistics.median(times), phases(assignment, path)))
+    print(f"normlab check, correct notebooks, {args.repeat} runs each (load average {os.getloadavg()[0]:.2f})")
+    print(f"{'assignment':<11}{'fastest s':>10}{'median s':>10}{'/ target':>10}"
+          f"{'template s':>12}{'graded run s':>14}{'in-process s':>14}")
+    for assignment, fastest, median, timed in rows:
+        print(f"{assignment:<11}{fastest:>10.2f}{median:>10.2f}{median / TARGET_SECONDS:>10.2f}"
+              f"{timed.get('template', 0):>12.2f}{timed.get('graded run', 0):>14.2f}{timed.get('whole', 0):>14.2f}")
+
+
+if __name__ == "__main__":
+    main()
