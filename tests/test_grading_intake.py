@@ -103,3 +103,18 @@ def test_renamed_notebook_is_accepted_with_a_note(tmp_path):
     (submission,) = intake.read_submissions(tmp_path / "subs", tmp_path / "x")
     files, notes, problem = intake.choose_notebooks(submission, ["ps1"], "ps1")
     assert problem is None and list(files) == ["ps1.ipynb"] and notes == ["graded Untitled.ipynb as ps1.ipynb"]
+
+
+def test_gradebook_backup_keeps_the_newest_copies(tmp_path):
+    import sqlite3
+
+    from normlab_tools.grading import gradebook
+
+    assert gradebook.backup(tmp_path) is None  # no gradebook yet
+    with sqlite3.connect(tmp_path / "gradebook.db") as db:
+        db.execute("create table grade (student text, score real)")
+        db.execute("insert into grade values ('José García', 3.5)")
+    copies = [gradebook.backup(tmp_path, keep=2) for _ in range(3)]
+    assert sorted((tmp_path / "backups").glob("*.db")) == copies[1:]
+    with sqlite3.connect(copies[-1]) as db:
+        assert db.execute("select * from grade").fetchall() == [("José García", 3.5)]

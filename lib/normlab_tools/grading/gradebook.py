@@ -86,3 +86,27 @@ def pending_manual(course_dir: Path, assignment: str, student: str) -> set[str]:
         except MissingEntry:
             return set()
         return {g.name for nb in submission.notebooks for g in nb.grades if g.needs_manual_grade}
+
+
+BACKUPS_KEPT = 5
+
+
+def backup(course_dir: Path, keep: int = BACKUPS_KEPT) -> Path | None:
+    """Copy COURSE/gradebook.db to COURSE/backups/gradebook-<UTC time>.db with SQLite's
+    backup API (consistent even while it is open); keep the newest `keep` copies.
+    Returns the copy, or None when there is no gradebook yet."""
+    import contextlib
+    import sqlite3
+    from datetime import datetime, timezone
+
+    source = Path(course_dir) / "gradebook.db"
+    if not source.is_file():
+        return None
+    folder = Path(course_dir) / "backups"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"gradebook-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}.db"
+    with contextlib.closing(sqlite3.connect(source)) as db, contextlib.closing(sqlite3.connect(target)) as copy:
+        db.backup(copy)
+    for old in sorted(folder.glob("gradebook-*.db"))[:-keep]:
+        old.unlink()
+    return target

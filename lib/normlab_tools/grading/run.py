@@ -62,6 +62,7 @@ def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: i
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
+        gradebook.backup(course_dir)  # before this run writes anything
         notebooks = course.prepare_course(course_dir, assignment)
         timeout = timeout or course.course_timeout(course_dir)
         found = intake.read_submissions(submissions, work / "intake")
