@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 CELL_TIMEOUT = 600  # seconds a lecture cell may run in `normlab build` / `normlab slides`
-COURSE_DIR = Path("build") / "nbgrader"  # the nbgrader course directory `normlab build` makes
+COURSE_DIR_VARIABLE = "NORMLAB_COURSE_DIR"  # a TA sets it once (e.g. in ~/.bashrc) to keep grades elsewhere
+
+
+def default_course_dir() -> Path:
+    """The grading course directory: $NORMLAB_COURSE_DIR, else nbgrader-course/ in the
+    current folder (outside build/, which `make clean` deletes)."""
+    return Path(os.environ.get(COURSE_DIR_VARIABLE) or "nbgrader-course")
+
+
+COURSE_DIR = default_course_dir()  # where `normlab grade` keeps the gradebook (never build/)
 
 
 def lecture_number(text: str) -> int:
