@@ -10,17 +10,17 @@ import argparse
 import sys
 
 from normlab import __version__
-from normlab_tools.commands import build, check, experiments, grade, slides
+from normlab_tools.commands import build, check, experiments, export, feedback, grade, slides
 from normlab_tools.errors import UserError
 
-COMMANDS = [build, slides, check, grade, experiments]
+COMMANDS = [build, slides, check, grade, export, feedback, experiments]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="normlab",
         description="normlab: a course on normalization in deep learning. "
-        "Build the course, check an assignment, grade a class, run the experiments.",
+        "Build the course, check an assignment, grade a class, export its grades and feedback, run the experiments.",
     )
     parser.add_argument("--version", action="version", version=f"normlab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
