@@ -70,7 +70,7 @@ MISTAKES = [
             "                    self.running_var.mul_(1 - factor).add_(factor * var * n / (n - 1))\n",
             "                self.running_mean = (1 - factor) * self.running_mean + factor * mean\n"
             "                self.running_var = (1 - factor) * self.running_var + factor * var * n / (n - 1)\n",
-            {"ps3_test_bn_running", "ps3_test_bn_eval"}),
+            set(BN) - {"ps3_test_bn_state"}),
     mistake("4-D: statistics over N only", "ps3_batchnorm", "dims = [0] + list(range(2, x.dim()))", "dims = [0]",
             set(BN) - {"ps3_test_bn_state"}),
     mistake("running statistics as plain attributes, not buffers", "ps3_batchnorm",
