@@ -30,11 +30,9 @@
 #
 # **How this is graded.** As in problem set 1: the tests after each function are
 # visible tests; the grader also runs hidden tests (other shapes, other `eps`, random
-# upstream gradients). Check your notebook before you submit with
-#
-# ```
-# normlab check ps2 ps2.ipynb
-# ```
+# upstream gradients). Before you submit, save the notebook (Ctrl-S) and run its last cell:
+# it runs the saved notebook the way the grader does, in a separate fresh kernel, and prints
+# the points of every visible test. From a terminal, `normlab check ps2.ipynb` does the same.
 #
 # **Rules.** Write your code where it says `# YOUR CODE HERE` and delete the
 # `raise NotImplementedError()`. NumPy (and SymPy in Part 4) only: no `torch`, no
@@ -51,11 +49,15 @@ import sympy as sp
 
 from normlab.gradcheck import numerical_gradient, rel_error
 from normlab.grading_helpers import (assert_choice, assert_close, assert_equivalent, assert_expression,
-                                     assert_shape, substitute)
+                                     assert_no_torch_calls, assert_shape, checked_call, substitute)
 
 # True while the autograder runs this notebook: the timing demonstration then runs shorter.
 GRADING = "NBGRADER_EXECUTION" in os.environ
 np.set_printoptions(precision=4, suppress=True)
+# What the rules forbid inside your backward functions: torch, and the course library's own
+# batch norm, references and finite differences (the tests run your functions under this).
+NUMPY_ONLY = {"forbidden": ("torch",),
+              "modules": ("normlab.functional", "normlab.symbolic", "normlab.references", "normlab.gradcheck")}
 
 # %% [markdown]
 # ## The forward pass, given
@@ -144,7 +146,8 @@ for shape in ((5, 3), (2, 3, 2, 4)):
     x = rng.normal(loc=1.0, scale=2.0, size=shape)
     gamma, beta, dout = rng.normal(size=shape[1]), rng.normal(size=shape[1]), rng.normal(size=shape)
     _, cache = batchnorm_forward(x, gamma, beta)
-    dx, dgamma, dbeta = batchnorm_backward(dout, cache)
+    dx, dgamma, dbeta = assert_no_torch_calls(lambda: checked_call(batchnorm_backward, dout, cache), **NUMPY_ONLY,
+                                          what="your batchnorm_backward")
     dgamma_num = numerical_gradient(lambda g: batchnorm_forward(x, g, beta)[0], gamma.copy(), dout)
     dbeta_num = numerical_gradient(lambda b: batchnorm_forward(x, gamma, b)[0], beta.copy(), dout)
     assert_close(dbeta, dbeta_num, f"dbeta for x of shape {shape}", rtol=1e-5, atol=1e-7,
@@ -158,7 +161,7 @@ _rng = np.random.default_rng(201)
 for _shape, _eps in (((7, 4), 0.5), ((3, 2, 3, 2), 1e-5)):
     _x, _dout = _rng.normal(size=_shape) * 3.0, _rng.normal(size=_shape)
     _gamma, _beta = _rng.normal(size=_shape[1]), _rng.normal(size=_shape[1])
-    _, _dgamma, _dbeta = batchnorm_backward(_dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
+    _, _dgamma, _dbeta = checked_call(batchnorm_backward, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
     _, _dgamma_ref, _dbeta_ref = _torch_gradients(_x, _gamma, _beta, _eps, _dout)
     assert_close(_dgamma, _dgamma_ref, f"dgamma for x of shape {_shape}", rtol=1e-6)
     assert_close(_dbeta, _dbeta_ref, f"dbeta for x of shape {_shape}", rtol=1e-6)
@@ -169,7 +172,8 @@ rng = np.random.default_rng(1)
 x = rng.normal(loc=-1.0, scale=2.0, size=(6, 4))
 gamma, beta, dout = rng.normal(size=4), rng.normal(size=4), rng.normal(size=(6, 4))
 _, cache = batchnorm_forward(x, gamma, beta)
-dx, _, _ = batchnorm_backward(dout, cache)
+dx, _, _ = assert_no_torch_calls(lambda: checked_call(batchnorm_backward, dout, cache), **NUMPY_ONLY,
+                                what="your batchnorm_backward")
 assert_shape(dx, x.shape, "dx")
 dx_num = numerical_gradient(lambda v: batchnorm_forward(v, gamma, beta)[0], x.copy(), dout)
 assert_close(dx, dx_num, "dx (against finite differences)", rtol=1e-5, atol=1e-7,
@@ -181,7 +185,7 @@ _rng = np.random.default_rng(202)
 for _shape, _eps in (((8, 3), 1e-5), ((3, 5), 0.5), ((2, 2), 1e-3)):
     _x, _dout = _rng.normal(size=_shape) * 2.0 + 1.0, _rng.normal(size=_shape)
     _gamma, _beta = _rng.normal(size=_shape[1]), _rng.normal(size=_shape[1])
-    _dx, _, _ = batchnorm_backward(_dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
+    _dx, _, _ = checked_call(batchnorm_backward, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
     assert_close(_dx, _torch_gradients(_x, _gamma, _beta, _eps, _dout)[0],
                  f"dx for x of shape {_shape}, eps={_eps}", rtol=1e-6, atol=1e-9)
 ### END HIDDEN TESTS
@@ -191,7 +195,8 @@ rng = np.random.default_rng(2)
 x = rng.normal(loc=2.0, scale=1.5, size=(2, 3, 4, 2))
 gamma, beta, dout = rng.normal(size=3), rng.normal(size=3), rng.normal(size=x.shape)
 _, cache = batchnorm_forward(x, gamma, beta)
-dx, _, _ = batchnorm_backward(dout, cache)
+dx, _, _ = assert_no_torch_calls(lambda: checked_call(batchnorm_backward, dout, cache), **NUMPY_ONLY,
+                                what="your batchnorm_backward")
 assert_shape(dx, x.shape, "dx")
 dx_num = numerical_gradient(lambda v: batchnorm_forward(v, gamma, beta)[0], x.copy(), dout)
 assert_close(dx, dx_num, "dx for (N, C, H, W) input (against finite differences)", rtol=1e-5, atol=1e-7,
@@ -203,7 +208,7 @@ _rng = np.random.default_rng(203)
 for _shape, _eps in (((4, 2, 3, 5), 1e-5), ((2, 3, 2, 2), 0.5)):
     _x, _dout = _rng.normal(size=_shape) - 1.0, _rng.normal(size=_shape)
     _gamma, _beta = _rng.normal(size=_shape[1]), _rng.normal(size=_shape[1])
-    _dx, _, _ = batchnorm_backward(_dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
+    _dx, _, _ = checked_call(batchnorm_backward, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
     assert_close(_dx, _torch_gradients(_x, _gamma, _beta, _eps, _dout)[0],
                  f"dx for x of shape {_shape}, eps={_eps}", rtol=1e-6, atol=1e-9)
 ### END HIDDEN TESTS
@@ -363,7 +368,8 @@ rng = np.random.default_rng(5)
 x = rng.normal(loc=3.0, scale=0.5, size=(7, 3))
 gamma, beta, dout = rng.normal(size=3), rng.normal(size=3), rng.normal(size=x.shape)
 _, cache = batchnorm_forward(x, gamma, beta)
-dx, dgamma, dbeta = batchnorm_backward_fast(dout, cache)
+dx, dgamma, dbeta = assert_no_torch_calls(lambda: checked_call(batchnorm_backward_fast, dout, cache), **NUMPY_ONLY,
+                                          what="your batchnorm_backward_fast")
 dx_num = numerical_gradient(lambda v: batchnorm_forward(v, gamma, beta)[0], x.copy(), dout)
 assert_close(dx, dx_num, "dx (against finite differences)", rtol=1e-5, atol=1e-7,
              hint="mind the factor gamma / (m * sqrt(var + eps)) and the minus signs")
@@ -376,7 +382,7 @@ _rng = np.random.default_rng(205)
 for _shape, _eps in (((5, 4), 0.5), ((2, 3), 1e-5), ((16, 2), 1e-3)):
     _x, _dout = _rng.normal(size=_shape), _rng.normal(size=_shape)
     _gamma, _beta = _rng.normal(size=_shape[1]), _rng.normal(size=_shape[1])
-    _got = batchnorm_backward_fast(_dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
+    _got = checked_call(batchnorm_backward_fast, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
     for _what, _a, _b in zip(("dx", "dgamma", "dbeta"), _got, _torch_gradients(_x, _gamma, _beta, _eps, _dout)):
         assert_close(_a, _b, f"{_what} for x of shape {_shape}, eps={_eps}", rtol=1e-6, atol=1e-9)
 ### END HIDDEN TESTS
@@ -386,7 +392,8 @@ rng = np.random.default_rng(6)
 x = rng.normal(size=(3, 2, 2, 3))
 gamma, beta, dout = rng.normal(size=2), rng.normal(size=2), rng.normal(size=x.shape)
 _, cache = batchnorm_forward(x, gamma, beta)
-dx, dgamma, dbeta = batchnorm_backward_fast(dout, cache)
+dx, dgamma, dbeta = assert_no_torch_calls(lambda: checked_call(batchnorm_backward_fast, dout, cache), **NUMPY_ONLY,
+                                          what="your batchnorm_backward_fast")
 assert_shape(dx, x.shape, "dx")
 assert_shape(dgamma, (2,), "dgamma")
 dx_num = numerical_gradient(lambda v: batchnorm_forward(v, gamma, beta)[0], x.copy(), dout)
@@ -399,7 +406,7 @@ _rng = np.random.default_rng(206)
 for _shape, _eps in (((4, 3, 2, 5), 1e-5), ((2, 2, 3, 3), 0.5)):
     _x, _dout = _rng.normal(size=_shape) * 2.0, _rng.normal(size=_shape)
     _gamma, _beta = _rng.normal(size=_shape[1]), _rng.normal(size=_shape[1])
-    _got = batchnorm_backward_fast(_dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
+    _got = checked_call(batchnorm_backward_fast, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
     for _what, _a, _b in zip(("dx", "dgamma", "dbeta"), _got, _torch_gradients(_x, _gamma, _beta, _eps, _dout)):
         assert_close(_a, _b, f"{_what} for x of shape {_shape}, eps={_eps}", rtol=1e-6, atol=1e-9)
 ### END HIDDEN TESTS
@@ -633,7 +640,7 @@ assert answer == "a", "q_eps_limit: not the right choice"
 # ## Before you submit
 #
 # 1. *Kernel → Restart Kernel and Run All Cells*.
-# 2. `normlab check ps2 ps2.ipynb`.
+# 2. Save (Ctrl-S) and run the last cell of the notebook (the check).
 # 3. Submit `ps2.ipynb`.
 #
 # **Summary.** Batch norm's backward pass follows its graph: $\partial L/\partial\beta$ and
@@ -642,3 +649,9 @@ assert answer == "a", "q_eps_limit: not the right choice"
 # $\frac{\gamma}{m\sqrt{\sigma^2+\epsilon}}(m\,g - \sum g - \hat x\sum g\hat x)$. Check
 # gradients with finite differences and a *random* upstream gradient, in float64. Tiny
 # mini-batches starve the gradient: with two samples it vanishes as $\epsilon \to 0$.
+
+# %% nbgrader={"grade": false, "grade_id": "ps2_check", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# Save the notebook first (Ctrl-S): this checks the saved file, the way the grader runs it.
+from normlab_tools.check import check
+
+check()
