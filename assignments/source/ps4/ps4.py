@@ -45,17 +45,24 @@
 #
 # **How this is graded.** Visible tests after each function (they say what is wrong),
 # hidden tests on the same functions, and your written answers (Part 6), which a TA
-# reads. Check the autograded part before you submit with `normlab check ps4 ps4.ipynb`.
+# reads. Before you submit, save the notebook (Ctrl-S) and run its last cell: it runs the
+# saved notebook the way the grader does, in a separate fresh kernel, and prints the points
+# of every visible test. From a terminal, `normlab check ps4.ipynb` does the same.
 #
 # **Rules.** Write code where it says `# YOUR CODE HERE` and delete the
 # `raise NotImplementedError()`. Use `normlab.models.mlp`, `normlab.train.fit` and
 # `normlab.train.evaluate` (read their docstrings: `help(train.fit)`), not
-# `normlab.experiments`, which does all of this for the lectures. Write your answers in
-# the cells that say "YOUR ANSWER HERE". Do not delete or copy cells; a test cell that
-# prints a warning scores 0. *Restart and run all* before you submit.
+# `normlab.experiments`, `normlab.stats` or `normlab.references`, which do these tasks for
+# the lectures and the grader: a test that finds your function calling into them fails.
+# The tests call your functions on copies of their inputs (models, histories, arrays)
+# and fail a function that changes its inputs, or `BASE` and `CONDITIONS`, in place. Write
+# your answers in the cells that say "YOUR ANSWER HERE". Do not delete or copy cells; a
+# test cell that prints a warning scores 0. *Restart and run all* before you submit.
 
 # %% nbgrader={"grade": false, "grade_id": "ps4_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import copy
+import dataclasses
+import inspect
 import os
 from collections import namedtuple
 
@@ -66,7 +73,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from normlab import data, models, train
-from normlab.grading_helpers import assert_close, assert_shape
+from normlab.grading_helpers import assert_close, assert_no_torch_calls, assert_shape, checked_call, describe_mismatch
 
 torch.set_num_threads(1)  # small networks: one thread is as fast, and fair to a shared machine
 np.set_printoptions(precision=4, suppress=True)
@@ -98,6 +105,70 @@ def digits_loaders(seed, train_limit=None, batch_size=64):
 
 # One trained network: its History (see help(train.History)), its test accuracy (a float), the model.
 Run = namedtuple("Run", ["history", "test_acc", "model"])
+
+# How the tests call your functions (you need not read on): `checked(function, ...)`.
+LIBRARY = ("normlab.experiments", "normlab.stats", "normlab.references")  # see the Rules
+
+
+def _settings():
+    """BASE and CONDITIONS entry by entry, copied."""
+    entries = {f"BASE[{key!r}]": value for key, value in BASE.items()}
+    for name, changes in CONDITIONS.items():
+        entries |= {f"CONDITIONS[{name!r}][{key!r}]": value for key, value in changes.items()}
+    return copy.deepcopy(entries)
+
+
+def _state(value):
+    """A model's parameters, buffers and mode, or a History's fields, copied."""
+    if isinstance(value, nn.Module):
+        return {**{key: tensor.clone() for key, tensor in value.state_dict().items()}, "model.training": value.training}
+    return copy.deepcopy(dataclasses.asdict(value))
+
+
+def _first_change(before, after):
+    """The first entry that differs between two snapshots, in words; None if none does."""
+    for key in {**before, **after}:
+        old, new = before.get(key, "(missing)"), after.get(key, "(missing)")
+        if isinstance(old, torch.Tensor) and isinstance(new, torch.Tensor):
+            if not torch.equal(old, new):
+                return describe_mismatch(new, old, key, rtol=0, atol=0) or f"{key} changed"
+        elif old != new:
+            return f"{key} was {old!r} and is now {new!r}"
+    return None
+
+
+def checked(function, *args, **kwargs):
+    """`function(*args, **kwargs)` as the tests call it: on copies of the arguments
+    (`checked_call`; models and histories copied whole), failing if it changed one of them,
+    or BASE and CONDITIONS, in place, or called into LIBRARY."""
+    names = list(inspect.signature(function).parameters)
+    args = [copy.deepcopy(a) if isinstance(a, (nn.Module, train.History)) else a for a in args]
+    watched = {i: _state(a) for i, a in enumerate(args) if isinstance(a, (nn.Module, train.History))}
+    settings = _settings()
+    result = assert_no_torch_calls(lambda: checked_call(function, *args, **kwargs), forbidden=(), modules=LIBRARY,
+                                   what=function.__name__)
+    for i, before in watched.items():
+        change = _first_change(before, _state(args[i]))
+        if change:
+            raise AssertionError(f"{function.__name__} modified its argument {names[i]} in place ({change}): "
+                                 "work on a copy (copy.deepcopy) and leave the caller's as it was")
+    change = _first_change(settings, _settings())
+    if change:
+        raise AssertionError(f"{function.__name__} modified the given settings in place ({change}): "
+                             "build a new dict, {**BASE, **CONDITIONS[name]}, and leave BASE and CONDITIONS as they are")
+    return result
+
+
+def checked_run(*args, **kwargs):
+    """`checked(run_condition, ...)`, its result checked to be Run(History, test accuracy, model)."""
+    run = checked(run_condition, *args, **kwargs)
+    assert isinstance(run, tuple) and len(run) == 3, \
+        f"run_condition should return Run(history, test_acc, model), got {type(run).__name__}"
+    history, test_acc, model = run
+    assert isinstance(history, train.History), \
+        f"the history should be what train.fit returns, got {type(history).__name__}"
+    assert isinstance(model, nn.Module), f"the model should be the trained nn.Module, got {type(model).__name__}"
+    return Run(*run)
 
 # %% [markdown]
 # ## The conditions
@@ -159,8 +230,8 @@ for name, settings in CONDITIONS.items():
 
 # %% nbgrader={"grade": false, "grade_id": "ps4_run_condition", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def run_condition(name, norm, seed=0, epochs=EPOCHS, train_limit=TRAIN_LIMIT):
-    """Train one MLP of condition `name` ("batch" or "none" normalization) on the digits;
-    return Run(history, test_acc, model)."""
+    """Train one MLP of condition `name` ("batch" or "none" normalization) on the first
+    `train_limit` training digits (all of them when None); return Run(history, test_acc, model)."""
     ### BEGIN SOLUTION
     settings = {**BASE, **CONDITIONS[name]}
     torch.manual_seed(seed)
@@ -175,81 +246,93 @@ def run_condition(name, norm, seed=0, epochs=EPOCHS, train_limit=TRAIN_LIMIT):
 
 
 # %% nbgrader={"grade": true, "grade_id": "ps4_test_run_basics", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-run = run_condition("baseline", "batch", seed=0, epochs=2, train_limit=300)
-assert isinstance(run, tuple) and len(run) == 3, "run_condition should return Run(history, test_acc, model)"
-history, test_acc, model = run
-assert isinstance(history, train.History), f"the history should be what train.fit returns, got {type(history).__name__}"
+# checked_run (the setup cell): a Run of (History, test accuracy, model), inputs and settings
+# unchanged, no call into normlab.experiments, normlab.stats or normlab.references.
+history, test_acc, model = checked_run("baseline", "batch", seed=0, epochs=2, train_limit=300)
 assert history.num_epochs == 2, f"epochs=2 but the history has {history.num_epochs} epochs: pass epochs to train.fit"
 batchnorms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
 assert len(batchnorms) == len(HIDDEN), \
     f"norm='batch' should give one BatchNorm1d per hidden layer ({len(HIDDEN)}), found {len(batchnorms)}"
-vanilla = run_condition("baseline", "none", seed=0, epochs=1, train_limit=300)
+vanilla = checked_run("baseline", "none", seed=0, epochs=1, train_limit=300)
 assert not [m for m in vanilla.model.modules() if isinstance(m, nn.BatchNorm1d)], "norm='none': no BatchNorm1d"
 # The test accuracy is the model's accuracy on the test split (in eval mode: train.evaluate).
+# rtol 1e-6: an accuracy k/n rounded to float32 is within 6e-8 of it (relative), so a float32 one passes.
 _, _, test_loader = digits_loaders(0)
-assert_close(test_acc, train.evaluate(model, test_loader)[1], "test_acc",
-             hint="train.evaluate(model, test_loader) returns (loss, accuracy) on the TEST split")
+assert_close(test_acc, train.evaluate(model, test_loader)[1], "test_acc (train.evaluate(model, test_loader)[1])")
 # The same seed gives the same run; another seed gives another one.
-again = run_condition("baseline", "batch", seed=0, epochs=2, train_limit=300)
+again = checked_run("baseline", "batch", seed=0, epochs=2, train_limit=300)
 assert again.history.val_loss == history.val_loss, \
     "two runs with seed=0 differ: call torch.manual_seed(seed) before models.mlp, and pass seed to train.fit"
-other = run_condition("baseline", "batch", seed=1, epochs=2, train_limit=300)
+other = checked_run("baseline", "batch", seed=1, epochs=2, train_limit=300)
 assert other.history.val_loss != history.val_loss, "seed=0 and seed=1 gave the same run: use the seed argument"
 ### BEGIN HIDDEN TESTS
+import numbers as _numbers
+
 _, _, _test_loader = digits_loaders(0)
-_run = run_condition("sigmoid", "none", seed=2, epochs=1, train_limit=200)
+_run = checked_run("sigmoid", "none", seed=2, epochs=1, train_limit=200)
 assert_close(_run.test_acc, train.evaluate(_run.model, _test_loader)[1], "test_acc of a vanilla sigmoid run")
-assert isinstance(_run.test_acc, float), "test_acc should be a float"
-_again = run_condition("sigmoid", "none", seed=2, epochs=1, train_limit=200)
-assert _again.history.val_loss == _run.history.val_loss, "not reproducible for seed=2"
+assert isinstance(_run.test_acc, _numbers.Real), f"test_acc should be a number, got {type(_run.test_acc).__name__}"
+_again = checked_run("sigmoid", "none", seed=2, epochs=1, train_limit=200)
+assert _again.history.val_loss == _run.history.val_loss, \
+    f"two runs with seed=2 differ: val_loss {_run.history.val_loss} and {_again.history.val_loss}"
+# train_limit=None: all the training digits, the same run as train_limit=len(digits.y_train).
+_all = checked_run("baseline", "none", seed=4, epochs=1, train_limit=None)
+_full = checked_run("baseline", "none", seed=4, epochs=1, train_limit=len(digits.y_train))
+assert _all.history.val_loss == _full.history.val_loss, (
+    f"train_limit=None should train on all {len(digits.y_train)} training digits: val_loss {_all.history.val_loss}, "
+    f"with train_limit={len(digits.y_train)} {_full.history.val_loss}")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "ps4_test_run_settings", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Each condition's settings reach the model and the optimizer.
-run = run_condition("sigmoid", "none", seed=0, epochs=1, train_limit=200)
+run = checked_run("sigmoid", "none", seed=0, epochs=1, train_limit=200)
 kinds = {type(m).__name__ for m in run.model.modules()}
 assert "Sigmoid" in kinds and "ReLU" not in kinds, f"condition 'sigmoid' should use nn.Sigmoid, the model has {kinds}"
 first = run.model[1].weight.detach()  # the first Linear layer (after nn.Flatten), 128 x 64
 assert abs(float(first.std()) - (2 / (64 + 128)) ** 0.5) < 0.02, (
     f"condition 'sigmoid' uses Xavier initialization (std {(2 / 192) ** 0.5:.3f} in the first layer), "
     f"got {float(first.std()):.3f}")
-run = run_condition("normal_init", "batch", seed=0, epochs=1, train_limit=200)
-assert abs(float(run.model[1].weight.detach().std()) - 1.0) < 0.1, \
-    "condition 'normal_init' draws every weight from N(0, 1): models.mlp(..., init='normal')"
-run = run_condition("lr_x10", "batch", seed=0, epochs=1, train_limit=200)
+run = checked_run("normal_init", "batch", seed=0, epochs=1, train_limit=200)
+std = float(run.model[1].weight.detach().std())
+assert abs(std - 1.0) < 0.1, \
+    f"condition 'normal_init' draws every weight from N(0, 1) (models.mlp(..., init='normal')): first layer std {std:.3f}"
+run = checked_run("lr_x10", "batch", seed=0, epochs=1, train_limit=200)
 assert run.history.lr[0] == 0.1, f"condition 'lr_x10' trains with lr=0.1, the history says {run.history.lr[0]}"
-run = run_condition("dropout", "none", seed=0, epochs=1, train_limit=200)
+run = checked_run("dropout", "none", seed=0, epochs=1, train_limit=200)
 rates = [m.p for m in run.model.modules() if isinstance(m, nn.Dropout)]
 assert rates and set(rates) == {0.5}, \
     f"condition 'dropout' puts nn.Dropout(0.5) after every hidden layer, found {rates}"
 ### BEGIN HIDDEN TESTS
-_base = run_condition("baseline", "none", seed=3, epochs=1, train_limit=200)
-_decay = run_condition("weight_decay", "none", seed=3, epochs=1, train_limit=200)
+_base = checked_run("baseline", "none", seed=3, epochs=1, train_limit=200)
+_decay = checked_run("weight_decay", "none", seed=3, epochs=1, train_limit=200)
 assert not torch.equal(_base.model[1].weight, _decay.model[1].weight), \
     "condition 'weight_decay' trained exactly like the baseline: pass weight_decay to train.fit"
-_run = run_condition("baseline", "none", seed=3, epochs=1, train_limit=200)
-assert abs(float(_run.model[1].weight.detach().std()) - (2 / 64) ** 0.5) < 0.02, "baseline: Kaiming init"
-assert _run.history.lr[0] == 0.01 and not [m for m in _run.model.modules() if isinstance(m, nn.Dropout)]
-_run = run_condition("lr_x30", "none", seed=3, epochs=1, train_limit=200)
-assert _run.history.lr[0] == 0.3, "condition 'lr_x30' trains with lr=0.3"
+_run = checked_run("baseline", "none", seed=3, epochs=1, train_limit=200)
+_std = float(_run.model[1].weight.detach().std())
+assert abs(_std - (2 / 64) ** 0.5) < 0.02, f"baseline: Kaiming init (std {(2 / 64) ** 0.5:.3f}), got {_std:.3f}"
+_dropouts = [m for m in _run.model.modules() if isinstance(m, nn.Dropout)]
+assert _run.history.lr[0] == 0.01 and not _dropouts, \
+    f"baseline: lr 0.01 and no dropout, got lr {_run.history.lr[0]} and {len(_dropouts)} Dropout layers"
+_run = checked_run("lr_x30", "none", seed=3, epochs=1, train_limit=200)
+assert _run.history.lr[0] == 0.3, f"condition 'lr_x30' trains with lr=0.3, the history says {_run.history.lr[0]}"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "ps4_test_run_outcomes", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Outcomes that hold for every seed we tried, even on this short budget (3 epochs, 500 images).
-run = run_condition("lr_x10", "batch", seed=0, epochs=3, train_limit=500)
-assert run.history.val_acc[-1] > 0.8, (
-    f"BN at lr x 10 should reach a validation accuracy above 0.8 in 3 epochs, got {run.history.val_acc[-1]:.2f}: "
-    "is the condition's learning rate applied?")
-run = run_condition("sigmoid", "none", seed=0, epochs=3, train_limit=500)
+run = checked_run("lr_x10", "batch", seed=0, epochs=3, train_limit=500)
+assert run.history.val_acc[-1] > 0.8, \
+    f"BN at lr x 10 should reach a validation accuracy above 0.8 in 3 epochs, got {run.history.val_acc[-1]:.2f}"
+run = checked_run("sigmoid", "none", seed=0, epochs=3, train_limit=500)
 assert run.history.best_val_acc < 0.3, (
     f"a vanilla sigmoid network with Xavier init should still be near chance (0.1) after 3 epochs, got "
-    f"{run.history.best_val_acc:.2f}: is the condition's activation applied?")
+    f"{run.history.best_val_acc:.2f}")
 ### BEGIN HIDDEN TESTS
-_run = run_condition("sigmoid", "batch", seed=1, epochs=3, train_limit=500)
+_run = checked_run("sigmoid", "batch", seed=1, epochs=3, train_limit=500)
 assert _run.history.val_acc[-1] > 0.5, f"BN with sigmoids: validation accuracy {_run.history.val_acc[-1]:.2f}"
-_run = run_condition("normal_init", "none", seed=1, epochs=3, train_limit=500)
-assert _run.history.diverged or _run.history.best_val_acc < 0.3, "vanilla with N(0, 1) init should not train"
-_run = run_condition("lr_x30", "batch", seed=1, epochs=3, train_limit=500)
+_run = checked_run("normal_init", "none", seed=1, epochs=3, train_limit=500)
+assert _run.history.diverged or _run.history.best_val_acc < 0.3, \
+    f"vanilla with N(0, 1) init should not train: best validation accuracy {_run.history.best_val_acc:.2f}"
+_run = checked_run("lr_x30", "batch", seed=1, epochs=3, train_limit=500)
 assert _run.history.val_acc[-1] > 0.8, f"BN at lr x 30: validation accuracy {_run.history.val_acc[-1]:.2f}"
 ### END HIDDEN TESTS
 
@@ -276,15 +359,22 @@ def epochs_to_accuracy(history, target=0.9):
 
 # %% nbgrader={"grade": true, "grade_id": "ps4_test_epochs_to_accuracy", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 history = train.History(val_acc=[0.5, 0.85, 0.92, 0.95, 0.93], train_acc=[0.6, 0.95, 0.97, 0.99, 1.0])
-assert epochs_to_accuracy(history, 0.9) == 3, \
-    f"val_acc {history.val_acc} first reaches 0.9 after epoch 3 (1-based), got {epochs_to_accuracy(history, 0.9)!r}"
-assert epochs_to_accuracy(history, 0.5) == 1, "val_acc reaches 0.5 after the first epoch: 1 (reaching it counts)"
-assert epochs_to_accuracy(history, 0.99) is None, "val_acc never reaches 0.99: None"
+for target, expected, why in [(0.9, 3, "first reaches it after epoch 3, 1-based"),
+                              (0.5, 1, "reaches it after the first epoch: reaching it counts"),
+                              (0.99, None, "never reaches it")]:
+    got = checked(epochs_to_accuracy, history, target)  # on a copy of history, which must stay as it was
+    assert got == expected, f"val_acc {history.val_acc}, target {target}: should be {expected!r} ({why}), got {got!r}"
 ### BEGIN HIDDEN TESTS
-_history = train.History(val_acc=[0.2, 0.7, 0.9, 0.88, 0.97], train_acc=[0.3, 0.92, 0.95, 0.97, 0.99])
-assert epochs_to_accuracy(_history, 0.9) == 3, "the VALIDATION accuracy (reaching the target counts)"
-assert epochs_to_accuracy(_history, 0.95) == 5, "first epoch with val_acc >= 0.95"
-assert epochs_to_accuracy(train.History(), 0.5) is None, "an empty history never reaches anything"
+# Multiples of 1/32, exact in float32 too: a solution comparing in float32 meets the same boundaries.
+_history = train.History(val_acc=[0.25, 0.75, 0.875, 0.84375, 0.96875],
+                         train_acc=[0.3125, 0.90625, 0.9375, 0.96875, 1.0])
+for _target, _expected in [(0.875, 3), (0.9375, 5), (0.25, 1), (0.96875, 5), (1.0, None)]:
+    _got = checked(epochs_to_accuracy, _history, _target)
+    assert _got == _expected, f"val_acc {_history.val_acc}, target {_target}: should be {_expected!r}, got {_got!r}"
+_got = checked(epochs_to_accuracy, _history)
+assert _got == 5, f"the default target is 0.9: val_acc {_history.val_acc} should give 5, got {_got!r}"
+_got = checked(epochs_to_accuracy, train.History(), 0.5)
+assert _got is None, f"an empty history (no epoch trained) never reaches a target: None, got {_got!r}"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -332,7 +422,8 @@ for name in CONDITIONS:
 # the simple, unpaired form.)
 #
 # **Task (5 points).** Implement `scoreboard(results, margin)`. `results` maps each
-# condition to `{"BN": [accuracies], "vanilla": [accuracies]}` (like the grid's). Return
+# condition to `{"BN": [accuracies], "vanilla": [accuracies]}` (like the grid's; lists,
+# tuples or NumPy arrays, which `scoreboard` must leave as they are). Return
 # `(rows, tally)`:
 #
 # - `rows`: a list with one dict per condition, in the order of `results`, with the keys
@@ -367,8 +458,12 @@ def scoreboard(results, margin=0.01):
 
 # %% nbgrader={"grade": true, "grade_id": "ps4_test_scoreboard_verdicts", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 def verdict_of(bn, vanilla, margin=0.01):
-    rows, _ = scoreboard({"c": {"BN": bn, "vanilla": vanilla}}, margin=margin)
-    return rows[0]["verdict"]
+    """The verdict of scoreboard on one condition (called on copies of the accuracies)."""
+    result = checked(scoreboard, {"c": {"BN": bn, "vanilla": vanilla}}, margin=margin)
+    assert isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], list) and len(result[0]) == 1 \
+        and isinstance(result[0][0], dict) and "verdict" in result[0][0], \
+        f"scoreboard should return (rows, tally), one row dict with a 'verdict' per condition; got {result!r}"
+    return result[0][0]["verdict"]
 
 
 cases = [
@@ -383,13 +478,20 @@ for bn, vanilla, expected, why in cases:
     got = verdict_of(bn, vanilla)
     assert got == expected, f"BN {bn} vs vanilla {vanilla}: the verdict should be {expected!r} ({why}), got {got!r}"
 ### BEGIN HIDDEN TESTS
-# d = 0.05; with ddof=1 se = 0.03 (threshold 0.06: draw); with ddof=0 se = 0.021 (BN).
-assert verdict_of([0.88, 0.94], [0.86, 0.86]) == "draw", "use the unbiased variance (ddof=1)"
-# d = 0.045 between se = 0.03 and 2 se = 0.06: draw.
-assert verdict_of([0.895, 0.955], [0.88, 0.88]) == "draw", "the threshold is 2 * se"
-assert verdict_of([0.975, 0.975], [0.97, 0.97], margin=0.001) == "BN", "the margin argument"
-assert verdict_of([0.90, 0.91, 0.92], [0.86, 0.85, 0.84], margin=0.1) == "draw", "the margin argument"
-assert verdict_of(np.array([0.5, 0.52]), (0.9, 0.91)) == "vanilla", "arrays and tuples of accuracies"
+_cases = [
+    ([0.88, 0.94], [0.86, 0.86], 0.01, "draw", "d = 0.05, se = 0.03 with the unbiased variance, threshold 0.06"),
+    ([0.895, 0.955], [0.88, 0.88], 0.01, "draw", "d = 0.045, se = 0.03, threshold 2 se = 0.06"),
+    ([0.975, 0.975], [0.97, 0.97], 0.001, "BN", "d = 0.005, se = 0 (every seed the same), threshold the margin 0.001"),
+    ([0.90, 0.91, 0.92], [0.86, 0.85, 0.84], 0.1, "draw", "d = 0.06, below the margin 0.1"),
+    # Exact in binary: d equals the threshold (the margin, se = 0), which is not more than it.
+    ([0.75, 0.75], [0.5, 0.5], 0.25, "draw", "d = 0.25 equals the threshold 0.25: not larger, a draw"),
+    ([0.5, 0.5], [0.75, 0.75], 0.25, "draw", "d = -0.25 equals minus the threshold: a draw"),
+    (np.array([0.5, 0.52]), (0.9, 0.91), 0.01, "vanilla", "accuracies as a NumPy array and a tuple"),
+]
+for _bn, _vanilla, _margin, _expected, _why in _cases:
+    _got = verdict_of(_bn, _vanilla, margin=_margin)
+    assert _got == _expected, \
+        f"BN {_bn} vs vanilla {_vanilla}, margin {_margin}: the verdict should be {_expected!r} ({_why}), got {_got!r}"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "ps4_test_scoreboard_table", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -399,29 +501,36 @@ measured = {
     "sigmoid": {"BN": [0.9638, 0.9582, 0.9638], "vanilla": [0.1031, 0.1560, 0.1003]},
     "normal_init": {"BN": [0.8802, 0.8663, 0.8719], "vanilla": [0.1003, 0.0000, 0.1003]},
 }
-result = scoreboard(measured)
-assert isinstance(result, tuple) and len(result) == 2, "scoreboard should return (rows, tally)"
+result = checked(scoreboard, measured)  # on a copy of measured, which must stay as it was
+assert isinstance(result, tuple) and len(result) == 2, f"scoreboard should return (rows, tally), got {result!r}"
 rows, tally = result
-assert isinstance(rows, list) and len(rows) == 3, f"rows should be a list with one dict per condition, got {rows!r}"
+assert isinstance(rows, list) and len(rows) == 3 and all(isinstance(row, dict) for row in rows), \
+    f"rows should be a list with one dict per condition, got {rows!r}"
 assert [row.get("condition") for row in rows] == list(measured), \
     f"rows should follow the order of results: {list(measured)}, got {[row.get('condition') for row in rows]}"
-assert set(rows[0]) == {"condition", "BN", "vanilla", "difference", "verdict"}, f"keys of a row: {sorted(rows[0])}"
-assert_close(rows[1]["BN"], np.mean(measured["sigmoid"]["BN"]), "the BN mean of 'sigmoid'")
+for row in rows:
+    assert set(row) == {"condition", "BN", "vanilla", "difference", "verdict"}, \
+        f"the keys of a row are condition, BN, vanilla, difference, verdict; got {sorted(row)}"
+# rtol 1e-5: float32 rounds each accuracy and each step of a mean by at most 6e-8 (relative), so a
+# float32 mean of three is within 3e-7, and a difference larger than 0.3 (as here) within 1e-6.
+assert_close(rows[1]["BN"], np.mean(measured["sigmoid"]["BN"]), "the BN mean of 'sigmoid'", rtol=1e-5)
 assert_close(rows[1]["difference"], np.mean(measured["sigmoid"]["BN"]) - np.mean(measured["sigmoid"]["vanilla"]),
-             "the difference of 'sigmoid'", hint="difference = BN mean - vanilla mean")
+             "the difference of 'sigmoid' (BN mean minus vanilla mean)", rtol=1e-5)
 # BN is ahead where the margin is large; the baseline is within the noise.
 assert [row["verdict"] for row in rows] == ["draw", "BN", "BN"], \
     f"verdicts should be draw, BN, BN, got {[row['verdict'] for row in rows]}"
 assert tally == {"BN": 2, "vanilla": 0, "draw": 1}, \
     f"tally should be {{'BN': 2, 'vanilla': 0, 'draw': 1}} (every key, 0 when none), got {tally!r}"
 ### BEGIN HIDDEN TESTS
-_rows, _tally = scoreboard({"x": {"BN": [0.2, 0.21], "vanilla": [0.9, 0.92]},
-                            "y": {"BN": [0.5, 0.6, 0.55], "vanilla": [0.5, 0.6, 0.55]}})
+# The grid's accuracies may come as NumPy arrays: scoreboard works on them without changing them.
+_rows, _tally = checked(scoreboard, {"x": {"BN": np.array([0.2, 0.21]), "vanilla": np.array([0.9, 0.92])},
+                                     "y": {"BN": [0.5, 0.6, 0.55], "vanilla": [0.5, 0.6, 0.55]}})
 assert [_r["condition"] for _r in _rows] == ["x", "y"] and _tally == {"BN": 0, "vanilla": 1, "draw": 1}, \
     f"rows {_rows}, tally {_tally}"
-assert_close(_rows[0]["difference"], -0.705, "difference of 'x' (BN minus vanilla)")
-assert_close(_rows[0]["vanilla"], 0.91, "vanilla mean of 'x'")
-assert scoreboard({}) == ([], {"BN": 0, "vanilla": 0, "draw": 0}), "no conditions: ([], all zeros)"
+assert_close(_rows[0]["difference"], -0.705, "difference of 'x' (BN minus vanilla)", rtol=1e-5)
+assert_close(_rows[0]["vanilla"], 0.91, "vanilla mean of 'x'", rtol=1e-5)
+_result = checked(scoreboard, {})
+assert _result == ([], {"BN": 0, "vanilla": 0, "draw": 0}), f"no conditions: ([], all zeros), got {_result!r}"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -499,20 +608,21 @@ def probe_along_gradient(model, x, y, step_sizes):
 torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(4, 3))
 x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
-result = probe_along_gradient(model, x, y, [0.0, 0.01, 0.1, 1.0])
-assert isinstance(result, tuple) and len(result) == 2, "return (losses, grad_changes)"
+result = checked(probe_along_gradient, model, x, y, [0.0, 0.01, 0.1, 1.0])  # on a copy of the model
+assert isinstance(result, tuple) and len(result) == 2, f"return (losses, grad_changes), got {type(result).__name__}"
 losses, grad_changes = result
 assert_shape(losses, (4,), "losses")
 assert_shape(grad_changes, (4,), "grad_changes")
 with torch.no_grad():
     loss0 = F.cross_entropy(model(x), y).item()
+# Tolerances: torch computes in float32 (rounding about 1e-7, relative), so rtol 1e-5 and atol 1e-6.
 assert_close(losses[0], loss0, "the loss at step size 0", rtol=1e-5,
              hint="the mean cross-entropy of model(x) against y, F.cross_entropy(net(x), y)")
 assert_close(grad_changes[0], 0.0, "the gradient change at step size 0", atol=1e-6,
              hint="the norm of the DIFFERENCE between the gradient after the step and g")
 assert losses[1] < loss0, \
     f"a small step should lower the loss ({losses[1]:.4f} vs {loss0:.4f}): move to theta - eta * g, against g"
-# To first order, L(theta - eta g) = L(theta) - eta |g|^2.
+# To first order, L(theta - eta g) = L(theta) - eta |g|^2 (the second-order term is below rtol 1e-4 here).
 gradients = torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters()))
 squared_norm = sum(float((gi ** 2).sum()) for gi in gradients)
 assert_close(losses[1], loss0 - 0.01 * squared_norm, "the loss at step size 0.01 (first order)", rtol=1e-4,
@@ -524,22 +634,19 @@ from normlab.references import probe_losses_and_grad_changes as _reference_probe
 torch.manual_seed(5)
 _model = models.mlp(64, 10, hidden=(32, 16), norm="none")
 _x, _y = digits.x_train[:40], digits.y_train[:40]
-for _got, _expected, _what in zip(probe_along_gradient(_model, _x, _y, (0.05, 0.3)),
+# rtol 1e-4: float32 rounding (about 1e-7) grows through the forward and backward passes of the MLP.
+for _got, _expected, _what in zip(checked(probe_along_gradient, _model, _x, _y, (0.05, 0.3)),
                                   _reference_probe(_model, _x, _y, (0.05, 0.3)), ("losses", "grad_changes")):
     assert_close(_got, _expected, f"{_what} of a vanilla MLP", rtol=1e-4, atol=1e-6)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "ps4_test_probe_state", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-# The model comes back unchanged: parameters, BN running statistics, eval mode.
+# The model comes back unchanged: parameters, BN running statistics, eval mode (checked compares
+# them before and after the call).
 torch.manual_seed(1)
 model = models.mlp(64, 10, hidden=(32, 32), norm="batch")
 model.eval()
-before = {name: value.clone() for name, value in model.state_dict().items()}
-probe_along_gradient(model, digits.x_train[:64], digits.y_train[:64], [0.01, 0.1])
-for name, value in model.state_dict().items():
-    assert torch.equal(value, before[name]), \
-        f"{name} changed: work on copy.deepcopy(model), never on the model you were given"
-assert not model.training, "the model was in eval mode and should still be (put the COPY in training mode)"
+checked(probe_along_gradient, model, digits.x_train[:64], digits.y_train[:64], [0.01, 0.1])
 ### BEGIN HIDDEN TESTS
 from normlab.references import probe_losses_and_grad_changes as _reference_probe
 
@@ -548,13 +655,12 @@ from normlab.references import probe_losses_and_grad_changes as _reference_probe
 torch.manual_seed(6)
 _model = models.mlp(64, 10, hidden=(32, 16), norm="batch").eval()
 _x, _y = digits.x_train[:50], digits.y_train[:50]
-for _got, _expected, _what in zip(probe_along_gradient(_model, _x, _y, (0.02, 0.2)),
+for _got, _expected, _what in zip(checked(probe_along_gradient, _model, _x, _y, (0.02, 0.2)),
                                   _reference_probe(_model, _x, _y, (0.02, 0.2)), ("losses", "grad_changes")):
     assert_close(_got, _expected, f"{_what} of an eval-mode BN model (probe it in training mode)", rtol=1e-4,
                  atol=1e-6)
-_model.train()
-_probed = probe_along_gradient(_model, _x, _y, (0.02,))
-assert _model.training, "a model in training mode stays in training mode"
+# A model in training mode stays in training mode, its running statistics as they were.
+checked(probe_along_gradient, _model.train(), _x, _y, (0.02,))
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "ps4_test_probe_outcome", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -565,7 +671,11 @@ changes = {}
 for norm in ("batch", "none"):
     torch.manual_seed(0)
     network = models.mlp(64, 10, hidden=HIDDEN, norm=norm)
-    changes[norm] = probe_along_gradient(network, x, y, [0.01, 0.05, 0.1, 0.2, 0.4])[1]
+    result = checked(probe_along_gradient, network, x, y, [0.01, 0.05, 0.1, 0.2, 0.4])
+    assert isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], np.ndarray), \
+        f"return (losses, grad_changes), two NumPy arrays (np.array(...)); got {result!r}"
+    assert_shape(result[1], (5,), "grad_changes")
+    changes[norm] = result[1]
 assert changes["batch"].max() < changes["none"].max(), (
     f"largest gradient change: BN {changes['batch'].max():.2f}, vanilla {changes['none'].max():.2f}; "
     "BN's should be smaller")
@@ -575,8 +685,8 @@ _max = {}
 for _norm in ("batch", "none"):
     torch.manual_seed(3)
     _network = models.mlp(64, 10, hidden=HIDDEN, norm=_norm)
-    _max[_norm] = probe_along_gradient(_network, _x, _y, [0.05, 0.2, 0.4])[1].max()
-assert _max["batch"] < _max["none"], f"seed 3: {_max}"
+    _max[_norm] = np.max(checked(probe_along_gradient, _network, _x, _y, [0.05, 0.2, 0.4])[1])
+assert _max["batch"] < _max["none"], f"seed 3: largest gradient change {_max}, BN's should be smaller"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -733,8 +843,8 @@ for arm, norm in ARMS.items():
 # ## Before you submit
 #
 # 1. *Kernel → Restart Kernel and Run All Cells* (about a minute or two).
-# 2. `normlab check ps4 ps4.ipynb` (it checks the autograded part; the written answers
-#    are read by a TA).
+# 2. Save the notebook (Ctrl-S) and run the last cell below: it checks the autograded part
+#    of the saved file the way the grader does (the written answers are read by a TA).
 # 3. Submit `ps4.ipynb`.
 #
 # **Summary.** On a small problem, BN's advantages show exactly where vanilla training
@@ -743,3 +853,9 @@ for arm, norm in ARMS.items():
 # several seeds and a rule that compares the difference with the noise. Santurkar et al.'s
 # probe shows BN's gradients changing less along a step, the smoothness that lets it take
 # larger steps.
+
+# %% nbgrader={"grade": false, "grade_id": "ps4_check", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# Save the notebook first (Ctrl-S): this checks the saved file, the way the grader runs it.
+from normlab_tools.check import check
+
+check()
