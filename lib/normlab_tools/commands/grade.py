@@ -16,8 +16,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("submissions", help="a folder with a folder per student (nbgrader's submitted/ "
                         "layout), a folder of <student>_<anything>.ipynb files, or a zip of either")
     parser.add_argument("--course-dir", default=str(COURSE_DIR),
-                        help=f"the nbgrader course directory (default: {COURSE_DIR}, "
-                        "what `normlab build` makes; created from the project's assignments/ if needed)")
+                        help=f"the nbgrader course directory (default: {COURSE_DIR}, or $NORMLAB_COURSE_DIR; "
+                        "outside build/, so make clean keeps it; created from the project's assignments/ if needed)")
     parser.add_argument("--workers", type=int, default=1, help="students graded at once (default 1; "
                         "one per core is a good choice)")
     parser.add_argument("--timeout", type=int, default=None,
