@@ -36,8 +36,10 @@ MISTAKES = [
             'digits_loaders(seed, train_limit, settings["batch_size"])',
             'digits_loaders(seed, min(train_limit, len(digits.y_train)), settings["batch_size"])',
             {"ps4_test_run_basics"}, category="edge_case"),
-    mistake("test accuracy as a float32 scalar (correct)", "ps4_run_condition", "return Run(history, test_acc, model)",
-            "return Run(history, np.float32(test_acc), model)", set(), category="float32"),
+    mistake("test accuracy as a float32 scalar (correct)", "ps4_run_condition",
+            "_, test_acc = train.evaluate(model, test_loader)",
+            "_, test_acc = train.evaluate(model, test_loader)\n    test_acc = np.float32(test_acc)", set(),
+            category="float32"),
     # epochs_to_accuracy
     mistake("0-based epoch", "ps4_epochs_to_accuracy", "enumerate(history.val_acc, start=1)",
             "enumerate(history.val_acc)", {"ps4_test_epochs_to_accuracy"}),
@@ -73,7 +75,8 @@ MISTAKES = [
     mistake("tally without the verdicts that did not occur", "ps4_scoreboard",
             'rows, tally = [], {"BN": 0, "vanilla": 0, "draw": 0}', "rows, tally = [], {}",
             {"ps4_test_scoreboard_table"}, more=(("tally[verdict] += 1", "tally[verdict] = tally.get(verdict, 0) + 1"),)),
-    mistake("the caller's accuracy arrays centred in place", "ps4_scoreboard", "difference = bn.mean() - vanilla.mean()",
+    mistake("the caller's accuracy arrays centred in place", "ps4_scoreboard",
+            "difference = bn.mean() - vanilla.mean()",
             "bn_mean, vanilla_mean = bn.mean(), vanilla.mean()\n        difference = bn_mean - vanilla_mean\n"
             "        bn -= bn_mean\n        vanilla -= vanilla_mean",
             {"ps4_test_scoreboard_verdicts", "ps4_test_scoreboard_table"},

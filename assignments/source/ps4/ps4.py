@@ -121,7 +121,8 @@ def _settings():
 def _state(value):
     """A model's parameters, buffers and mode, or a History's fields, copied."""
     if isinstance(value, nn.Module):
-        return {**{key: tensor.clone() for key, tensor in value.state_dict().items()}, "model.training": value.training}
+        state = {key: tensor.clone() for key, tensor in value.state_dict().items()}
+        return {**state, "model.training": value.training}
     return copy.deepcopy(dataclasses.asdict(value))
 
 
@@ -154,8 +155,8 @@ def checked(function, *args, **kwargs):
                                  "work on a copy (copy.deepcopy) and leave the caller's as it was")
     change = _first_change(settings, _settings())
     if change:
-        raise AssertionError(f"{function.__name__} modified the given settings in place ({change}): "
-                             "build a new dict, {**BASE, **CONDITIONS[name]}, and leave BASE and CONDITIONS as they are")
+        raise AssertionError(f"{function.__name__} modified the given settings in place ({change}): build "
+                             "a new dict, {**BASE, **CONDITIONS[name]}, and leave BASE and CONDITIONS as they are")
     return result
 
 
@@ -295,7 +296,7 @@ assert abs(float(first.std()) - (2 / (64 + 128)) ** 0.5) < 0.02, (
 run = checked_run("normal_init", "batch", seed=0, epochs=1, train_limit=200)
 std = float(run.model[1].weight.detach().std())
 assert abs(std - 1.0) < 0.1, \
-    f"condition 'normal_init' draws every weight from N(0, 1) (models.mlp(..., init='normal')): first layer std {std:.3f}"
+    f"condition 'normal_init' draws every weight from N(0, 1) (models.mlp(..., init='normal')): std {std:.3f}"
 run = checked_run("lr_x10", "batch", seed=0, epochs=1, train_limit=200)
 assert run.history.lr[0] == 0.1, f"condition 'lr_x10' trains with lr=0.1, the history says {run.history.lr[0]}"
 run = checked_run("dropout", "none", seed=0, epochs=1, train_limit=200)
