@@ -28,8 +28,8 @@ MISTAKES = [
     mistake("the model built by normlab.experiments' runner", "ps4_run_condition",
             'model = models.mlp(64, 10, hidden=HIDDEN, norm=norm, activation=settings["activation"],\n'
             '                       init=settings["init"], dropout=settings["dropout"])',
-            "from normlab.experiments import BASE_CONFIG, runner\n"
-            '    config = {**BASE_CONFIG, "hidden": list(HIDDEN), "norm": norm,\n'
+            "from normlab.experiments import conditions, runner\n"
+            '    config = {**conditions.BASE_CONFIG, "hidden": list(HIDDEN), "norm": norm,\n'
             '              **{key: settings[key] for key in ("activation", "init", "dropout")}}\n'
             "    model = runner.build_model(config, (64,), 10)", set(RUN), category="forbidden"),
     mistake("train_limit=None breaks min(train_limit, ...)", "ps4_run_condition",
