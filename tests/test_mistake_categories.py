@@ -21,7 +21,6 @@ NOT_YET_COVERED = {
     "ps1": {"ps1_curvature": ALL, "ps1_standardize": ALL, "ps1_bn_forward": ALL, "ps1_identity": ALL},
     "ps2": {"ps2_backward": {"float32"}, "ps2_gradient_check": {"in_place", "forbidden", "edge_case"},
             "ps2_backward_fast": {"float32"}},
-    "ps4": {"ps4_run_condition": ALL, "ps4_epochs_to_accuracy": ALL, "ps4_scoreboard": ALL, "ps4_probe": ALL},
 }
 
 
