@@ -57,7 +57,6 @@ class CheckReport:
     notebook: Path
     tests: list[TestResult] = field(default_factory=list)
     notes: str = ""  # the grader's one-line notes on the submission ("" when none)
-    seconds: float = 0.0
 
     @property
     def automatic(self) -> list[TestResult]:
@@ -159,14 +158,12 @@ def check_notebooks(assignment_id: str, paths) -> list[CheckReport]:
             finally:
                 started()
             for path in paths:
-                start = time.monotonic()
                 submitted = work / "submitted" / STUDENT / assignment_id
                 shutil.rmtree(submitted, ignore_errors=True)
                 submitted.mkdir(parents=True)
                 shutil.copyfile(path, submitted / f"{notebooks[0]}.ipynb")
                 result = jobs.grade(jobs.JobSpec(STUDENT, assignment_id, str(submitted), feedback=False))
                 report = _report(assignment_id, path, asdict(result), Path(result.job_dir), notebooks[0])
-                report.seconds = time.monotonic() - start
                 reports.append(report)
         finally:
             jobs.worker_teardown()
