@@ -14,7 +14,8 @@ def add_parser(subparsers) -> None:
         "grades.csv and feedback HTML. A re-run grades only new or changed submissions.")
     parser.add_argument("assignment", help="the assignment, e.g. ps1")
     parser.add_argument("submissions", help="a folder with a folder per student (nbgrader's submitted/ "
-                        "layout), a folder of <student>_<anything>.ipynb files, or a zip of either")
+                        "layout), a folder of <student>_<anything>.ipynb files, Canvas's Download Submissions "
+                        "or Gradescope's Export Submissions, or a zip of any of them")
     parser.add_argument("--course-dir", default=str(COURSE_DIR),
                         help=f"the nbgrader course directory (default: {COURSE_DIR}, or $NORMLAB_COURSE_DIR; "
                         "outside build/, so make clean keeps it; created from the project's assignments/ if needed)")
@@ -23,6 +24,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--timeout", type=int, default=None,
                         help="seconds a cell may run (default: the course's nbgrader_config.py, 60)")
     parser.add_argument("--force", action="store_true", help="regrade every submission, changed or not")
+    parser.add_argument("--student", metavar="ID", help="regrade this one student (the id as in grades.csv), "
+                        "changed or not; manual grades given in formgrader are kept")
+    parser.add_argument("--due", metavar="TIME", help="the deadline, e.g. 2026-12-01T23:59 (local time unless "
+                        "a zone is given): a Gradescope submission made after it is marked late "
+                        "(Canvas marks late files itself)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run students' code without a sandbox (only for submissions you trust)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

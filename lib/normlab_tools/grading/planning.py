@@ -1,8 +1,9 @@
 """Who is graded this run: one `Plan` per submission, and which plans need grading.
 
 A plan is the student's chosen notebook files, their fingerprint (files + grading
-settings), intake's notes (e.g. a renamed notebook) and, for a submission that is not a
-usable notebook, the problem (graded 0 at once, never sent to a worker).
+settings), intake's notes (e.g. a renamed notebook) and, for a submission that cannot be
+graded (intake's problem: a symbolic link, an unreadable id, two submissions; or not a
+usable notebook), the problem (graded 0 at once, never sent to a worker).
 """
 
 from __future__ import annotations
@@ -14,26 +15,31 @@ from normlab_tools.grading import intake
 
 @dataclass
 class Plan:
-    student: str
+    student: str  # the internal id
     digest: str
     files: dict
     notes: list[str]
     problem: str | None
+    shown: str = ""  # the id as found (`intake.Submission.id`)
 
 
 def plan_submissions(found: list, notebooks: list[str], assignment: str, key: str) -> list[Plan]:
-    """A plan per submission `intake.read_submissions` found; `key` is the settings' fingerprint."""
+    """A plan per `intake.Submission`; `key` is the settings' fingerprint."""
     plans = []
     for submission in found:
-        files, notes, problem = intake.choose_notebooks(submission, notebooks, assignment)
-        if problem is None:
-            for name in notebooks:
-                problem = intake.notebook_problem(files[f"{name}.ipynb"], assignment)
-                if problem:
-                    problem = problem if len(notebooks) == 1 else f"{name}.ipynb: {problem}"
-                    break
-        files = files or dict(submission.files)
-        plans.append(Plan(submission.student, intake.digest(files, key), files, notes, problem))
+        if submission.problem:
+            files, notes, problem = dict(submission.files), [], submission.problem
+        else:
+            files, notes, problem = intake.choose_notebooks(submission, notebooks, assignment)
+            if problem is None:
+                for name in notebooks:
+                    problem = intake.notebook_problem(files[f"{name}.ipynb"], assignment)
+                    if problem:
+                        problem = problem if len(notebooks) == 1 else f"{name}.ipynb: {problem}"
+                        break
+            files = files or dict(submission.files)
+        plans.append(Plan(submission.student, intake.digest(files, key + "|" + (problem or "")), files, notes,
+                          problem, submission.id))
     return plans
 
 

@@ -32,6 +32,7 @@ class Row:
     total: float = 0.0
     max_score: float = 0.0
     shown: str = ""  # the id as the TA knows it (`students.Student.id`); the internal id when empty
+    late: bool = False  # the LMS marked the submission late (`students.Student.late`)
 
     @property
     def student_id(self) -> str:
@@ -116,24 +117,27 @@ def one_line(text: str) -> str:
 
 
 def rows(course_dir: Path, assignment: str, students: list[str], state_dir: Path, columns,
-         shown: dict | None = None) -> list[Row]:
-    """A row per student (internal ids); `shown` maps internal ids to the ids to print."""
-    shown = shown or {}
+         registry: dict | None = None) -> list[Row]:
+    """A row per student (internal ids); `registry` (internal id -> `students.Student`)
+    gives the id to print and the late flag."""
+    registry = registry or {}
     scores = read_scores(course_dir, assignment, students)
     max_score = sum(c[2] for c in columns)
     rows = []
     for student in students:
+        known = registry.get(student)
+        shown, late = (known.id, known.late) if known else ("", False)
         state = read_state(state_dir, student)
         if state is None or student not in scores:
             rows.append(Row(student, "not graded", "interrupted before this submission was graded",
-                            {}, 0.0, max_score, shown.get(student, "")))
+                            {}, 0.0, max_score, shown, late))
             continue
         points, needs_manual = scores[student]
         status, reason = state["status"], state["reason"]
         if needs_manual and status == "graded":  # e.g. ps4's written answers
             status, reason = "flagged", f"{reason}; {MANUAL_NOTE}"
         rows.append(Row(student, status, reason, points,
-                        sum(points.get(gid, 0.0) for _, gid, _ in columns), max_score, shown.get(student, "")))
+                        sum(points.get(gid, 0.0) for _, gid, _ in columns), max_score, shown, late))
     return rows
 
 
@@ -143,10 +147,11 @@ def write_csv(path: Path, rows: list[Row], columns) -> None:
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student", *(gid for _, gid, _ in columns), "total", "max", "status", "reason"])
+    writer.writerow(["student", *(gid for _, gid, _ in columns), "total", "max", "late", "status", "reason"])
     for row in rows:
         writer.writerow([row.student_id, *(number(row.scores.get(gid)) for _, gid, _ in columns),
-                         number(row.total), number(row.max_score), row.status, row.reason])
+                         number(row.total), number(row.max_score), "late" if row.late else "", row.status,
+                         row.reason])
     temporary = path.with_suffix(".tmp")
     temporary.write_text(buffer.getvalue(), encoding="utf-8")
     os.replace(temporary, path)
@@ -188,6 +193,9 @@ def summary(outcome: Outcome, assignment: str) -> str:
     section("not graded (interrupted):", [r for r in outcome.rows if r.status == "not graded"], 10)
     section("graded, with notes:", [r for r in outcome.rows if r.status == "graded" and r.reason != "all tests passed"
                                     and not r.reason.startswith("lost points on")], 20)
+    late = [r.student_id for r in outcome.rows if r.late]
+    if late:
+        lines.append(f"late (as the LMS marked them): {', '.join(late)}")
     if outcome.skipped:
         lines.append("skipped (not a submission):")
         lines.extend(f"  {entry}: {why}" for entry, why in outcome.skipped)

@@ -5,37 +5,44 @@ The steps (see `normlab_tools.grading` for the design):
 1. lock the course directory's grading state; make sure it has the assignment (its
    source notebooks, nbgrader_config.py, and the assignment in the gradebook), built
    from the project's assignments/ when missing;
-2. read the submissions (`intake`), refuse bad or colliding student ids;
+2. read the submissions (`intake`: folders, Canvas and Gradescope downloads); record
+   each student's id as found, LMS ids and late flag in the registry (`students`), under
+   a safe internal id where the id is not one;
 3. per student: pick the notebook, fingerprint the files and the grading settings;
-   skip students whose fingerprint matches the last run (unless --force); copy the
-   rest into nbgrader's submitted/<student>/psK/;
-4. submissions that are not a usable notebook (empty, invalid JSON, wrong or missing
-   notebook) get 0 at once; the others go to the workers (`jobs`), each grading one
+   skip students whose fingerprint matches the last run (unless --force; --student
+   regrades that one student only); copy the rest into nbgrader's submitted/<student>/psK/;
+4. submissions that cannot be graded (a symbolic link, an unreadable id, two
+   submissions for one student, empty, invalid JSON, wrong or missing notebook) get 0
+   and their reason at once; the others go to the workers (`jobs`), each grading one
    student at a time with nbgrader in a private course directory and a sandboxed kernel;
 5. this process alone writes the course's gradebook: each result is copied into it in
    one transaction, then autograded/ and feedback/ are moved in place, then the
    student's state file records the fingerprint (so an interrupted run resumes where it
    stopped, and a finished one is not redone);
-6. grades.csv and the summary.
+6. grades.csv (ids as found) and the summary, which also lists what in SUBMISSIONS was
+   not a submission (hidden, junk, stray files) and why.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
 
 from normlab_tools.errors import UserError
-from normlab_tools.grading import course, gradebook, planning, report, state
+from normlab_tools.grading import course, gradebook, planning, report, state, students
 
 MAX_WORKERS = 32
 
 
 def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: int = 1,
                 timeout: int | None = None, force: bool = False, sandboxed: bool = True,
-                progress: bool = True) -> report.Outcome:
-    """Grade every submission (see the module docstring). Raises UserError on bad input."""
+                progress: bool = True, student: str | None = None, due: str | None = None) -> report.Outcome:
+    """Grade every submission (see the module docstring); `student`: regrade only this one
+    (an id as found, or the internal id); `due`: the deadline (ISO 8601) that marks a
+    Gradescope submission late. Raises UserError on bad input."""
     from normlab_tools import assignments
     from normlab_tools.grading import intake
     from normlab_tools.grading.sandbox import bubblewrap
@@ -54,6 +61,7 @@ def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: i
         except bubblewrap.SandboxUnavailable as error:
             raise UserError(f"{error}. Refusing to run students' code without a sandbox; "
                             "--no-sandbox grades anyway (only for submissions you trust)") from None
+    deadline = intake.parse_due(due) if due else None
     course_dir = Path(course_dir).resolve()
     submissions = Path(submissions).resolve()
     state_dir = course_dir / "grading" / assignment
@@ -65,15 +73,23 @@ def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: i
         gradebook.backup(course_dir)  # before this run writes anything
         notebooks = course.prepare_course(course_dir, assignment)
         timeout = timeout or course.course_timeout(course_dir)
-        found = intake.read_submissions(submissions, work / "intake")
+        found = intake.read_submissions(submissions, work / "intake", deadline)
+        students.update_registry(course_dir, [s.info for s in found.submissions if s.info])
+        registry = students.read_registry(course_dir)
+        _write_skipped(state_dir, found.skipped)
         key = course.settings_key(course_dir, assignment, timeout, sandboxed)
-        plans = planning.plan_submissions(found, notebooks, assignment, key)
+        plans = planning.plan_submissions(found.submissions, notebooks, assignment, key)
         states = {p.student: state.read_state(state_dir, p.student) for p in plans}
         in_gradebook = gradebook.read_scores(course_dir, assignment, [p.student for p in plans])
-        todo = planning.to_grade(plans, states, in_gradebook, force)
+        if student is not None:
+            chosen = _the_student(plans, student, submissions)
+            todo = [chosen]
+            plans = [p for p in plans if p is chosen or states[p.student] is not None]
+        else:
+            todo = planning.to_grade(plans, states, in_gradebook, force)
         unchanged = len(plans) - len(todo)
         in_place = (course_dir / "submitted").resolve()
-        for plan in todo:
+        for plan in todo:  # submitted/<internal id>/: what nbgrader and formgrader read
             target = course_dir / "submitted" / plan.student / assignment
             if not all(Path(f).resolve().is_relative_to(in_place) for f in plan.files.values()):
                 intake.place(plan.files, target)
@@ -96,14 +112,32 @@ def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: i
                              notebooks)
             except KeyboardInterrupt:
                 interrupted = True
-        rows = report.rows(course_dir, assignment, [p.student for p in plans], state_dir, columns)
+        rows = report.rows(course_dir, assignment, [p.student for p in plans], state_dir, columns, registry)
         csv_path = state_dir / "grades.csv"
         report.write_csv(csv_path, rows, columns)
         if not interrupted:
             shutil.rmtree(work, ignore_errors=True)
     if interrupted:
         raise KeyboardInterrupt
-    return report.Outcome(rows, unchanged, csv_path, feedback_root)
+    return report.Outcome(rows, unchanged, csv_path, feedback_root, found.skipped)
+
+
+def _the_student(plans: list[planning.Plan], wanted: str, submissions: Path) -> planning.Plan:
+    """--student: the plan whose id as found (exactly, else up to case) or internal id is `wanted`."""
+    for same in (lambda p: p.shown == wanted, lambda p: p.shown.casefold() == wanted.casefold(),
+                 lambda p: p.student == wanted):
+        matches = [p for p in plans if same(p)]
+        if len(matches) == 1:
+            return matches[0]
+    ids = ", ".join(repr(p.shown) for p in plans[:20]) + (" ..." if len(plans) > 20 else "")
+    raise UserError(f"--student {wanted!r}: no such student in {submissions} (its students: {ids})")
+
+
+def _write_skipped(state_dir: Path, skipped: list[tuple[str, str]]) -> None:
+    """What SUBMISSIONS held that was not graded, for `normlab export`'s reasons."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "skipped.json").write_text(json.dumps([{"entry": e, "why": w} for e, w in skipped], indent=1,
+                                                       ensure_ascii=False), encoding="utf-8")
 
 
 def _worker_config(course_dir, work, assignment, timeout, sandboxed, submissions, notebooks) -> dict:
@@ -180,7 +214,7 @@ def grade_main(args: argparse.Namespace) -> int:
     try:
         outcome = grade_class(args.assignment, Path(args.submissions), course_dir, workers=args.workers,
                               timeout=args.timeout, force=args.force, sandboxed=not args.no_sandbox,
-                              progress=not args.quiet)
+                              progress=not args.quiet, student=args.student, due=args.due)
     except KeyboardInterrupt:
         print("normlab grade: interrupted; the grades so far are saved: run the same command again "
               "to grade the rest", file=sys.stderr)

@@ -8,9 +8,10 @@ for the class and stable from run to run. The registry,
 ``COURSE/grading/students.json``, maps internal ids back, with what the LMS said of the
 student (name, its ids, a late flag, the downloaded file names)::
 
-    {"Jos_Garc_a-3f2a9c1d": {"id": "José García", "name": "José García", "lms": "canvas",
-                             "lms_ids": {"user_id": "12345", "submission_id": "678"},
-                             "late": true, "files": ["garciajose_LATE_12345_678_ps1.ipynb"]}}
+    {"Jos_Garc_a-3f2a9c1d": {"id": "José García", "name": "José García", "lms": "gradescope",
+                             "lms_ids": {"submission_id": "678", "sid": "12345", "email": "jg@example.edu"},
+                             "late": true, "submitted_at": "2026-12-02T09:15:00+00:00",
+                             "files": ["submission_678"]}}
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Student:
     name: str = ""  # a display name, when the LMS gives one
     lms: str = ""  # "canvas", "gradescope", or "" for a plain folder
     lms_ids: dict = field(default_factory=dict)  # the LMS's own ids (user_id, submission_id, sid, email, ...)
-    late: bool = False  # the LMS marked the submission late
+    late: bool = False  # the LMS marked the submission late (Gradescope: made after --due)
+    submitted_at: str = ""  # when the LMS says it was submitted (Gradescope's :created_at:), ISO 8601
     files: list = field(default_factory=list)  # the file names in the download, for re-upload naming
 
 
@@ -58,8 +60,9 @@ def read_registry(course_dir: Path) -> dict[str, Student]:
         data = json.loads((Path(course_dir) / REGISTRY).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {internal: Student(internal=internal, **{k: v for k, v in entry.items() if k != "internal"})
-            for internal, entry in data.items()}
+    known = set(Student.__dataclass_fields__) - {"internal"}
+    return {internal: Student(internal=internal, **{k: v for k, v in entry.items() if k in known})
+            for internal, entry in data.items() if isinstance(entry, dict) and "id" in entry}
 
 
 def update_registry(course_dir: Path, students: list[Student]) -> None:
