@@ -24,9 +24,16 @@ it has widget state. Pointing these at local copies is the offline-slides step's
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import multiprocessing
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -85,12 +92,20 @@ def execute_notebook(path_in, path_out, timeout: int = CELL_TIMEOUT, cwd=None) -
     path_in, path_out = Path(path_in), Path(path_out)
     notebook = read_source(path_in)
     path_out.parent.mkdir(parents=True, exist_ok=True)
+    seconds, error = execute(notebook, path_in, Path(cwd) if cwd else path_out.parent, timeout)
+    nbformat.write(notebook, path_out)
+    return seconds, error
+
+
+def execute(notebook: nbformat.NotebookNode, source: Path, cwd: Path, timeout: int = CELL_TIMEOUT
+            ) -> tuple[float, str | None]:
+    """Run `notebook` (read from `source`) in place in folder `cwd`; (seconds, error) as execute_notebook."""
     running = {"cell": None}
     client = NotebookClient(
         notebook,
         timeout=timeout,
         kernel_manager_class=InterpreterKernelManager,
-        resources={"metadata": {"path": str(Path(cwd) if cwd else path_out.parent)}},
+        resources={"metadata": {"path": str(cwd)}},
         on_cell_execute=lambda cell, cell_index: running.update(cell=cell_index),
     )
     start = time.perf_counter()
@@ -98,10 +113,8 @@ def execute_notebook(path_in, path_out, timeout: int = CELL_TIMEOUT, cwd=None) -
         client.execute()
         error = None
     except Exception as exc:  # a failing notebook is a result, not a crash of the build
-        error = _describe(exc, running["cell"], _cell_lines(path_in, len(notebook.cells)), timeout)
-    seconds = time.perf_counter() - start
-    nbformat.write(notebook, path_out)
-    return seconds, error
+        error = _describe(exc, running["cell"], _cell_lines(source, len(notebook.cells)), timeout)
+    return time.perf_counter() - start, error
 
 
 def _cell_lines(path: Path, cell_count: int) -> list[int] | None:
@@ -149,12 +162,23 @@ class BuildOptions:
     numbers: list[int] = field(default_factory=list)  # lecture numbers to build; empty: all
     execute: bool = True
     timeout: int = CELL_TIMEOUT
+    force: bool = False                             # rebuild everything, cache or not
+    jobs: int = 1                                   # tasks run at once (processes)
+
+
+@dataclass
+class Result:
+    """What a task did: `error` None or why it failed (first line: summary); `reused`
+    when nothing had to run again (outputs from the cache, products up to date)."""
+    error: str | None = None
+    reused: bool = False
 
 
 @dataclass
 class Task:
-    name: str                      # as shown in the table, e.g. "course/01_input_normalization"
-    run: Callable[[], str | None]  # does the work; returns None or an error (first line: summary)
+    name: str                                   # as shown in the table, e.g. "course/01_input_normalization"
+    run: Callable[[], Result | str | None]      # does the work: a Result, or None / an error text
+    after: tuple[str, ...] = ()                 # tasks that must finish first (whether or not they failed)
 
 
 @dataclass
@@ -162,10 +186,13 @@ class Row:
     name: str
     seconds: float
     error: str | None
+    reused: bool = False
 
     @property
     def status(self) -> str:
-        return "ok" if self.error is None else "failed: " + self.error.splitlines()[0]
+        if self.error is not None:
+            return "failed: " + self.error.splitlines()[0]
+        return "cached" if self.reused else "ok"
 
 
 def lecture_number(path: Path) -> int | None:
@@ -180,29 +207,138 @@ def sources(folder: Path, numbers: Sequence[int] = ()) -> list[Path]:
     return [path for path in found if not numbers or lecture_number(path) in numbers]
 
 
-def build_notebook(source: Path, target: Path, options: BuildOptions) -> str | None:
-    """source .py -> target .ipynb (executed unless options.execute is off) -> target .html."""
+# --- products and their stamps: content hashes, never modification times --------------------
+
+STAMPS = ".stamps"  # OUT/.stamps/<product>.json: what each product was last made from
+
+
+def digest(*parts: str | bytes) -> str:
+    """A hash of texts and bytes, in order."""
+    hashed = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        hashed.update(len(data).to_bytes(8, "little") + data)
+    return hashed.hexdigest()
+
+
+@functools.cache
+def tooling_digest(*modules: str) -> str:
+    """A hash of this package's modules (e.g. "build", "slides") and the installed
+    distributions: what turns an executed notebook into HTML, slides or the site."""
+    from normlab_tools import execution_cache
+
+    here = Path(__file__).parent
+    return digest(execution_cache.dependencies_digest(),
+                  *(f"{name}\0".encode() + (here / f"{name}.py").read_bytes() for name in modules))
+
+
+def _stamp_path(out: Path, product: Path) -> Path:
+    return out / STAMPS / f"{product.relative_to(out).as_posix()}.json"
+
+
+def read_stamp(out: Path, product: Path) -> dict:
+    """What `product` (a path under `out`) was made from, as recorded; {} when unknown."""
+    try:
+        return json.loads(_stamp_path(out, product).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_stamp(out: Path, product: Path, **record) -> None:
+    path = _stamp_path(out, product)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(record, sort_keys=True))
+    temporary.replace(path)
+
+
+def is_current(out: Path, product: Path, made_from: str) -> bool:
+    """Whether `product` exists and was made from inputs hashing to `made_from`."""
+    return product.exists() and read_stamp(out, product).get("made_from") == made_from
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` unless the file holds it already (its time stays, for tools that look)."""
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
+# --- one notebook: executed (or taken from the cache), then its HTML ------------------------
+
+
+def executed_notebook(source: Path, target: Path, options: BuildOptions, force: bool | None = None,
+                      retry_failed: bool = True) -> tuple[bool, str | None]:
+    """Write `target`: the Jupytext `source` executed, its outputs from the execution cache
+    when its code and inputs match a stored run (see normlab_tools.execution_cache).
+
+    `force` (default: options.force) runs it whatever the cache holds. With
+    `retry_failed` off, a notebook that failed with the same inputs before is not run
+    again (the slides ask after the course step ran it). Returns (reused, error).
+    Raises NotebookSourceError when `source` is not a Jupytext notebook.
+    """
+    from normlab_tools import execution_cache
+
+    force = options.force if force is None else force
+    notebook = read_source(source)
+    for index, cell in enumerate(notebook.cells):  # Jupytext makes random ids: same source, same file
+        cell.id = f"cell-{index}"
+    run_dir = target.parent
+    run_dir.mkdir(parents=True, exist_ok=True)
+    execution_cache.with_inputs(notebook, source, run_dir, options.root)
+    cache = execution_cache.open_cache(options.out)
+    key = cache.create_hashed_notebook(notebook)[1]
+    if not force:
+        merged = cache.executed(notebook)
+        if merged is not None:
+            write_if_changed(target, nbformat.writes(merged))
+            write_stamp(options.out, target, made_from=key, error=None)
+            return True, None
+        stamp = read_stamp(options.out, target)
+        if not retry_failed and target.exists() and stamp.get("made_from") == key and stamp.get("error"):
+            return True, stamp["error"]
+    _, error = execute(notebook, source, run_dir, options.timeout)
+    if error is None:
+        cache.store(notebook, uri=str(source))
+        notebook = cache.executed(notebook)
+    notebook.metadata.pop(execution_cache.INPUTS_KEY, None)
+    write_if_changed(target, nbformat.writes(notebook))
+    write_stamp(options.out, target, made_from=key, error=error)
+    return False, error
+
+
+def build_notebook(source: Path, target: Path, options: BuildOptions) -> Result:
+    """source .py -> target .ipynb (executed unless options.execute is off) -> target .html.
+    The HTML is made again only when the notebook or the tools that write it changed."""
     html = target.with_suffix(".html")
     if options.execute:
-        _, error = execute_notebook(source, target, options.timeout)
+        reused, error = executed_notebook(source, target, options)
         if error:
             html.unlink(missing_ok=True)  # no stale page beside a failed notebook
-            return error
+            return Result(error)
     else:
+        reused = False
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(read_source(source), target)
-    export_html(target, html)
-    return None
+        write_stamp(options.out, target, made_from="not executed", error=None)
+    made_from = digest(target.read_bytes(), tooling_digest("build"))
+    if options.force or not is_current(options.out, html, made_from):
+        export_html(target, html)
+        write_stamp(options.out, html, made_from=made_from)
+    return Result(reused=reused)
 
 
 def notebook_step(folder: str) -> Callable[[BuildOptions], list[Task]]:
     """The step that builds every notebook of ROOT/folder into OUT/folder."""
-    def plan(options: BuildOptions) -> list[Task]:
-        return [Task(f"{folder}/{source.stem}",
-                     partial(build_notebook, source, options.out / folder / f"{source.stem}.ipynb", options))
-                for source in sources(options.root / folder, options.numbers)]
-    return plan
+    return partial(_notebook_tasks, folder)
 
+
+def _notebook_tasks(folder: str, options: BuildOptions) -> list[Task]:
+    return [Task(f"{folder}/{source.stem}",
+                 partial(build_notebook, source, options.out / folder / f"{source.stem}.ipynb", options))
+            for source in sources(options.root / folder, options.numbers)]
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -226,25 +362,89 @@ def check_options(options: BuildOptions) -> None:
     if unknown:
         raise UserError(f"no lecture numbered {', '.join(f'{n:02d}' for n in unknown)} in {course} "
                         f"(lectures: {', '.join(f'{n:02d}' for n in known) or 'none'})")
+    if options.jobs < 1:
+        raise UserError(f"-j needs a whole number of at least 1, got {options.jobs}")
+
+
+# --- running the tasks: in order, or several processes at once -------------------------------
+
+
+def default_jobs() -> int:
+    """The cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def run_task(task: Task) -> tuple[Result, float]:
+    """Run one task; its failure is its result, never an exception. (Result, seconds)."""
+    start = time.perf_counter()
+    try:
+        result = task.run()
+    except NotebookSourceError as exc:
+        result = Result(str(exc))
+    except Exception as exc:  # one broken product stops nothing else
+        result = Result(f"{type(exc).__name__}: {exc}")
+    if not isinstance(result, Result):
+        result = Result(result)
+    return result, time.perf_counter() - start
 
 
 def run_build(options: BuildOptions, steps, progress: bool = True) -> list[Row]:
-    """Run every task of every step; one row per task, failures included."""
+    """Run every task of every step; one row per task, failures included, in the steps' order.
+
+    With options.jobs > 1, tasks run in that many worker processes, each as soon as the
+    tasks it comes `after` have finished (failed or not)."""
     check_options(options)
     tasks = [task for step in steps for task in step(options)]
-    rows = []
-    with tqdm(tasks, desc="normlab build", unit="notebook", disable=not progress) as bar:
-        for task in bar:
-            bar.set_postfix_str(task.name)
-            start = time.perf_counter()
-            try:
-                error = task.run()
-            except NotebookSourceError as exc:
-                error = str(exc)
-            except Exception as exc:  # one broken product stops nothing else
-                error = f"{type(exc).__name__}: {exc}"
-            rows.append(Row(task.name, time.perf_counter() - start, error))
-    return rows
+    names = {task.name for task in tasks}
+    results: dict[str, tuple[Result, float]] = {}
+    with tqdm(total=len(tasks), desc="normlab build", unit="task", disable=not progress) as bar:
+        if options.jobs == 1 or len(tasks) < 2:
+            for task in tasks:
+                bar.set_postfix_str(task.name)
+                results[task.name] = run_task(task)
+                bar.update()
+        else:
+            _run_in_processes(tasks, names, min(options.jobs, len(tasks)), results, bar)
+    return [Row(task.name, results[task.name][1], results[task.name][0].error, results[task.name][0].reused)
+            for task in tasks]
+
+
+def _run_in_processes(tasks: list[Task], names: set[str], jobs: int, results: dict, bar) -> None:
+    """Run `tasks` in `jobs` processes, each once those it comes after are done."""
+    context = multiprocessing.get_context("spawn")  # a clean interpreter: no threads or kernels inherited
+    waiting = list(tasks)
+    running: dict[Future, Task] = {}
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    try:
+        while waiting or running:
+            ready = [task for task in waiting if all(name in results or name not in names for name in task.after)]
+            if not ready and not running:  # they wait on each other: nothing can start
+                for task in waiting:
+                    results[task.name] = (Result(f"waits for {', '.join(task.after)}, which never finish"), 0.0)
+                break
+            for task in ready[: max(0, jobs - len(running))]:
+                waiting.remove(task)
+                running[pool.submit(run_task, task)] = task
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = running.pop(future)
+                try:
+                    results[task.name] = future.result()
+                except BrokenProcessPool:  # the worker died (killed, out of memory): a new pool for the rest
+                    results[task.name] = (Result("the build process running it died"), 0.0)
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    for lost in list(running):
+                        results[running.pop(lost).name] = (Result("the build process running it died"), 0.0)
+                    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+                except Exception as exc:  # e.g. a task that cannot be sent to a process
+                    results[task.name] = (Result(f"{type(exc).__name__}: {exc}"), 0.0)
+                bar.set_postfix_str(task.name)
+                bar.update()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def format_table(rows: Sequence[Row]) -> str:

@@ -12,6 +12,7 @@ The engine and the notebook step are `normlab_tools.build`; the slides step is
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -23,17 +24,46 @@ from normlab_tools.build import BuildOptions, Row, Task, find_root, format_table
 
 
 def assignments_step(options: BuildOptions) -> list[Task]:
-    """Per assignment: the nbgrader student release and the answer key (normlab_tools.assignments).
-    Left out when lectures are selected by number or the project has no assignments."""
+    """Per assignment: the nbgrader student release and the answer key (normlab_tools.assignments),
+    one assignment at a time (they share nbgrader's gradebook). Left out when lectures are
+    selected by number or the project has no assignments."""
     if options.numbers or not (options.root / "assignments" / "nbgrader_config.py").is_file():
         return []
+    ids = assignment_ids(options.root)
+    return [Task(f"assignments/{aid}", partial(build_assignment, aid, options),
+                 after=(f"assignments/{ids[i - 1]}",) if i else ())
+            for i, aid in enumerate(ids)]
 
-    def run(assignment_id: str) -> str | None:
-        rows = build_assignments(options.root, options.out, only=[assignment_id])
-        failed = [f"{row.name}: {row.status}" for row in rows if row.status != "ok"]
-        return "; ".join(failed) or None
 
-    return [Task(f"assignments/{aid}", partial(run, aid)) for aid in assignment_ids(options.root)]
+def assignment_inputs(assignment_id: str, options: BuildOptions) -> str:
+    """A hash of what an assignment's release and answer key are made from: its source
+    folder, the course's nbgrader settings, the library code its notebooks import, the
+    installed versions and the tools that build them."""
+    from normlab_tools import execution_cache
+
+    folder = options.root / "assignments" / "source" / assignment_id
+    parts = [(options.root / "assignments" / "nbgrader_config.py").read_bytes()]
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        parts += [path.relative_to(folder).as_posix(), path.read_bytes()]
+        if path.suffix == ".py":
+            notebook = execution_cache.with_inputs(build.read_source(path), path, folder, options.root)
+            parts.append(json.dumps(notebook.metadata[execution_cache.INPUTS_KEY], sort_keys=True))
+    return build.digest(*parts, build.tooling_digest("build", "course", "assignments", "kernels"))
+
+
+def build_assignment(assignment_id: str, options: BuildOptions) -> build.Result:
+    """The release and answer key of one assignment, unless they are current."""
+    release = options.out / "nbgrader" / "release" / assignment_id
+    answers = options.out / "answers" / assignment_id
+    made_from = assignment_inputs(assignment_id, options)
+    if not options.force and answers.exists() and build.is_current(options.out, release, made_from):
+        return build.Result(reused=True)
+    rows = build_assignments(options.root, options.out, only=[assignment_id])
+    failed = [f"{row.name}: {row.status}" for row in rows if row.status != "ok"]
+    if failed:
+        return build.Result("; ".join(failed))
+    build.write_stamp(options.out, release, made_from=made_from)
+    return build.Result()
 
 
 STEPS: list[Callable[[BuildOptions], list[Task]]] = [
@@ -48,7 +78,8 @@ def build_course(options: BuildOptions, progress: bool = True) -> list[Row]:
 def main(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve() if args.root else find_root()
     options = BuildOptions(root=root, out=Path(args.out).resolve() if args.out else root / "build",
-                           numbers=args.numbers, execute=args.execute, timeout=args.timeout)
+                           numbers=args.numbers, execute=args.execute, timeout=args.timeout,
+                           force=args.force, jobs=args.jobs or build.default_jobs())
     rows = build_course(options)
     failed = [row for row in rows if row.error]
     for row in failed:

@@ -38,7 +38,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from functools import partial
 from html.parser import HTMLParser
@@ -353,58 +352,32 @@ def export_slides(notebook_path: Path, slides_path: Path) -> str:
     return title
 
 
-def _executed(notebook_path: Path) -> bool:
-    cells = nbformat.read(notebook_path, as_version=4).cells
-    return all(cell.execution_count is not None for cell in cells if cell.cell_type == "code" and cell.source.strip())
+def build_lecture_slides(source: Path, options: BuildOptions, rerun: bool = False) -> build.Result:
+    """One task: the executed notebook of `source` (OUT/course/, from the execution cache
+    or run now; see build.executed_notebook), then its slides in OUT/slides/, made again
+    only when that notebook or the slides' tools changed.
 
-
-def _library_mtime() -> float:
-    """When the teaching library the lectures import (the `normlab` package) last changed:
-    its figures and numbers are in the notebooks. The tooling is a package of its own."""
-    import normlab
-
-    return max(path.stat().st_mtime for path in Path(normlab.__file__).parent.rglob("*.py"))
-
-
-def notebook_is_current(source: Path, options: BuildOptions) -> bool:
-    """Whether OUT/course/<name>.ipynb can be reused for `source`: it is newer than the
-    lecture and the library, it ran to the end (its HTML page exists) and, unless
-    options.execute is off, it was executed."""
+    In `normlab build` the course step has just made the notebook, so this finds it in
+    the cache (or its failure recorded) and runs nothing; `rerun` runs it again."""
     target = options.out / "course" / f"{source.stem}.ipynb"
-    if not (target.exists() and target.with_suffix(".html").exists()):
-        return False
-    return (target.stat().st_mtime >= max(source.stat().st_mtime, _library_mtime())
-            and (not options.execute or _executed(target)))
-
-
-def executed_notebook(source: Path, options: BuildOptions, planned_at: float, reuse: bool = True) -> str | None:
-    """Make sure OUT/course/<name>.ipynb is the executed `source`; None, or why it is not.
-
-    A notebook written since `planned_at` (by this build's course step) is taken as it
-    is; an older one is reused when current (see notebook_is_current), else (or if not
-    `reuse`) the lecture is built again."""
-    target = options.out / "course" / f"{source.stem}.ipynb"
-    if target.exists() and target.stat().st_mtime >= planned_at:
-        if not target.with_suffix(".html").exists():
-            return f"course/{source.stem} did not run to the end, so it has no slides"
-        return None
-    if reuse and notebook_is_current(source, options):
-        return None
-    error = build.build_notebook(source, target, options)
+    page = options.out / "slides" / f"{source.stem}.slides.html"
+    if options.execute:
+        reused, error = build.executed_notebook(source, target, options, force=rerun, retry_failed=rerun)
+    else:
+        reused, error = False, None
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(build.read_source(source), target)
     if error:
-        return f"course/{source.stem} failed, so it has no slides: {error}"
-    return None
-
-
-def build_lecture_slides(source: Path, options: BuildOptions, planned_at: float, reuse: bool = True) -> str | None:
-    """One task: the executed notebook of `source`, then its slides in OUT/slides/."""
-    error = executed_notebook(source, options, planned_at, reuse)
-    if error:
-        (options.out / "slides" / f"{source.stem}.slides.html").unlink(missing_ok=True)
-        return error
-    export_slides(options.out / "course" / f"{source.stem}.ipynb",
-                  options.out / "slides" / f"{source.stem}.slides.html")
-    return None
+        page.unlink(missing_ok=True)
+        what = "did not run to the end" if reused else f"failed: {error}"
+        return build.Result(f"course/{source.stem} {what}, so it has no slides")
+    made_from = build.digest(target.read_bytes(), build.tooling_digest("build", "slides"))
+    if rerun or options.force or not build.is_current(options.out, page, made_from):
+        export_slides(target, page)
+        build.write_stamp(options.out, page, made_from=made_from)
+        return build.Result(reused=False)
+    return build.Result(reused=True)
 
 
 # --- the index page -------------------------------------------------------------------------
@@ -471,16 +444,20 @@ def _vendor_task(slides_dir: Path) -> str | None:
     return None
 
 
-def slides_step(options: BuildOptions, reuse: bool = True) -> list[Task]:
-    """The build step: vendor/ (the JavaScript), one task per lecture, then index.html.
-    With `reuse` off, every lecture is executed again (see executed_notebook)."""
-    planned_at = time.time()
+def _index_task(slides_dir: Path) -> None:
+    write_index(slides_dir)
+
+
+def slides_step(options: BuildOptions, rerun: bool = False) -> list[Task]:
+    """The build step: vendor/ (the JavaScript), one task per lecture (after the lecture's
+    course task, when the build has one), then index.html. `rerun`: execute them again."""
     slides_dir = options.out / "slides"
     lectures = build.sources(options.root / "course", options.numbers)
+    names = [f"slides/{source.stem}" for source in lectures]
     return [Task("slides/vendor", partial(_vendor_task, slides_dir)),
-            *(Task(f"slides/{source.stem}", partial(build_lecture_slides, source, options, planned_at, reuse))
-              for source in lectures),
-            Task("slides/index", lambda: write_index(slides_dir) and None)]
+            *(Task(name, partial(build_lecture_slides, source, options, rerun), after=(f"course/{source.stem}",))
+              for name, source in zip(names, lectures)),
+            Task("slides/index", partial(_index_task, slides_dir), after=tuple(names))]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -492,7 +469,7 @@ def main(args: argparse.Namespace) -> int:
                            numbers=args.numbers, execute=args.execute, timeout=args.timeout)
     build.check_options(options)
     fetch_assets()  # a UserError here (no npm, offline) is one clear line, before any work
-    rows = build.run_build(options, steps=[partial(slides_step, reuse=not args.rerun)])
+    rows = build.run_build(options, steps=[partial(slides_step, rerun=args.rerun)])
     failed = [row for row in rows if row.error]
     for row in failed:
         if "\n" in row.error.strip():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from normlab_tools.commands.arguments import add_project_arguments, lecture_number
+from normlab_tools.commands.arguments import add_project_arguments, lecture_number, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -14,6 +14,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("numbers", nargs="*", type=lecture_number, metavar="NN",
                         help="build only these lectures (and their solutions), e.g. 01 03")
     add_project_arguments(parser, "seconds allowed per cell")
+    parser.add_argument("-j", "--jobs", type=positive_int, default=None, metavar="N",
+                        help="build N notebooks at once, each in its own process (default: this machine's cores)")
+    parser.add_argument("--force", action="store_true",
+                        help="run every notebook and rebuild every product, even those the cache says are current")
     parser.set_defaults(handler=run)
 
 

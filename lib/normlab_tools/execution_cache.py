@@ -1,0 +1,243 @@
+"""The build's execution cache: a notebook runs again only when what its outputs depend on changed.
+
+jupyter-cache is the store (OUT/.jupyter_cache): it keys an executed notebook by a hash
+of its code cells and the notebook metadata it is told to hash. Before the lookup,
+`with_inputs` writes into the notebook's metadata (under INPUTS_KEY) content hashes of
+everything else the outputs depend on, so a change to any of them is a new key:
+
+- the library code it can import: the modules its code cells import from the project's
+  packages (ROOT/lib, and wherever `normlab` is installed), followed through their own
+  imports (absolute, relative, inside functions) and their packages' __init__ files;
+  a cell that does not parse counts as importing the whole library;
+- the data it reads: every string constant of its code that names an existing file
+  (absolute, or relative to the folder it runs in, its source's folder or the project),
+  or a folder when the string has a '/' (every file in it); the scikit-learn data sets
+  ship inside scikit-learn, so its version covers them;
+- the folder it runs in (its outputs may print or read relative paths);
+- the dependency versions: every installed distribution's name and version, and Python's.
+
+Markdown and cell metadata are not part of the key: the executed notebook is the
+current source with the cached outputs merged in, so editing prose never re-runs code.
+Contents, never modification times: a `touch` re-runs nothing, a revert hits the cache.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import importlib.metadata
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+from jupyter_cache.cache.main import JupyterCacheBase
+
+INPUTS_KEY = "normlab_execution_inputs"  # notebook metadata, hashed with the code cells
+CACHE_FOLDER = ".jupyter_cache"          # under the build's output folder
+DATA_FILE_LIMIT = 2000                   # files hashed per folder a notebook names
+
+
+class ExecutionCache(JupyterCacheBase):
+    """jupyter-cache keyed on the code cells, the kernelspec and INPUTS_KEY (no cell metadata)."""
+
+    def create_hashed_notebook(self, nb, nb_metadata=("kernelspec", INPUTS_KEY), cell_metadata=()):
+        return super().create_hashed_notebook(nb, nb_metadata=nb_metadata, cell_metadata=cell_metadata)
+
+    def executed(self, notebook: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
+        """`notebook` with the outputs of its cached execution merged in, or None (a miss).
+        Its markdown and cell metadata are the current ones; INPUTS_KEY is dropped."""
+        try:
+            _, merged = self.merge_match_into_notebook(notebook, cell_meta=())
+        except KeyError:
+            return None
+        merged.metadata.pop(INPUTS_KEY, None)
+        return merged
+
+    def store(self, notebook: nbformat.NotebookNode, uri: str) -> None:
+        """Keep a notebook that ran to the end (with INPUTS_KEY in its metadata)."""
+        from jupyter_cache.base import CacheBundleIn
+
+        self.cache_notebook_bundle(CacheBundleIn(notebook, uri), check_validity=False, overwrite=True)
+
+
+def open_cache(out: Path) -> ExecutionCache:
+    """The cache of the build into `out` (created on first use)."""
+    cache = ExecutionCache(str(Path(out) / CACHE_FOLDER))
+    cache.db  # noqa: B018 - creates the database now, not in two processes at once later
+    return cache
+
+
+# --- what a notebook's outputs depend on ------------------------------------------------------
+
+
+def with_inputs(notebook: nbformat.NotebookNode, source: Path, run_dir: Path, root: Path) -> nbformat.NotebookNode:
+    """`notebook` with its inputs' hashes in its metadata (see the module docstring)."""
+    codes = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+    trees = [_parse(code) for code in codes]
+    packages = library_packages(root)
+    if any(tree is None for tree in trees):  # cannot tell what it imports: all of it
+        files = sorted({path for folder in packages.values() for path in folder.rglob("*.py")})
+    else:
+        imported = {name for tree in trees for name in _imports(tree, package=None)}
+        files = library_files(imported, packages)
+    bases = [Path(run_dir), Path(source).parent, Path(root)]
+    data = sorted({path for tree in trees if tree is not None for path in data_files(tree, bases)} - set(files))
+    run_dir = Path(run_dir).resolve()
+    notebook.metadata[INPUTS_KEY] = {
+        "runs_in": run_dir.relative_to(Path(root).resolve()).as_posix() if run_dir.is_relative_to(
+            Path(root).resolve()) else str(run_dir),
+        "library": {_shown(path, packages): file_digest(path) for path in files},
+        "data": {str(path): file_digest(path) for path in data},
+        "dependencies": dependencies_digest(),
+    }
+    return notebook
+
+
+def library_packages(root: Path) -> dict[str, Path]:
+    """Top-level package or module name -> its folder or file: what is in ROOT/lib, and
+    the installed `normlab` (a project without lib/ still imports it)."""
+    homes = [Path(root) / "lib"]
+    spec = importlib.util.find_spec("normlab")
+    if spec and spec.submodule_search_locations:
+        homes.append(Path(next(iter(spec.submodule_search_locations))).parent)
+    found: dict[str, Path] = {}
+    for home in homes:
+        if not home.is_dir():
+            continue
+        for entry in sorted(home.iterdir()):
+            if entry.is_dir() and (entry / "__init__.py").is_file():
+                found.setdefault(entry.name, entry.resolve())
+            elif entry.suffix == ".py":
+                found.setdefault(entry.stem, entry.resolve())
+    return found
+
+
+def library_files(modules: set[str], packages: dict[str, Path]) -> list[Path]:
+    """The library files `modules` load: each module, its packages' __init__ files, and
+    everything they import from the library, followed to the end."""
+    seen: set[Path] = set()
+    pending = sorted(modules)
+    while pending:
+        name = pending.pop()
+        for path, module in _module_files(name, packages):
+            if path in seen:
+                continue
+            seen.add(path)
+            tree = _parse(path.read_text(encoding="utf-8"))
+            package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+            pending += [] if tree is None else _imports(tree, package)
+    return sorted(seen)
+
+
+def _module_files(name: str, packages: dict[str, Path]) -> list[tuple[Path, str]]:
+    """(file, module name) for `name` and its parent packages, if `name` is in the library."""
+    parts = name.split(".")
+    home = packages.get(parts[0])
+    if home is None:
+        return []
+    if home.is_file():
+        return [(home, parts[0])]
+    files = []
+    folder = home
+    for depth in range(1, len(parts) + 1):
+        module = ".".join(parts[:depth])
+        if (folder / "__init__.py").is_file():
+            files.append((folder / "__init__.py", module))
+        if depth == len(parts):
+            break
+        nested = folder / parts[depth]
+        if (nested.with_suffix(".py")).is_file():
+            files.append((nested.with_suffix(".py"), ".".join(parts[:depth + 1])))
+            break
+        if not nested.is_dir():
+            break
+        folder = nested
+    return files
+
+
+def _imports(tree: ast.AST, package: str | None) -> list[str]:
+    """Module names an AST imports; `from a import b` gives a and a.b (b may be a module)."""
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if package is None:
+                    continue
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names.append(module)
+            names += [f"{module}.{alias.name}" for alias in node.names if alias.name != "*"]
+    return [name for name in names if name]
+
+
+def data_files(tree: ast.AST, bases: list[Path]) -> set[Path]:
+    """Existing files named by the string constants of `tree` (see the module docstring)."""
+    found: set[Path] = set()
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+            continue
+        text = node.value
+        if not text.strip() or len(text) > 1024 or "\n" in text or "\0" in text or text in {".", ".."}:
+            continue
+        for base in [Path("/")] if Path(text).is_absolute() else bases:
+            try:
+                candidate = (base / text).resolve()
+                if candidate.is_file():
+                    found.add(candidate)
+                elif "/" in text and candidate.is_dir() and candidate not in {b.resolve() for b in bases}:
+                    found.update(sorted(p for p in candidate.rglob("*") if p.is_file())[:DATA_FILE_LIMIT])
+            except OSError:  # a name too long or unreadable: not a file it reads
+                continue
+    return found
+
+
+def _parse(code: str) -> ast.AST | None:
+    """The AST of a cell or module; IPython magics become plain calls first. None: no parse."""
+    try:
+        return ast.parse(code)
+    except SyntaxError:
+        pass
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return ast.parse(TransformerManager().transform_cell(code))
+    except SyntaxError:
+        return None
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@functools.cache
+def dependencies_digest() -> str:
+    """A hash of Python's version and every installed distribution's name and version
+    (the project itself excluded: its code is hashed file by file)."""
+    installed = sorted({f"{_normalized(dist.metadata['Name'] or '')}=={dist.version}"
+                        for dist in importlib.metadata.distributions()} - {""})
+    installed = [line for line in installed if not line.startswith("normlab==")]
+    return hashlib.sha256("\n".join([sys.version, *installed]).encode()).hexdigest()
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _shown(path: Path, packages: dict[str, Path]) -> str:
+    """A library file as 'normlab/functional.py' (not an absolute path: the key moves with the clone)."""
+    for home in packages.values():
+        base = home.parent
+        if path.is_relative_to(base):
+            return path.relative_to(base).as_posix()
+    return str(path)
