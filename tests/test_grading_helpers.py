@@ -9,7 +9,7 @@ import torch
 from normlab import nn as nl
 from normlab.grading_helpers import (assert_choice, assert_choices, assert_close, assert_equivalent,
                                      assert_expression, assert_no_torch_calls, assert_shape, checked_call,
-                                     describe_mismatch,
+                                     describe_mismatch, hint_if,
                                      substitute)
 
 
@@ -136,3 +136,11 @@ def test_forbidden_modules_are_caught_by_their_python_calls():
     assert message.startswith("your batchnorm_forward calls normlab.functional.batchnorm_forward")
     assert assert_no_torch_calls(lambda: (x - x.mean(0)).sum(), forbidden=(), modules=("normlab.functional",)) \
         == pytest.approx(0.0)
+
+
+def test_hint_only_where_the_output_is_the_mistakes():
+    hint = "the biased variance, not ddof=1"
+    assert hint_if(np.array([1.0, 2.0]) * np.sqrt(2.0), [1.4142136, 2.8284271], hint) == hint
+    assert hint_if(np.array([1.0, 2.5]), [1.4142136, 2.8284271], hint) == ""  # another mistake: no hint
+    assert hint_if(np.ones(3), [1.4142136, 2.8284271], hint) == ""  # another shape
+    assert hint_if(None, [1.0], hint) == "" and hint_if("b", [1.0], hint) == ""

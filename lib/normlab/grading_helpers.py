@@ -29,6 +29,7 @@ __all__ = [
     "substitute",
     "assert_no_torch_calls",
     "checked_call",
+    "hint_if",
 ]
 
 
@@ -88,6 +89,20 @@ def assert_close(got, expected, what: str = "result", rtol: float = 1e-6, atol: 
     message = describe_mismatch(got, expected, what, rtol, atol)
     if message:
         raise AssertionError(message + (f"\n  hint: {hint}" if hint else ""))
+
+
+def hint_if(got, wrong, hint: str, rtol: float = 1e-4, atol: float = 1e-6) -> str:
+    """`hint` if `got` is what one known mistake gives (`wrong`, worked out by hand for the
+    test's input), else "".
+
+    For ``assert_close(out, expected, "out", hint=hint_if(out, wrong, "..."))``: a test names
+    a mistake only when the output identifies it; any other failure states the property
+    that failed and the values.
+    """
+    try:
+        return hint if describe_mismatch(got, wrong, rtol=rtol, atol=atol) is None else ""
+    except (AssertionError, TypeError, ValueError):  # not an array of numbers: no hint
+        return ""
 
 
 def assert_shape(got, shape: tuple, what: str = "result") -> None:
@@ -251,7 +266,8 @@ def assert_no_torch_calls(run, forbidden=("batch_norm", "layer_norm", "group_nor
             result = watched()
     else:
         result = watched()
-    bad = sorted(name for name in called if any(word in name for word in forbidden) or name.startswith(prefixes))
+    bad = sorted((name for name in called if any(word in name for word in forbidden) or name.startswith(prefixes)),
+                 key=lambda name: (name.rsplit(".", 1)[-1].startswith(("<", "__")), name))  # imports last
     if bad:
         raise AssertionError(f"{what} calls {', '.join(bad[:3])}: write it with basic operations "
                              "(mean, sum, sqrt, reshape, ...) instead of a library's own implementation")

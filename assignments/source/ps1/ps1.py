@@ -31,21 +31,22 @@
 # **How this is graded.** Every function you write has test cells right after it.
 # The tests you see are *visible tests*: they check the basics and tell you what is
 # wrong. The grader also runs *hidden tests* on the same function (other shapes, other
-# values of `eps`, random inputs), so passing the visible tests is necessary, not
-# sufficient. Before you submit, run
+# values of `eps`, random inputs, the edge cases the docstrings promise, float32 inputs),
+# so passing the visible tests is necessary, not sufficient. Every test calls your
+# function on copies of its inputs and fails if your function changes them in place, and
+# every test fails if your function calls one of the implementations the rules forbid.
 #
-# ```
-# normlab check ps1 ps1.ipynb
-# ```
-#
-# which runs your notebook exactly as the grader does and prints the points of each
-# visible test.
+# To check your work, save the notebook (Ctrl-S) and run the last cell of the notebook: it
+# runs the saved notebook the way the grader does, in a separate fresh kernel, and prints
+# the points of every visible test. From a terminal, `normlab check ps1.ipynb` does the same.
 #
 # **Rules.**
 # - Write your code where it says `# YOUR CODE HERE` and delete the
 #   `raise NotImplementedError()` line. Do not rename functions or change their arguments.
 # - Use NumPy only in the graded functions: no `torch`, no `sklearn`, and not the course
-#   library's own implementations (`normlab.functional`, `normlab.data.Standardizer`).
+#   library's own implementations (`normlab.functional`, `normlab.data.Standardizer`,
+#   `normlab.references`): the tests watch for them.
+# - Leave the inputs as they are: compute new arrays (`x = x - mu`, not `x -= mu`).
 # - Do not delete or copy cells; the grader puts test cells back from its own copy.
 # - A test cell that prints a warning scores 0, so fix warnings (for example a
 #   division by zero) instead of ignoring them.
@@ -59,11 +60,71 @@ import numpy as np
 from sklearn.datasets import load_wine as wine_description
 
 from normlab.data import load_wine
-from normlab.grading_helpers import assert_choice, assert_close, assert_shape
+from normlab.grading_helpers import (assert_choice, assert_close, assert_no_torch_calls, assert_shape, checked_call,
+                                     hint_if)
 
 # True while the autograder runs this notebook: the demonstrations then run shorter.
 GRADING = "NBGRADER_EXECUTION" in os.environ
 np.set_printoptions(precision=4, suppress=True)
+# What the rules forbid inside your functions: torch, scikit-learn and the course library's
+# own implementations (the tests run your functions under this watch).
+NUMPY_ONLY = {"forbidden": ("torch",),
+              "modules": ("sklearn", "normlab.functional", "normlab.data", "normlab.references")}
+# Where float32 is allowed (standardizing, batch norm): it keeps about 7 significant digits,
+# and a mean or variance of a few hundred values is then off by up to about 1e-6 relative.
+# rtol 1e-4 and atol 1e-5 leave a margin of ten; every mistake the tests look for is off by
+# far more.
+FLOAT32 = {"rtol": 1e-4, "atol": 1e-5}
+
+
+def checked(function, *args, **kwargs):
+    """function(*args, **kwargs) as every test calls it: on copies of the arguments
+    (AssertionError naming an argument it modified in place), watched for NUMPY_ONLY."""
+    return assert_no_torch_calls(lambda: checked_call(function, *args, **kwargs), **NUMPY_ONLY,
+                                 what=f"your {function.__name__}")
+
+
+def kappa_of(x):
+    """curvature_condition_number(x), checked, and checked to be one number."""
+    kappa = checked(curvature_condition_number, x)
+    assert kappa is not None and np.ndim(kappa) == 0 and np.isrealobj(kappa), \
+        f"curvature_condition_number should return one number (a float), got {kappa!r}"
+    return float(kappa)
+
+
+def standardized(x_train, x_val, x_test, **options):
+    """standardize_splits(...), checked; its result checked to be the five arrays
+    (z_train, z_val, z_test, mean, std) with the shapes of the docstring."""
+    result = checked(standardize_splits, x_train, x_val, x_test, **options)
+    assert isinstance(result, tuple) and len(result) == 5, \
+        f"standardize_splits should return (z_train, z_val, z_test, mean, std), got {type(result).__name__} " \
+        f"of length {len(result) if hasattr(result, '__len__') else '-'}"
+    features = np.shape(x_train)[1]
+    shapes = (np.shape(x_train), np.shape(x_val), np.shape(x_test), (features,), (features,))
+    for value, name, shape in zip(result, ("z_train", "z_val", "z_test", "mean", "std"), shapes):
+        assert_shape(value, shape, name)
+    return result
+
+
+def normalized(x, gamma, beta, **options):
+    """batchnorm_forward(x, gamma, beta, ...), checked; its result checked to be a pair
+    (out, cache) with out of x's shape. Returns out."""
+    result = checked(batchnorm_forward, x, gamma, beta, **options)
+    assert isinstance(result, tuple) and len(result) == 2, \
+        f"batchnorm_forward should return a pair (out, cache), got {type(result).__name__}"
+    assert_shape(result[0], np.shape(x), "out")
+    return result[0]
+
+
+def identity_of(x, **options):
+    """identity_parameters(x, ...), checked; its result checked to be (gamma, beta) of
+    shape (x.shape[1],)."""
+    result = checked(identity_parameters, x, **options)
+    assert isinstance(result, tuple) and len(result) == 2, \
+        f"identity_parameters should return a pair (gamma, beta), got {type(result).__name__}"
+    for value, name in zip(result, ("gamma", "beta")):
+        assert_shape(value, (np.shape(x)[1],), f"{name} for x of shape {np.shape(x)}")
+    return result
 
 # %% [markdown]
 # ## Part 1 — Input normalization (≈ 1 hour, 8 points)
@@ -113,13 +174,16 @@ for name, column in zip(feature_names, x_train.T):
 # **Task (2 points).** Implement `curvature_condition_number(x)`: the condition number
 # of $H = X^\top X / N$ for a data matrix `x` of shape `(N, D)`. `np.linalg.eigvalsh`
 # returns the eigenvalues of a symmetric matrix. (The singular values $s$ of $X$ and the
-# eigenvalues of $H$ are related by $\lambda = s^2/N$.)
+# eigenvalues of $H$ are related by $\lambda = s^2/N$.) Compute in float64, NumPy's
+# default here: the condition numbers of raw features are large, and float32 keeps only
+# about 7 significant digits.
 
 # %% nbgrader={"grade": false, "grade_id": "ps1_curvature", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def curvature_condition_number(x):
     """Condition number lambda_max / lambda_min of H = x.T @ x / N.
 
-    x: (N, D) with N >= D. Returns a float (inf if H is singular).
+    x: (N, D) with N >= D, left unchanged. Returns a float (inf if H is singular, e.g. when
+    a feature is 0 in every sample).
     """
     ### BEGIN SOLUTION
     hessian = x.T @ x / x.shape[0]
@@ -131,21 +195,24 @@ def curvature_condition_number(x):
 
 
 # %% nbgrader={"grade": true, "grade_id": "ps1_test_curvature", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-# Two features on scales 1 and 2: H = diag(1, 4) / 2, so kappa = 4.
-assert_close(curvature_condition_number(np.array([[1.0, 0.0], [0.0, 2.0]])), 4.0,
-             "curvature_condition_number([[1, 0], [0, 2]])",
-             hint="H = x.T @ x / N is diag(0.5, 2): the ratio of its eigenvalues (not of x's singular values)")
-# kappa does not depend on N: repeating every sample leaves H unchanged.
+# Two features on scales 1 and 2: H = diag(1, 4) / 2, so kappa = 4 (the singular values of x
+# are 1 and 2; their ratio is the square root of kappa).
+kappa = kappa_of(np.array([[1.0, 0.0], [0.0, 2.0]]))
+assert_close(kappa, 4.0, "curvature_condition_number([[1, 0], [0, 2]])",
+             hint=hint_if(kappa, 2.0, "the ratio of H's eigenvalues, not of x's singular values (their square roots)"))
+# kappa does not depend on N: the data stacked twice have the same H = x.T @ x / N.
 example = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]])
-assert_close(curvature_condition_number(np.vstack([example, example])),
-             curvature_condition_number(example), "kappa of the data stacked twice",
-             hint="divide by N: H = x.T @ x / N has the same eigenvalue ratio for the data stacked twice")
+assert_close(kappa_of(np.vstack([example, example])), kappa_of(example),
+             "kappa of the data stacked twice (the same H, so the same kappa)")
 ### BEGIN HIDDEN TESTS
 _rng = np.random.default_rng(101)
 for _x in (_rng.normal(size=(40, 5)) + 3.0, _rng.normal(size=(30, 3)) * np.array([1.0, 10.0, 100.0])):
     _eig = np.linalg.eigvalsh(_x.T @ _x / len(_x))
-    assert_close(curvature_condition_number(_x), _eig[-1] / _eig[0], "kappa of random data", rtol=1e-6,
-                 hint="eigenvalues of x.T @ x / N, not singular values of x, and no centering")
+    assert_close(kappa_of(_x), _eig[-1] / _eig[0], f"kappa of random data of shape {_x.shape}", rtol=1e-6)
+# A feature that is 0 in every sample: H has the eigenvalue 0, so kappa is inf (the docstring).
+_kappa = kappa_of(np.array([[1.0, 0.0, 2.0], [2.0, 0.0, 1.0], [3.0, 0.0, -1.0]]))
+assert _kappa == np.inf, \
+    f"x with a feature that is 0 in every sample has a singular H: kappa should be inf, got {_kappa:.6g}"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -188,7 +255,8 @@ def standardize_splits(x_train, x_val, x_test, min_std=1e-8):
     x_train: (N_train, D), x_val: (N_val, D), x_test: (N_test, D).
     mean = x_train.mean(axis=0); std = x_train.std(axis=0) (biased, divides by N_train),
     replaced by 1 where it is below min_std. Each split becomes (x - mean) / std.
-    Returns (z_train, z_val, z_test, mean, std); mean and std have shape (D,).
+    Returns (z_train, z_val, z_test, mean, std); mean and std have shape (D,). The inputs
+    are left unchanged.
     """
     ### BEGIN SOLUTION
     mean = x_train.mean(axis=0)
@@ -203,51 +271,60 @@ def standardize_splits(x_train, x_val, x_test, min_std=1e-8):
 # A small example you can check by hand: two samples, two features.
 small_train = np.array([[1.0, 10.0], [3.0, 30.0]])
 small_val, small_test = np.array([[2.0, 40.0]]), np.array([[5.0, 0.0], [1.0, 20.0]])
-z_tr, z_va, z_te, mean, std = standardize_splits(small_train, small_val, small_test)
-assert_close(mean, [2.0, 20.0], "mean", hint="one mean per feature: average over the samples (axis 0)")
-assert_close(std, [1.0, 10.0], "std", hint="the biased standard deviation of each feature: x_train.std(axis=0)")
-assert_close(z_tr, [[-1.0, -1.0], [1.0, 1.0]], "z_train")
+z_tr, z_va, z_te, mean, std = standardized(small_train, small_val, small_test)
+assert_close(mean, [2.0, 20.0], "mean", **FLOAT32,
+             hint=hint_if(mean, [5.5, 16.5], "one mean per feature: average over the samples (axis 0)"))
+assert_close(std, [1.0, 10.0], "std", **FLOAT32,
+             hint=hint_if(std, [np.sqrt(2.0), np.sqrt(200.0)], "the biased standard deviation (ddof=0, NumPy's "
+                                                                "default), not ddof=1"))
+assert_close(z_tr, [[-1.0, -1.0], [1.0, 1.0]], "z_train", **FLOAT32)
 # On the wine data every standardized training feature has mean 0 and std 1.
-z_tr, z_va, z_te, mean, std = standardize_splits(x_train, x_val, x_test)
-assert_shape(z_tr, x_train.shape, "z_train")
-assert_shape(mean, (x_train.shape[1],), "mean")
-assert_close(z_tr.mean(axis=0), np.zeros(x_train.shape[1]), "mean of each z_train feature", atol=1e-10)
-assert_close(z_tr.std(axis=0), np.ones(x_train.shape[1]), "std of each z_train feature",
-             hint="divide by the biased std (ddof=0) of each feature (axis 0)")
+z_tr, z_va, z_te, mean, std = standardized(x_train, x_val, x_test)
+assert_close(np.mean(z_tr, axis=0), np.zeros(x_train.shape[1]), "mean of each z_train feature", **FLOAT32)
+assert_close(np.std(z_tr, axis=0), np.ones(x_train.shape[1]), "std of each z_train feature", **FLOAT32)
 ### BEGIN HIDDEN TESTS
 _rng = np.random.default_rng(102)
 _tr = _rng.normal(size=(5, 4)) * np.array([1.0, 100.0, 0.01, 7.0]) + np.array([0.0, 1e3, -2.0, 5.0])
 _va, _te = _rng.normal(size=(3, 4)), _rng.normal(size=(2, 4))
-_z_tr, _, _, _mean, _std = standardize_splits(_tr, _va, _te)
-assert_close(_std, _tr.std(axis=0), "std (biased, ddof=0)")
-assert_close(_mean, _tr.mean(axis=0), "mean")
-assert_close(_z_tr, (_tr - _tr.mean(axis=0)) / _tr.std(axis=0), "z_train")
+for _dtype in (np.float64, np.float32):
+    _z_tr, _, _, _mean, _std = standardized(_tr.astype(_dtype), _va.astype(_dtype), _te.astype(_dtype))
+    _t = _tr.astype(_dtype).astype(np.float64)
+    _what = f"for x_train of shape {_tr.shape} in {np.dtype(_dtype).name}"
+    assert_close(_mean, _t.mean(axis=0), f"mean {_what}", **FLOAT32)
+    assert_close(_std, _t.std(axis=0), f"std (biased, ddof=0) {_what}", **FLOAT32)
+    assert_close(_z_tr, (_t - _t.mean(axis=0)) / _t.std(axis=0), f"z_train {_what}", **FLOAT32)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "ps1_test_standardize_splits", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # The small example again: validation and test data use the TRAIN mean [2, 20] and std [1, 10].
 small_train = np.array([[1.0, 10.0], [3.0, 30.0]])
 small_val, small_test = np.array([[2.0, 40.0]]), np.array([[5.0, 0.0], [1.0, 20.0]])
-z_tr, z_va, z_te, mean, std = standardize_splits(small_train, small_val, small_test)
-assert_close(z_va, [[0.0, 2.0]], "z_val", hint="transform the validation split with the TRAIN mean and std")
-assert_close(z_te, [[3.0, -2.0], [-1.0, 0.0]], "z_test", hint="transform the test split with the TRAIN mean and std")
+z_tr, z_va, z_te, mean, std = standardized(small_train, small_val, small_test)
+assert_close(z_va, [[0.0, 2.0]], "z_val", **FLOAT32,
+             hint=hint_if(z_va, [[0.0, 0.0]], "transform the validation split with the TRAIN mean and std, not its own"))
+assert_close(z_te, [[3.0, -2.0], [-1.0, 0.0]], "z_test", **FLOAT32,
+             hint=hint_if(z_te, [[1.0, -1.0], [-1.0, 1.0]], "transform the test split with the TRAIN mean and std, "
+                                                            "not its own"))
 # A feature that is constant on the training split is centered, not divided by 0.
 constant = np.array([[1.0, 5.0], [3.0, 5.0], [2.0, 5.0]])
-z_tr, z_va, z_te, mean, std = standardize_splits(constant, np.array([[2.0, 6.0]]), np.array([[2.0, 4.0]]))
-assert_close(std[1], 1.0, "std of a constant feature", hint="use 1 where the std is below min_std")
-assert_close(z_va, [[0.0, 1.0]], "z_val with a constant feature")
+z_tr, z_va, z_te, mean, std = standardized(constant, np.array([[2.0, 6.0]]), np.array([[2.0, 4.0]]))
+assert_close(std, [np.sqrt(2.0 / 3.0), 1.0], "std with a constant second feature", **FLOAT32,
+             hint=hint_if(std, [np.sqrt(2.0 / 3.0), 0.0], "use 1 where the std is below min_std"))
+assert_close(z_va, [[0.0, 1.0]], "z_val with a constant feature", **FLOAT32)
 ### BEGIN HIDDEN TESTS
 _rng = np.random.default_rng(103)
 _tr, _va, _te = _rng.normal(size=(6, 3)), _rng.normal(size=(4, 3)) + 2.0, _rng.normal(size=(5, 3)) - 1.0
-_copies = [a.copy() for a in (_tr, _va, _te)]
-_, _z_va, _z_te, _, _ = standardize_splits(_tr, _va, _te)
-for _a, _copy, _what in zip((_tr, _va, _te), _copies, ("x_train", "x_val", "x_test")):
-    assert_close(_a, _copy, f"{_what} after the call", hint="do not modify the inputs (no -= or /= on them)")
+_, _z_va, _z_te, _, _ = standardized(_tr, _va, _te)
 _m, _s = _tr.mean(axis=0), _tr.std(axis=0)
-assert_close(_z_va, (_va - _m) / _s, "z_val", hint="validation data use the train statistics")
-assert_close(_z_te, (_te - _m) / _s, "z_test", hint="test data use the train statistics")
-_, _, _, _, _s_small = standardize_splits(np.array([[1.0], [1.0 + 1e-7]]), np.ones((1, 1)), np.ones((1, 1)), min_std=1e-6)
-assert_close(_s_small, [1.0], "std of a feature below min_std", hint="compare the std with min_std, do not hard-code a threshold")
+assert_close(_z_va, (_va - _m) / _s, "z_val for random splits", **FLOAT32)
+assert_close(_z_te, (_te - _m) / _s, "z_test for random splits", **FLOAT32)
+# min_std is the threshold: a feature with std 1e-7 counts as constant for min_std=1e-6, not for 1e-8.
+_tiny = np.array([[0.0], [2e-7]])
+_, _, _, _, _std = standardized(_tiny, np.ones((1, 1)), np.ones((1, 1)), min_std=1e-6)
+assert_close(_std, [1.0], "std of a feature with std 1e-7 and min_std=1e-6 (below min_std: replaced by 1)")
+_, _, _, _, _std = standardized(_tiny, np.ones((1, 1)), np.ones((1, 1)), min_std=1e-8)
+assert_close(_std, [1e-7], "std of a feature with std 1e-7 and min_std=1e-8 (not below min_std: kept)",
+             rtol=1e-4, atol=0.0)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -359,7 +436,7 @@ assert answer == "b", "q_train_only: not the right choice"
 def batchnorm_forward(x, gamma, beta, eps=1e-5):
     """Batch normalization in training mode, with the statistics of this mini-batch.
 
-    x: (N, D) or (N, C, H, W); gamma, beta: (D,) or (C,).
+    x: (N, D) or (N, C, H, W), any N >= 1, left unchanged; gamma, beta: (D,) or (C,).
     Per feature (axis 1), over every other axis (m = N or N*H*W values):
         mu = mean, var = biased variance (divides by m),
         xhat = (x - mu) / sqrt(var + eps), out = gamma * xhat + beta.
@@ -380,60 +457,71 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5):
 # %% nbgrader={"grade": true, "grade_id": "ps1_test_bn_forward_2d", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 # By hand: features [1, 3] and [2, 6] have means 2 and 4, biased variances 1 and 4,
 # so with eps = 0, gamma = 1 and beta = 0 every output is -1 or +1.
-result = batchnorm_forward(np.array([[1.0, 2.0], [3.0, 6.0]]), np.ones(2), np.zeros(2), eps=0.0)
-assert isinstance(result, tuple) and len(result) == 2, "batchnorm_forward should return a pair (out, cache)"
-assert_close(result[0], [[-1.0, -1.0], [1.0, 1.0]], "out",
-             hint="per feature (column): subtract its mean, divide by its (biased) standard deviation")
+out = normalized(np.array([[1.0, 2.0], [3.0, 6.0]]), np.ones(2), np.zeros(2), eps=0.0)
+half = np.sqrt(0.5)  # what the unbiased variances 2 and 8 would give
+assert_close(out, [[-1.0, -1.0], [1.0, 1.0]], "out", **FLOAT32,
+             hint=hint_if(out, [[-1.0, 1.0], [-1.0, 1.0]], "statistics per feature (column, axis 0), not per sample")
+             or hint_if(out, [[-half, -half], [half, half]], "the biased variance (divide by m, np.var's default), "
+                                                             "not m - 1"))
 # Random data: with gamma and beta, each output feature has mean beta and std gamma
 # (up to the tiny eps).
 rng = np.random.default_rng(0)
 x = rng.normal(loc=3.0, scale=2.0, size=(8, 3))
-x_before = x.copy()
 gamma, beta = np.array([1.0, 2.0, 0.5]), np.array([0.0, -1.0, 5.0])
-out, _ = batchnorm_forward(x, gamma, beta)
-assert_shape(out, x.shape, "out")
-assert_close(out.mean(axis=0), beta, "mean of each output feature", rtol=1e-6, atol=1e-9,
-             hint="the mean is taken over the batch (axis 0), and beta is added per feature")
-assert_close(out.std(axis=0), gamma, "std of each output feature", rtol=1e-4,
-             hint="divide by m (biased variance, np.var's default), not m - 1; multiply by gamma per feature")
-assert_close(x, x_before, "x after the call", hint="do not modify x in place (no x -= mu)")
+out = normalized(x, gamma, beta)
+assert_close(np.mean(out, axis=0), beta, "mean of each output feature", **FLOAT32)
+assert_close(np.std(out, axis=0), gamma, "std of each output feature", **FLOAT32)
 ### BEGIN HIDDEN TESTS
 from normlab.references import torch_batchnorm as _torch_batchnorm
 
 _rng = np.random.default_rng(105)
-for _shape, _eps in (((3, 4), 1e-5), ((6, 5), 0.5), ((2, 3), 1e-5), ((4, 2), 2.0)):
-    _x = _rng.normal(size=_shape) * 0.5 + 2.0
-    _gamma, _beta = _rng.normal(size=_shape[1]), _rng.normal(size=_shape[1])
-    _out, _ = batchnorm_forward(_x, _gamma, _beta, eps=_eps)
-    assert_close(_out, _torch_batchnorm(_x, _gamma, _beta, _eps), f"out for x of shape {_shape}, eps={_eps}",
-                 hint="eps belongs inside the square root: sqrt(var + eps), with the eps argument")
+for _shape, _eps, _dtype in (((3, 4), 1e-5, np.float64), ((6, 5), 0.5, np.float64), ((2, 3), 1e-5, np.float64),
+                             ((4, 2), 2.0, np.float64), ((16, 3), 1e-5, np.float32)):
+    _x = (_rng.normal(size=_shape) * 0.5 + 2.0).astype(_dtype)
+    _gamma, _beta = _rng.normal(size=_shape[1]).astype(_dtype), _rng.normal(size=_shape[1]).astype(_dtype)
+    _out = normalized(_x, _gamma, _beta, eps=_eps)
+    _x64, _g64, _b64 = (_a.astype(np.float64) for _a in (_x, _gamma, _beta))
+    _centred, _var = _x64 - _x64.mean(axis=0), _x64.var(axis=0)
+    _hint = (hint_if(_out, _g64 * _centred / (np.sqrt(_var) + _eps) + _b64, "eps belongs inside the square root: "
+                                                                             "sqrt(var + eps)")
+             or hint_if(_out, _g64 * _centred / np.sqrt(_var + 1e-5) + _b64, "use the eps argument")) if _eps > 0.1 else ""
+    assert_close(_out, _torch_batchnorm(_x64, _g64, _b64, _eps),
+                 f"out for x of shape {_shape} in {np.dtype(_dtype).name}, eps={_eps}", **FLOAT32, hint=_hint)
+# A batch of one sample: each feature's only value is its own mean, so xhat = 0 and out = beta.
+_out = normalized(np.array([[3.0, -1.0, 7.0]]), np.array([2.0, 0.5, 1.0]), np.array([0.1, 0.2, 0.3]))
+assert_close(_out, [[0.1, 0.2, 0.3]], "out for a batch of one sample (N = 1)", **FLOAT32)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "ps1_test_bn_forward_4d", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 # By hand: one channel, two samples, 1 x 2 positions. The channel's 4 values 0, 2, 4, 6
 # have mean 3 and biased variance (9 + 1 + 1 + 9) / 4 = 5.
 x = np.array([0.0, 2.0, 4.0, 6.0]).reshape(2, 1, 1, 2)
-out, _ = batchnorm_forward(x, np.ones(1), np.zeros(1), eps=0.0)
-assert_close(out, (np.array([-3.0, -1.0, 1.0, 3.0]) / np.sqrt(5.0)).reshape(2, 1, 1, 2), "out",
-             hint="one mean and variance per channel, over the batch AND all positions: axes (0, 2, 3)")
+out = normalized(x, np.ones(1), np.zeros(1), eps=0.0)
+assert_close(out, (np.array([-3.0, -1.0, 1.0, 3.0]) / np.sqrt(5.0)).reshape(2, 1, 1, 2), "out", **FLOAT32,
+             hint=hint_if(out, np.array([-1.0, -1.0, 1.0, 1.0]).reshape(2, 1, 1, 2),
+                          "one mean and variance per channel, over the batch AND all positions: axes (0, 2, 3)"))
 # Random feature maps: each output channel has mean beta and std gamma over (N, H, W).
 rng = np.random.default_rng(1)
 x = rng.normal(loc=-1.0, scale=3.0, size=(4, 3, 5, 2))
 gamma, beta = np.array([2.0, 1.0, 0.5]), np.array([1.0, 0.0, -2.0])
-out, _ = batchnorm_forward(x, gamma, beta)
-assert_shape(out, x.shape, "out")
-assert_close(out.mean(axis=(0, 2, 3)), beta, "mean of each output channel over (N, H, W)", rtol=1e-6, atol=1e-9)
-assert_close(out.std(axis=(0, 2, 3)), gamma, "std of each output channel over (N, H, W)", rtol=1e-4,
-             hint="gamma and beta scale and shift channels (axis 1): reshape them to (1, C, 1, 1)")
+out = normalized(x, gamma, beta)
+assert_close(np.mean(out, axis=(0, 2, 3)), beta, "mean of each output channel over (N, H, W)", **FLOAT32)
+assert_close(np.std(out, axis=(0, 2, 3)), gamma, "std of each output channel over (N, H, W)", **FLOAT32)
 ### BEGIN HIDDEN TESTS
 from normlab.references import torch_batchnorm as _torch_batchnorm
 
 _rng = np.random.default_rng(104)
-for _shape, _eps in (((3, 4, 2, 5), 1e-5), ((2, 2, 3, 3), 0.5), ((5, 3, 1, 1), 1e-3)):
-    _x = _rng.normal(size=_shape) * 2.0 + 1.0
-    _gamma, _beta = _rng.normal(size=_shape[1]), _rng.normal(size=_shape[1])
-    _out, _ = batchnorm_forward(_x, _gamma, _beta, eps=_eps)
-    assert_close(_out, _torch_batchnorm(_x, _gamma, _beta, _eps), f"out for x of shape {_shape}, eps={_eps}")
+for _shape, _eps, _dtype in (((3, 4, 2, 5), 1e-5, np.float64), ((2, 2, 3, 3), 0.5, np.float64),
+                             ((5, 3, 1, 1), 1e-3, np.float64), ((1, 3, 4, 4), 1e-5, np.float64),
+                             ((8, 3, 4, 4), 1e-5, np.float32)):
+    _x = (_rng.normal(size=_shape) * 2.0 + 1.0).astype(_dtype)
+    _gamma, _beta = _rng.normal(size=_shape[1]).astype(_dtype), _rng.normal(size=_shape[1]).astype(_dtype)
+    _out = normalized(_x, _gamma, _beta, eps=_eps)
+    _x64, _g64, _b64 = (_a.astype(np.float64) for _a in (_x, _gamma, _beta))
+    _what = f"out for x of shape {_shape} in {np.dtype(_dtype).name}, eps={_eps}"
+    if _shape[0] == 1:
+        _what += " (a single image: each channel still has H * W values)"
+    assert_close(_out, _torch_batchnorm(_x64, _g64, _b64, _eps), _what, **FLOAT32)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -473,7 +561,10 @@ for shape, layer in (((16, 5), torch.nn.BatchNorm1d(5)), ((8, 3, 4, 4), torch.nn
 
 # %% nbgrader={"grade": false, "grade_id": "ps1_identity", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def identity_parameters(x, eps=1e-5):
-    """gamma, beta of shape (x.shape[1],) with batchnorm_forward(x, gamma, beta, eps)[0] == x."""
+    """gamma, beta of shape (x.shape[1],) with batchnorm_forward(x, gamma, beta, eps)[0] == x.
+
+    x: (N, D) or (N, C, H, W), any N >= 1 and any number of features (one too), left unchanged.
+    """
     ### BEGIN SOLUTION
     axes = (0,) + tuple(range(2, x.ndim))
     beta = x.mean(axis=axes)
@@ -484,21 +575,29 @@ def identity_parameters(x, eps=1e-5):
 
 # %% nbgrader={"grade": true, "grade_id": "ps1_test_identity", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # By hand, the batch of Part 2 with eps = 0: means 2 and 4, standard deviations 1 and 2.
-gamma, beta = identity_parameters(np.array([[1.0, 2.0], [3.0, 6.0]]), eps=0.0)
-assert_close(gamma, [1.0, 2.0], "gamma", hint="gamma must undo the division by sqrt(var + eps)")
-assert_close(beta, [2.0, 4.0], "beta", hint="beta must undo the subtraction of the mean")
-gamma, beta = identity_parameters(np.arange(24.0).reshape(2, 3, 2, 2))
-assert_shape(gamma, (3,), "gamma for (N, C, H, W) input")
-assert_shape(beta, (3,), "beta for (N, C, H, W) input")
+gamma, beta = identity_of(np.array([[1.0, 2.0], [3.0, 6.0]]), eps=0.0)
+assert_close(gamma, [1.0, 2.0], "gamma", **FLOAT32,
+             hint=hint_if(gamma, [2.0, 4.0], "return (gamma, beta) in this order: gamma undoes the division by "
+                                             "sqrt(var + eps), beta the subtraction of the mean")
+             or hint_if(gamma, [np.sqrt(2.0), np.sqrt(8.0)], "batch norm divides by the biased variance (m, not m - 1)"))
+assert_close(beta, [2.0, 4.0], "beta", **FLOAT32)
+# Feature maps: batch norm with your gamma and beta gives back x.
+x = np.arange(24.0).reshape(2, 3, 2, 2)
+gamma, beta = identity_of(x)
+xhat = (x - x.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(x.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+assert_close(np.reshape(gamma, (1, 3, 1, 1)) * xhat + np.reshape(beta, (1, 3, 1, 1)), x,
+             "batch norm of x with your gamma and beta (should give back x)", **FLOAT32)
 ### BEGIN HIDDEN TESTS
 _rng = np.random.default_rng(106)
-for _shape, _eps in (((5, 3), 0.5), ((3, 2, 4, 3), 0.25), ((4, 3), 1e-5)):
-    _x = _rng.normal(size=_shape) * 3.0 - 2.0
-    _axes = (0,) + tuple(range(2, _x.ndim))
-    _gamma, _beta = identity_parameters(_x, eps=_eps)
-    assert_close(_beta, _x.mean(axis=_axes), f"beta for x of shape {_shape}")
-    assert_close(_gamma, np.sqrt(_x.var(axis=_axes) + _eps), f"gamma for x of shape {_shape}, eps={_eps}",
-                 hint="gamma = sqrt(var + eps) with the biased variance")
+for _shape, _eps, _dtype in (((5, 3), 0.5, np.float64), ((3, 2, 4, 3), 0.25, np.float64), ((4, 3), 1e-5, np.float64),
+                             ((1, 3), 1e-5, np.float64), ((6, 1), 0.5, np.float64), ((2, 1, 3, 3), 1e-5, np.float64),
+                             ((16, 3), 0.5, np.float32)):
+    _x = (_rng.normal(size=_shape) * 3.0 - 2.0).astype(_dtype)
+    _x64, _axes = _x.astype(np.float64), (0,) + tuple(range(2, _x.ndim))
+    _gamma, _beta = identity_of(_x, eps=_eps)
+    _what = f"x of shape {_shape} in {np.dtype(_dtype).name}, eps={_eps}"
+    assert_close(_beta, _x64.mean(axis=_axes), f"beta for {_what}", **FLOAT32)
+    assert_close(_gamma, np.sqrt(_x64.var(axis=_axes) + _eps), f"gamma for {_what}", **FLOAT32)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -636,7 +735,8 @@ assert answer == "d", "q_sheet: not the right choice"
 # ## Before you submit
 #
 # 1. *Kernel → Restart Kernel and Run All Cells*: everything must run top to bottom.
-# 2. `normlab check ps1 ps1.ipynb` in a terminal, in the folder of this notebook.
+# 2. Save the notebook (Ctrl-S) and run the last cell below: it checks the saved notebook the
+#    way the grader does (from a terminal: `normlab check ps1.ipynb`).
 # 3. Submit `ps1.ipynb`.
 #
 # **Summary.** Features on different scales make the loss surface ill-conditioned (on
@@ -647,3 +747,9 @@ assert answer == "d", "q_sheet: not the right choice"
 # inside the square root.
 # $\gamma$ and $\beta$ give the layer back its freedom, and make the preceding bias
 # redundant. Next, in problem set 2: the backward pass.
+
+# %% nbgrader={"grade": false, "grade_id": "ps1_check", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# Save the notebook first (Ctrl-S): this checks the saved file, the way the grader runs it.
+from normlab_tools.check import check
+
+check()
