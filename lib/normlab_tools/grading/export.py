@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import zipfile
 from dataclasses import dataclass
@@ -22,13 +23,14 @@ from traitlets import Unicode
 
 from normlab_tools.errors import UserError
 from normlab_tools.grading import state, students
+from normlab_tools.grading.intake import CANVAS_FILE
+from normlab_tools.grading.report import MANUAL_NOTE
 
 CANVAS_FIXED = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 CANVAS_POINTS = "Points Possible"
 CANVAS_COLUMN = re.compile(r"(?P<name>.*) \((?P<id>\d+)\)")
-CANVAS_FILE = re.compile(r"(?P<lastfirst>[^_]+)_(?:LATE_)?(?P<user_id>\d+)_(?P<submission_id>\d+)_")
 GRADESCOPE_KEYS = ["SID", "Email"]
-MANUAL_NOTE = "waiting for manual grading (nbgrader formgrader)"
+GRADESCOPE_NAMES = ["Full Name", "Name", "First Name", "Last Name"]
 
 
 @dataclass
@@ -59,10 +61,26 @@ def results(gradebook: Gradebook, course_dir: Path, assignment: str) -> dict[str
         saved = state.read_state(state_dir, internal) or {}
         status = saved.get("status", "graded")
         reason = saved.get("reason", "")
-        if submission.needs_manual_grade:
+        if submission.needs_manual_grade and status == "graded":  # as grades.csv says it (`report.rows`)
             status, reason = "flagged", "; ".join(filter(None, [reason, MANUAL_NOTE]))
         score = max(0.0, float(submission.score) - float(submission.late_submission_penalty or 0.0))
         found[internal] = Result(student, score, float(record.max_score), status, reason)
+    return found
+
+
+def skipped_by_user(course_dir: Path, assignment: str) -> dict[str, str]:
+    """Canvas user id -> why their file in SUBMISSIONS was not graded (e.g. a hidden
+    copy), from the run's skipped.json: the reason of their row instead of "no submission"."""
+    try:
+        skipped = json.loads((Path(course_dir) / "grading" / assignment / "skipped.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    found = {}
+    for item in skipped if isinstance(skipped, list) else []:
+        entry = Path(str(item.get("entry", "")).rstrip("/")).name
+        match = CANVAS_FILE.fullmatch(entry.lstrip("."))
+        if match:
+            found.setdefault(match["user_id"], f"not graded: {entry}: {item.get('why', '')}")
     return found
 
 
@@ -163,6 +181,7 @@ class CanvasExportPlugin(NormlabExportPlugin):
             raise UserError(f"the Canvas roster {roster} has row(s) {', '.join(map(str, bad[:10]))} with fewer "
                             f"than {len(header)} columns: export it again from Canvas")
         found = results(gradebook, self.course_root(), assignment)
+        not_graded = skipped_by_user(self.course_root(), assignment)
         by_key = {}
         for result in found.values():
             for key in (result.student.lms_ids.get("user_id"), result.student.id):
@@ -171,10 +190,13 @@ class CanvasExportPlugin(NormlabExportPlugin):
         out_rows, side, used, seen = [], [], set(), {}
         points = number(next(iter(found.values())).max_score) if found else ""
         for line, row in enumerate(rows, start=2):
-            if row[at["Student"]].strip() == CANVAS_POINTS:
-                points = row[at[column]] or points
+            if not any(cell.strip() for cell in row):
                 continue
             canvas_id = row[at["ID"]].strip()
+            if not canvas_id:  # "Points Possible", "Manual Posting" and other rows about the columns
+                if row[at["Student"]].strip() == CANVAS_POINTS:
+                    points = row[at[column]].strip() or points
+                continue
             if canvas_id in seen:
                 raise UserError(f"the Canvas roster {roster} lists ID {canvas_id} twice (rows {seen[canvas_id]} "
                                 f"and {line}): export it again from Canvas")
@@ -182,19 +204,22 @@ class CanvasExportPlugin(NormlabExportPlugin):
             result = next((by_key[k] for k in (canvas_id, row[at["SIS User ID"]].strip(),
                                                 row[at["SIS Login ID"]].strip()) if k and k in by_key), None)
             if result is None:
-                score, status, reason = 0.0, "missing", f"no submission of {assignment}"
+                score, status, late = 0.0, "missing", ""
+                reason = not_graded.get(canvas_id, f"no submission of {assignment}")
             else:
                 used.add(result.student.internal)
                 score, status, reason = result.score, result.status, result.reason
+                late = "late" if result.student.late else ""
             out_rows.append([row[at[c]] for c in CANVAS_FIXED] + [number(score)])
-            side.append([row[at["Student"]], canvas_id, number(score), status, reason])
+            side.append([row[at["Student"]], canvas_id, result.student.id if result else "", number(score),
+                         late, status, reason])
         unmatched = [r for i, r in found.items() if i not in used]
         if unmatched:
             raise unmatched_error(unmatched, roster, "ID, SIS User ID or SIS Login ID")
         out = self.destination(f"{assignment}-canvas.csv")
         points_row = ["    " + CANVAS_POINTS, "", "", "", "", points]
         write_csv(out, CANVAS_FIXED + [column], [points_row] + out_rows)
-        write_csv(reasons_path(out), ["Student", "ID", "score", "status", "reason"], side)
+        write_csv(reasons_path(out), ["Student", "ID", "graded as", "score", "late", "status", "reason"], side)
 
     def pick_column(self, header: list[str], assignment: str, roster: Path) -> str:
         if self.column:
@@ -211,9 +236,11 @@ class CanvasExportPlugin(NormlabExportPlugin):
 
 
 class GradescopeExportPlugin(NormlabExportPlugin):
-    """Gradescope's score CSV, one row per student of its roster (the Roster page's
-    download: First Name, Last Name, SID, Email...): First Name, Last Name, SID, Email,
-    Total Score, Max Points, Status, Comments; matched on SID, else Email."""
+    """Gradescope's score CSV, one row per student of its roster (Roster > Download Roster:
+    a name column -- Full Name, or First Name and Last Name -- SID, Email, ...): the roster's
+    name columns, SID, Email, Total Score, Max Points, Late, Status, Comments. A graded
+    student is matched on their SID, else their Email (both from Gradescope's export), else
+    on their id equal to one of them; Gradescope's score import matches on Email or SID."""
 
     def export(self, gradebook: Gradebook) -> None:
         assignment = self.the_assignment()
@@ -221,6 +248,7 @@ class GradescopeExportPlugin(NormlabExportPlugin):
             raise UserError("Gradescope export needs the roster: Roster > Download Roster, then --roster FILE")
         roster = Path(self.roster)
         header, rows = read_csv(roster, "Gradescope roster")
+        header = [h.strip() for h in header]
         if not any(k in header for k in GRADESCOPE_KEYS):
             raise UserError(f"the Gradescope roster {roster} has neither a SID nor an Email column in its "
                             "first row: use the CSV of Gradescope's Roster > Download Roster")
@@ -230,30 +258,38 @@ class GradescopeExportPlugin(NormlabExportPlugin):
             ids = result.student.lms_ids
             for key in (ids.get("sid"), ids.get("email"), result.student.id):
                 if key:
-                    by_key.setdefault(str(key).strip().lower(), result)
-        fields = ["First Name", "Last Name", "SID", "Email"]
-        out_rows, used = [], set()
+                    by_key.setdefault(str(key).strip().casefold(), result)
+        names = [h for h in GRADESCOPE_NAMES if h in header]
+        fields = names + GRADESCOPE_KEYS
+        out_rows, used, seen = [], set(), {}
         max_score = number(next(iter(found.values())).max_score) if found else ""
         for line, row in enumerate(rows, start=2):
             if not any(cell.strip() for cell in row):
                 continue
             cells = dict(zip(header, row))
-            keys = [cells.get(k, "").strip().lower() for k in GRADESCOPE_KEYS]
+            keys = [cells.get(k, "").strip().casefold() for k in GRADESCOPE_KEYS]
             if not any(keys):
                 raise UserError(f"row {line} of the Gradescope roster {roster} has no SID and no Email: "
                                 "fill one in or delete the row")
+            for key in filter(None, keys):
+                if key in seen:
+                    raise UserError(f"the Gradescope roster {roster} lists {key!r} twice (rows {seen[key]} and "
+                                    f"{line}): download it again from Gradescope")
+                seen[key] = line
             result = next((by_key[k] for k in keys if k and k in by_key), None)
             if result is None:
-                score, status, reason = 0.0, "missing", f"no submission of {assignment}"
+                score, status, reason, late = 0.0, "missing", f"no submission of {assignment}", ""
             else:
                 used.add(result.student.internal)
                 score, status, reason = result.score, result.status, result.reason
-            out_rows.append([cells.get(f, "") for f in fields] + [number(score), max_score, status, reason])
+                late = "late" if result.student.late else ""
+            out_rows.append([cells.get(f, "").strip() for f in fields]
+                            + [number(score), max_score, late, status, reason])
         unmatched = [r for i, r in found.items() if i not in used]
         if unmatched:
             raise unmatched_error(unmatched, roster, "SID or Email")
         write_csv(self.destination(f"{assignment}-gradescope.csv"),
-                  fields + ["Total Score", "Max Points", "Status", "Comments"], out_rows)
+                  fields + ["Total Score", "Max Points", "Late", "Status", "Comments"], out_rows)
 
 
 EXPORTERS = {"canvas": CanvasExportPlugin, "gradescope": GradescopeExportPlugin, "csv": CsvExportPlugin}
@@ -263,18 +299,16 @@ def reasons_path(out: Path) -> Path:
     return Path(out).with_name(Path(out).stem + ".reasons.csv")
 
 
-def feedback_name(student: students.Student, assignment: str, page: str) -> str:
-    """The archive name that makes the LMS attach `page` to `student`: Canvas's download
-    prefix ``{lastfirst}_{user_id}_{submission_id}_`` (without LATE), else the student's id."""
+def feedback_name(student: students.Student, page: str) -> str:
+    """The archive name of `student`'s feedback `page`: for Canvas, the prefix their file
+    had in the download, ``{lastfirst}_[LATE_]{user id}_{file id}_`` -- Canvas's
+    "Upload Submissions" (re-upload) reads the user id and file id from it and attaches the
+    file to that student's submission as a comment; for others, ``{id as found}_``."""
     if student.lms == "canvas":
         for name in student.files:
-            match = CANVAS_FILE.match(Path(name).name)
+            match = CANVAS_FILE.fullmatch(Path(name).name)
             if match:
-                return f"{match['lastfirst']}_{match['user_id']}_{match['submission_id']}_{page}"
-        ids = student.lms_ids
-        if ids.get("user_id") and ids.get("submission_id"):
-            lastfirst = re.sub(r"[^a-z0-9]", "", student.name.lower()) or "student"
-            return f"{lastfirst}_{ids['user_id']}_{ids['submission_id']}_{page}"
+                return f"{name[:match.start('name')]}{page}"
     return f"{student.id}_{page}"
 
 
@@ -295,7 +329,7 @@ def feedback_zip(course_dir: Path, assignment: str, out: Path) -> tuple[int, lis
             if not pages:
                 without.append(student.id)
             for page in pages:
-                name = feedback_name(student, assignment, page.name)
+                name = feedback_name(student, page.name)
                 if name in names:
                     raise UserError(f"two feedback files would be named {name!r} in {out}: "
                                     "check the registry COURSE/grading/students.json")
