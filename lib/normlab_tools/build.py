@@ -399,6 +399,10 @@ def run_build(options: BuildOptions, steps, progress: bool = True) -> list[Row]:
     check_options(options)
     tasks = [task for step in steps for task in step(options)]
     names = {task.name for task in tasks}
+    if options.execute and tasks:
+        from normlab_tools import execution_cache
+
+        execution_cache.open_cache(options.out)  # its database made here, not by two workers at once
     results: dict[str, tuple[Result, float]] = {}
     with tqdm(total=len(tasks), desc="normlab build", unit="task", disable=not progress) as bar:
         if options.jobs == 1 or len(tasks) < 2:

@@ -84,7 +84,9 @@ def with_inputs(notebook: nbformat.NotebookNode, source: Path, run_dir: Path, ro
         imported = {name for tree in trees for name in _imports(tree, package=None)}
         files = library_files(imported, packages)
     bases = [Path(run_dir), Path(source).parent, Path(root)]
-    data = sorted({path for tree in trees if tree is not None for path in data_files(tree, bases)} - set(files))
+    homes = [home for home in packages.values() if home.is_dir()]
+    data = sorted(path for path in {path for tree in trees if tree is not None for path in data_files(tree, bases)}
+                  if path not in files and not any(path.is_relative_to(home) for home in homes))
     run_dir = Path(run_dir).resolve()
     notebook.metadata[INPUTS_KEY] = {
         "runs_in": run_dir.relative_to(Path(root).resolve()).as_posix() if run_dir.is_relative_to(

@@ -1,0 +1,276 @@
+"""The build's execution cache and its parallel runs, on a tiny project in a temporary folder.
+
+The project has its own library (lib/teachlib, on the kernels' PYTHONPATH) and four
+lectures: one imports teachlib.stats, one teachlib.other (which imports
+teachlib.helpers), one imports nothing of it, one reads a data file. Each test edits
+something and asserts which lectures ran again ("ok") and which came from the cache
+("cached"), and that the outputs are the new ones.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from normlab_tools import build, execution_cache, slides
+from normlab_tools.build import BuildOptions
+
+HEADER = """\
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+"""
+
+LECTURES = {
+    "01_stats.py": HEADER + """
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # Means
+
+# %%
+from teachlib.stats import mean
+
+print("mean=", mean([1, 2, 3]))
+""",
+    "02_other.py": HEADER + """
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # Other
+
+# %%
+import teachlib.other
+
+print("twice=", teachlib.other.twice(5))
+""",
+    "03_plain.py": HEADER + """
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # Plain
+
+# %%
+print("answer=", 6 * 7)
+""",
+    "04_data.py": HEADER + """
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # Data
+
+# %%
+from pathlib import Path
+
+print("rows=", len(Path("../../data/table.csv").read_text().splitlines()))
+""",
+}
+
+LIBRARY = {
+    "teachlib/__init__.py": '"""A tiny teaching library."""\n',
+    "teachlib/stats.py": "def mean(values):\n    return sum(values) / len(values)\n",
+    "teachlib/helpers.py": "def double(x):\n    return 2 * x\n",
+    "teachlib/other.py": "from .helpers import double\n\n\ndef twice(x):\n    return double(x)\n",
+}
+
+COURSE = ["course/01_stats", "course/02_other", "course/03_plain", "course/04_data"]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    root = tmp_path / "project"
+    for name, text in LECTURES.items():
+        (root / "course").mkdir(parents=True, exist_ok=True)
+        (root / "course" / name).write_text(text)
+    for name, text in LIBRARY.items():
+        (root / "lib" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "lib" / name).write_text(text)
+    (root / "data").mkdir()
+    (root / "data" / "table.csv").write_text("a,b\n1,2\n3,4\n")
+    monkeypatch.setenv("PYTHONPATH", str(root / "lib"))  # the kernels import teachlib from there
+    return root
+
+
+def build_lectures(root, **options) -> dict[str, str]:
+    """Build the lectures (notebooks, HTML, slides); {task: status}."""
+    opts = BuildOptions(root=root, out=root / "build", **options)
+    rows = build.run_build(opts, steps=[build.notebook_step("course"), slides.slides_step], progress=False)
+    return {row.name: row.status for row in rows}
+
+
+def ran(statuses) -> list[str]:
+    """The course notebooks that were executed (not taken from the cache)."""
+    return [name for name in COURSE if statuses[name] == "ok"]
+
+
+def printed(root, stem) -> str:
+    notebook = nbformat.read(root / "build" / "course" / f"{stem}.ipynb", as_version=4)
+    return "".join(output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", []))
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_nothing_changed_runs_nothing_and_a_touch_is_no_change(project):
+    first = build_lectures(project)
+    assert ran(first) == COURSE and all(status == "ok" for status in first.values()), first
+    pages = {path: path.read_bytes() for path in (project / "build").glob("*/*.html")}
+
+    for path in [*(project / "course").iterdir(), *(project / "lib" / "teachlib").iterdir()]:
+        os.utime(path)  # a newer modification time, the same content
+    again = build_lectures(project)
+
+    assert ran(again) == []
+    assert all(again[name] == "cached" for name in again if name.startswith(("course/", "slides/0"))), again
+    assert {path: path.read_bytes() for path in pages} == pages
+
+
+def test_editing_a_code_cell_runs_that_notebook_only_and_remakes_its_page_and_slides(project):
+    build_lectures(project)
+    edit(project / "course" / "03_plain.py", "6 * 7", "6 * 9")
+
+    statuses = build_lectures(project)
+
+    assert ran(statuses) == ["course/03_plain"]
+    assert statuses["slides/03_plain"] == "ok" and statuses["slides/01_stats"] == "cached"
+    assert "answer= 54" in printed(project, "03_plain")
+    assert "answer= 54" in (project / "build" / "slides" / "03_plain.slides.html").read_text()
+
+    edit(project / "course" / "03_plain.py", "6 * 9", "6 * 7")  # back to a version the cache holds
+    assert ran(build_lectures(project)) == []
+    assert "answer= 42" in printed(project, "03_plain")
+
+
+def test_editing_markdown_runs_nothing_but_the_pages_show_it(project):
+    build_lectures(project)
+    edit(project / "course" / "01_stats.py", "# # Means", "# # Means and medians")
+
+    statuses = build_lectures(project)
+
+    assert ran(statuses) == []
+    assert "Means and medians" in (project / "build" / "course" / "01_stats.html").read_text()
+    assert "Means and medians" in (project / "build" / "slides" / "01_stats.slides.html").read_text()
+    assert "mean= 2.0" in printed(project, "01_stats")
+
+
+def test_editing_a_library_function_runs_the_notebooks_that_import_it(project):
+    build_lectures(project)
+    edit(project / "lib" / "teachlib" / "stats.py", "return sum(values) / len(values)",
+         "return sum(values) / len(values) + 100")
+
+    statuses = build_lectures(project)
+
+    assert ran(statuses) == ["course/01_stats"]
+    assert "mean= 102.0" in printed(project, "01_stats")
+
+    # helpers is imported by other (a relative import), which 02 imports
+    edit(project / "lib" / "teachlib" / "helpers.py", "return 2 * x", "return 3 * x")
+    statuses = build_lectures(project)
+    assert ran(statuses) == ["course/02_other"]
+    assert "twice= 15" in printed(project, "02_other")
+
+    # the package's __init__ runs on every import of teachlib
+    edit(project / "lib" / "teachlib" / "__init__.py", "library", "library, edited")
+    assert ran(build_lectures(project)) == ["course/01_stats", "course/02_other"]
+
+
+def test_editing_the_data_a_notebook_reads_runs_it(project):
+    build_lectures(project)
+    (project / "data" / "table.csv").write_text("a,b\n1,2\n3,4\n5,6\n")
+
+    statuses = build_lectures(project)
+
+    assert ran(statuses) == ["course/04_data"]
+    assert "rows= 4" in printed(project, "04_data")
+
+
+def test_force_runs_everything(project):
+    build_lectures(project)
+
+    statuses = build_lectures(project, force=True)
+
+    assert ran(statuses) == COURSE
+    assert all(statuses[f"slides/{name.split('/')[1]}"] == "ok" for name in COURSE)
+
+
+def test_a_failed_notebook_runs_again_next_build_and_its_slides_do_not_rerun_it(project):
+    edit(project / "course" / "03_plain.py", 'print("answer=", 6 * 7)', 'import time\nprint("at", time.time())\n6 / 0')
+    statuses = build_lectures(project)
+    assert statuses["course/03_plain"].startswith("failed: cell 2 (line 12): ZeroDivisionError")
+    assert statuses["slides/03_plain"] == "failed: course/03_plain did not run to the end, so it has no slides"
+    first = printed(project, "03_plain")
+
+    again = build_lectures(project)
+    assert again["course/03_plain"].startswith("failed: cell 2 (line 12): ZeroDivisionError")
+    assert printed(project, "03_plain") != first  # not cached: it ran again, at another time
+
+
+def test_the_imports_are_followed_through_the_library(project):
+    packages = execution_cache.library_packages(project)
+    files = execution_cache.library_files({"teachlib.other"}, packages)
+    assert [path.name for path in files] == ["__init__.py", "helpers.py", "other.py"]
+
+    notebook = build.read_source(project / "course" / "01_stats.py")
+    inputs = execution_cache.with_inputs(notebook, project / "course" / "01_stats.py",
+                                         project / "build" / "course", project).metadata[execution_cache.INPUTS_KEY]
+    assert sorted(inputs["library"]) == ["teachlib/__init__.py", "teachlib/stats.py"]
+    assert inputs["data"] == {} and inputs["runs_in"] == "build/course"
+
+
+def test_a_new_dependency_version_runs_every_notebook(project, tmp_path):
+    build_lectures(project)
+    site = tmp_path / "site-packages"
+    (site / "fakepkg-1.0.dist-info").mkdir(parents=True)
+    (site / "fakepkg-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: fakepkg\nVersion: 1.0\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project / "lib"), str(site)])}
+
+    result = subprocess.run([sys.executable, "-m", "normlab_tools", "build", "--root", str(project), "-j", "1"],
+                            capture_output=True, text=True, env=env, timeout=300)
+
+    status = {line.split()[0]: line.split()[2] for line in result.stdout.splitlines()[1:] if line.startswith("course/")}
+    assert status == {name: "ok" for name in COURSE}, result.stdout + result.stderr
+
+
+SLEEPER = HEADER + """
+# %%
+import time
+
+start = time.time()
+time.sleep(3)
+print(f"ran from {start} to {time.time()}")
+"""
+
+
+def test_j2_runs_notebooks_at_once_and_a_failure_stops_nothing(tmp_path):
+    root = tmp_path / "project"
+    (root / "course").mkdir(parents=True)
+    for stem in ("01_a", "02_b"):
+        (root / "course" / f"{stem}.py").write_text(SLEEPER)
+    (root / "course" / "03_bad.py").write_text(LECTURES["03_plain.py"].replace("6 * 7", "1 / 0"))
+
+    result = subprocess.run([sys.executable, "-m", "normlab_tools", "build", "--root", str(root), "-j", "2"],
+                            capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["notebook", "seconds", "status"]
+    assert [line.split()[0] for line in lines[1:8]] == [
+        "course/01_a", "course/02_b", "course/03_bad", "slides/vendor", "slides/01_a", "slides/02_b", "slides/03_bad"]
+    assert "failed: cell 2 (line 12): ZeroDivisionError" in result.stdout
+    assert "2 of 8 failed: course/03_bad, slides/03_bad" in result.stderr
+    spans = []
+    for stem in ("01_a", "02_b"):
+        text = printed(root, stem)
+        start, end = (float(word) for word in text.split()[2::2])
+        spans.append((start, end))
+    (start_a, end_a), (start_b, end_b) = spans
+    assert start_a < end_b and start_b < end_a, f"the two notebooks did not run at the same time: {spans}"
+
+
+def test_j_must_be_a_positive_number(tmp_path):
+    (tmp_path / "course").mkdir()
+    result = subprocess.run([sys.executable, "-m", "normlab_tools", "build", "--root", str(tmp_path), "-j", "0"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "expected a whole number > 0, got '0'" in result.stderr
