@@ -29,7 +29,7 @@ import pytest
 
 from normlab_tools.cli import main as normlab_main
 from normlab_tools.grading import course, gradebook, students
-from test_grading import FULL, TIMEOUT, copy, edit, solved
+from test_grading import FULL, TIMEOUT, copy, edit
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTIAL = FULL - 3  # the square root in curvature and a wrong letter for q_identity
@@ -40,9 +40,18 @@ BLANK = r"ps1_curvature_demo raised NotImplementedError; lost points on .*"
 LINK = r".*a symbolic link \(not followed\): upload the file itself"
 
 
-def notebooks(release) -> dict:
-    """The notebooks a class hands in, as JSON text."""
-    correct = solved(release)
+def notebooks(course_dir: Path) -> dict:
+    """The notebooks a class hands in, as JSON text, made from the release of the course
+    they are graded in (so a change to the assignment's source while tests run -- another
+    session editing it -- cannot make the class differ from its release)."""
+    from normlab_tools.assignments import scripts_on_path
+
+    scripts_on_path()
+    course.quiet_nbgrader()
+    course.prepare_course(course_dir, "ps1")
+    release = nbformat.read(course_dir / "release" / "ps1" / "ps1.ipynb", as_version=4)
+    source = nbformat.read(course_dir / "source" / "ps1" / "ps1.ipynb", as_version=4)
+    correct = solved(release, source)
     partial = edit(edit(correct, "ps1_curvature", "return float(eigenvalues[-1] / eigenvalues[0])",
                         "return float(np.sqrt(eigenvalues[-1] / eigenvalues[0]))"),
                    "ps1_q_identity", 'q_identity = "b"', 'q_identity = "a"')
@@ -53,6 +62,20 @@ def notebooks(release) -> dict:
     return {name: nbformat.writes(nb) for name, nb in [("correct", correct), ("partial", partial),
                                                        ("one_wrong", one_wrong), ("blank", copy(release)),
                                                        ("wrong", wrong)]}
+
+
+def solved(release, source):
+    """The release with every solution cell answered by the source's solution (as
+    test_grading.solved, from the course's own source)."""
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
+               if c.metadata.get("nbgrader", {}).get("solution")}
+    notebook = copy(release)
+    for cell in notebook.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in answers:
+            cell.source = "\n".join(line for line in answers[gid].splitlines()
+                                    if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+    return notebook
 
 
 def write_zip(path: Path, files: dict, links: dict = ()) -> Path:
@@ -123,8 +146,8 @@ CANVAS = {
 CANVAS_COLUMN = "ps1 (4321)"
 
 
-def canvas_download(release, path: Path) -> Path:
-    texts = notebooks(release)
+def canvas_download(course_dir: Path, path: Path) -> Path:
+    texts = notebooks(course_dir)
     files, links = {"__MACOSX/._leeann_LATE_1002_2002_ps1.ipynb": "\0"}, {}
     for user_id, (_, lastfirst, kind, late, *_) in CANVAS.items():
         if not kind:
@@ -158,14 +181,13 @@ def canvas_roster(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def canvas_class(nbgrader_course, tmp_path_factory):
+def canvas_class(tmp_path_factory):
     """The Canvas class graded in a project folder with a build/ (for `make clean`):
-    (project, course dir, download zip, roster, the command's output)."""
-    release = nbgrader_course("ps1").notebook("release")
+    (project, course dir, download zip, roster)."""
     project = tmp_path_factory.mktemp("canvas-project")
     (project / "build" / "course").mkdir(parents=True)
     course_dir = project / "nbgrader-course"
-    download = canvas_download(release, project / "submissions.zip")
+    download = canvas_download(course_dir, project / "submissions.zip")
     roster = canvas_roster(project / "roster.csv")
     code = normlab_main(["grade", "ps1", str(download), "--course-dir", str(course_dir), "--workers", "2",
                          "--timeout", str(TIMEOUT), "--quiet"])
@@ -318,8 +340,8 @@ def yaml_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def gradescope_export(release, path: Path) -> Path:
-    texts = notebooks(release)
+def gradescope_export(course_dir: Path, path: Path) -> Path:
+    texts = notebooks(course_dir)
     top = "assignment_4242_export/"
     lines, files, links = [], {top + ".DS_Store": "\0"}, {}
     for sid, (submitters, kind, created) in GRADESCOPE_SUBMISSIONS.items():
@@ -354,12 +376,11 @@ def gradescope_roster(path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_gradescope_export_to_gradescope_import(nbgrader_course, tmp_path, capsys):
-    release = nbgrader_course("ps1").notebook("release")
+def test_gradescope_export_to_gradescope_import(tmp_path, capsys):
     project = tmp_path
     (project / "build").mkdir()
     course_dir = project / "nbgrader-course"
-    download = gradescope_export(release, project / "export.zip")
+    download = gradescope_export(course_dir, project / "export.zip")
     roster = gradescope_roster(project / "roster.csv")
     code, out, err = normlab(capsys, "grade", "ps1", download, "--course-dir", course_dir, "--workers", "2",
                              "--timeout", TIMEOUT, "--due", DUE, "--quiet")
