@@ -144,3 +144,22 @@ def test_hint_only_where_the_output_is_the_mistakes():
     assert hint_if(np.array([1.0, 2.5]), [1.4142136, 2.8284271], hint) == ""  # another mistake: no hint
     assert hint_if(np.ones(3), [1.4142136, 2.8284271], hint) == ""  # another shape
     assert hint_if(None, [1.0], hint) == "" and hint_if("b", [1.0], hint) == ""
+
+
+def test_forbidden_functions_by_name_and_rounding_changes_in_place():
+    from normlab import gradcheck
+
+    x = np.random.default_rng(1).normal(size=(3, 2))
+    allowed = assert_no_torch_calls(lambda: gradcheck.rel_error(x, x), forbidden=(),
+                                    functions=("normlab.gradcheck.check_layer",))
+    assert allowed == 0.0
+    message = fails_with(assert_no_torch_calls,
+                         lambda: gradcheck.check_layer(lambda x: (2 * x, None), lambda d, c: (2 * d,), {"x": x}),
+                         forbidden=(), functions=("normlab.gradcheck.check_layer",), what="your gradient_check")
+    assert message.startswith("your gradient_check calls normlab.gradcheck.check_layer")
+
+    def nudge(v):
+        v[0] = np.nextafter(v[0], np.inf)
+
+    message = fails_with(checked_call, nudge, np.array([0.1, 0.2]))
+    assert "v[0] was 0.1 and is now 0.10000000000000002" in message

@@ -215,11 +215,12 @@ def substitute(expr, **values):
 
 
 def assert_no_torch_calls(run, forbidden=("batch_norm", "layer_norm", "group_norm", "instance_norm"),
-                          what: str = "your code", modules=()):
+                          what: str = "your code", modules=(), functions=()):
     """Call ``run()`` and return its result; raise AssertionError if it called a torch
-    function whose name contains one of the strings in `forbidden`, or any Python
+    function whose name contains one of the strings in `forbidden`, any Python
     function defined in one of `modules` (e.g. ``("normlab.functional",)``, the course
-    library's own implementations).
+    library's own implementations), or one of `functions` by its full name (e.g.
+    ``("normlab.gradcheck.check_layer",)``, where the rest of its module is allowed).
 
     For layers written "from scratch". Every call into torch's Python API is watched
     with a ``TorchFunctionMode``: ``torch.nn.functional.batch_norm``, ``torch.batch_norm``,
@@ -236,16 +237,19 @@ def assert_no_torch_calls(run, forbidden=("batch_norm", "layer_norm", "group_nor
 
     called = set()
     prefixes = tuple(modules)
+    named = frozenset(functions)
 
     def profile(frame, event, arg):
-        if event == "call":  # a call into a forbidden module from outside it
+        if event == "call":  # a call into a forbidden module (or function) from outside it
             module = frame.f_globals.get("__name__", "")
             caller = frame.f_back.f_globals.get("__name__", "") if frame.f_back else ""
             if module.startswith(prefixes) and not caller.startswith(prefixes):
                 called.add(f"{module}.{frame.f_code.co_name}")
+            elif named and f"{module}.{frame.f_code.co_name}" in named and caller != module:
+                called.add(f"{module}.{frame.f_code.co_name}")
 
     def watched():
-        if not prefixes:
+        if not prefixes and not named:
             return run()
         previous = sys.getprofile()
         sys.setprofile(profile)
@@ -266,7 +270,8 @@ def assert_no_torch_calls(run, forbidden=("batch_norm", "layer_norm", "group_nor
             result = watched()
     else:
         result = watched()
-    bad = sorted((name for name in called if any(word in name for word in forbidden) or name.startswith(prefixes)),
+    bad = sorted((name for name in called
+                  if any(word in name for word in forbidden) or name.startswith(prefixes) or name in named),
                  key=lambda name: (name.rsplit(".", 1)[-1].startswith(("<", "__")), name))  # imports last
     if bad:
         raise AssertionError(f"{what} calls {', '.join(bad[:3])}: write it with basic operations "
@@ -311,7 +316,10 @@ def _difference(before, after, where: str) -> str | None:
         off = ~((b == a) | (np.isnan(b) & np.isnan(a)))
         if off.any():
             first = tuple(np.argwhere(off)[0])
-            return f"{where}{_index(first)} was {b[first]:.6g} and is now {a[first]:.6g}"
+            was, now = f"{b[first]:.6g}", f"{a[first]:.6g}"
+            if was == now:  # a change in the last digits (rounding): show them all
+                was, now = repr(float(b[first])), repr(float(a[first]))
+            return f"{where}{_index(first)} was {was} and is now {now}"
     return None
 
 

@@ -50,6 +50,35 @@ MISTAKES = [
     mistake("all-ones upstream gradient", "ps2_gradient_check",
             "dout = np.random.default_rng(seed).standard_normal(out.shape)", "dout = np.ones(out.shape)",
             {"ps2_test_gradient_check"}, True),
+    mistake("the caller's x perturbed in place by hand (np.asarray made no copy; x + h - 2h + h rounds)",
+            "ps2_gradient_check", "np.array(value, dtype=np.float64)", "np.asarray(value, dtype=np.float64)",
+            {"ps2_test_gradient_check"}, category="in_place",
+            more=(("        numerical = numerical_gradient(f, inputs[name].copy(), dout, h)\n",
+                   "        value = inputs[name]\n"
+                   "        numerical = np.zeros_like(value)\n"
+                   "        for i in np.ndindex(value.shape):\n"
+                   "            value[i] += h\n"
+                   "            plus = np.sum(f(value) * dout)\n"
+                   "            value[i] -= 2 * h\n"
+                   "            minus = np.sum(f(value) * dout)\n"
+                   "            value[i] += h\n"
+                   "            numerical[i] = (plus - minus) / (2 * h)\n"),)),
+    mistake("the course library's check_layer", "ps2_gradient_check", "    errors = {}\n",
+            "    from normlab.gradcheck import check_layer\n"
+            "    reports = check_layer(forward, backward, inputs, seed=seed, h=h)\n"
+            "    return {report.name: report.rel_error for report in reports}\n"
+            "    errors = {}\n", {"ps2_test_gradient_check"}, category="forbidden"),
+    mistake("seed ignored (default_rng(0))", "ps2_gradient_check", "np.random.default_rng(seed)",
+            "np.random.default_rng(0)", {"ps2_test_gradient_check"}, category="edge_case"),
+    mistake("upstream gradient drawn in x's shape, not out's", "ps2_gradient_check", "standard_normal(out.shape)",
+            'standard_normal(inputs["x"].shape)', {"ps2_test_gradient_check"}, category="edge_case"),
+    mistake("staged backward computes in float32 (correct)", "ps2_backward", "    m = x.size // x.shape[1]\n",
+            "    x, xhat, mu, var, gamma, dout = (np.asarray(a, dtype=np.float32)\n"
+            "                                     for a in (x, xhat, mu, var, gamma, dout))\n"
+            "    m = x.size // x.shape[1]\n", set(), category="float32"),
+    mistake("closed form computes in float32 (correct)", "ps2_backward_fast", "    m = x.size // x.shape[1]\n",
+            "    x, xhat, var, gamma, dout = (np.asarray(a, dtype=np.float32) for a in (x, xhat, var, gamma, dout))\n"
+            "    m = x.size // x.shape[1]\n", set(), category="float32"),
     mistake("float32 inputs kept", "ps2_gradient_check",
             "np.array(value, dtype=np.float64)", "np.array(value)", {"ps2_test_gradient_check"},
             category="float32"),

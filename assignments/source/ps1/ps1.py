@@ -301,7 +301,8 @@ small_train = np.array([[1.0, 10.0], [3.0, 30.0]])
 small_val, small_test = np.array([[2.0, 40.0]]), np.array([[5.0, 0.0], [1.0, 20.0]])
 z_tr, z_va, z_te, mean, std = standardized(small_train, small_val, small_test)
 assert_close(z_va, [[0.0, 2.0]], "z_val", **FLOAT32,
-             hint=hint_if(z_va, [[0.0, 0.0]], "transform the validation split with the TRAIN mean and std, not its own"))
+             hint=hint_if(z_va, [[0.0, 0.0]], "transform the validation split with the TRAIN mean and std, not its "
+                                              "own"))
 assert_close(z_te, [[3.0, -2.0], [-1.0, 0.0]], "z_test", **FLOAT32,
              hint=hint_if(z_te, [[1.0, -1.0], [-1.0, 1.0]], "transform the test split with the TRAIN mean and std, "
                                                             "not its own"))
@@ -484,7 +485,8 @@ for _shape, _eps, _dtype in (((3, 4), 1e-5, np.float64), ((6, 5), 0.5, np.float6
     _centred, _var = _x64 - _x64.mean(axis=0), _x64.var(axis=0)
     _hint = (hint_if(_out, _g64 * _centred / (np.sqrt(_var) + _eps) + _b64, "eps belongs inside the square root: "
                                                                              "sqrt(var + eps)")
-             or hint_if(_out, _g64 * _centred / np.sqrt(_var + 1e-5) + _b64, "use the eps argument")) if _eps > 0.1 else ""
+             or hint_if(_out, _g64 * _centred / np.sqrt(_var + 1e-5) + _b64, "use the eps argument")
+             ) if _eps > 0.1 else ""
     assert_close(_out, _torch_batchnorm(_x64, _g64, _b64, _eps),
                  f"out for x of shape {_shape} in {np.dtype(_dtype).name}, eps={_eps}", **FLOAT32, hint=_hint)
 # A batch of one sample: each feature's only value is its own mean, so xhat = 0 and out = beta.
@@ -579,7 +581,8 @@ gamma, beta = identity_of(np.array([[1.0, 2.0], [3.0, 6.0]]), eps=0.0)
 assert_close(gamma, [1.0, 2.0], "gamma", **FLOAT32,
              hint=hint_if(gamma, [2.0, 4.0], "return (gamma, beta) in this order: gamma undoes the division by "
                                              "sqrt(var + eps), beta the subtraction of the mean")
-             or hint_if(gamma, [np.sqrt(2.0), np.sqrt(8.0)], "batch norm divides by the biased variance (m, not m - 1)"))
+             or hint_if(gamma, [np.sqrt(2.0), np.sqrt(8.0)], "batch norm divides by the biased variance (m, not "
+                                                              "m - 1)"))
 assert_close(beta, [2.0, 4.0], "beta", **FLOAT32)
 # Feature maps: batch norm with your gamma and beta gives back x.
 x = np.arange(24.0).reshape(2, 3, 2, 2)

@@ -30,17 +30,25 @@
 #
 # **How this is graded.** As in problem set 1: the tests after each function are
 # visible tests; the grader also runs hidden tests (other shapes, other `eps`, random
-# upstream gradients). Before you submit, save the notebook (Ctrl-S) and run its last cell:
-# it runs the saved notebook the way the grader does, in a separate fresh kernel, and prints
+# upstream gradients, the edge cases the docstrings promise, float32 inputs). Every test
+# calls your function on copies of its inputs and fails if your function changes them in
+# place, and every test fails if your function calls what the rules forbid.
+#
+# To check your work, save the notebook (Ctrl-S) and run the last cell of the notebook: it
+# runs the saved notebook the way the grader does, in a separate fresh kernel, and prints
 # the points of every visible test. From a terminal, `normlab check ps2.ipynb` does the same.
 #
 # **Rules.** Write your code where it says `# YOUR CODE HERE` and delete the
 # `raise NotImplementedError()`. NumPy (and SymPy in Part 4) only: no `torch`, no
 # automatic differentiation, and not the course library's own batch-norm functions
-# (`normlab.functional`, `normlab.symbolic`). Do not delete or copy cells. A test cell
-# that prints a warning scores 0. *Restart and run all* before you submit.
+# (`normlab.functional`, `normlab.symbolic`, `normlab.references`) or its whole gradient
+# check (`normlab.gradcheck.check_layer`; its `numerical_gradient` and `rel_error` are
+# yours to use). Leave the inputs as they are (`x = x - mu`, not `x -= mu`). Do not
+# delete or copy cells. A test cell that prints a warning scores 0. *Restart and run all*
+# before you submit.
 
 # %% nbgrader={"grade": false, "grade_id": "ps2_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import numbers
 import os
 import time
 
@@ -49,7 +57,7 @@ import sympy as sp
 
 from normlab.gradcheck import numerical_gradient, rel_error
 from normlab.grading_helpers import (assert_choice, assert_close, assert_equivalent, assert_expression,
-                                     assert_no_torch_calls, assert_shape, checked_call, substitute)
+                                     assert_no_torch_calls, assert_shape, checked_call, hint_if, substitute)
 
 # True while the autograder runs this notebook: the timing demonstration then runs shorter.
 GRADING = "NBGRADER_EXECUTION" in os.environ
@@ -58,6 +66,40 @@ np.set_printoptions(precision=4, suppress=True)
 # batch norm, references and finite differences (the tests run your functions under this).
 NUMPY_ONLY = {"forbidden": ("torch",),
               "modules": ("normlab.functional", "normlab.symbolic", "normlab.references", "normlab.gradcheck")}
+# gradient_check may use numerical_gradient and rel_error, not the library's whole check.
+CHECK_RULES = {"forbidden": ("torch",), "modules": ("normlab.functional", "normlab.symbolic", "normlab.references"),
+               "functions": ("normlab.gradcheck.check_layer", "normlab.gradcheck.compare")}
+# A backward pass may compute in float32: it keeps about 7 significant digits, and the sums
+# over a mini-batch of a few hundred values then move gradients of order 1 by up to about
+# 1e-6. rtol 1e-4 and atol 1e-5 leave a margin of ten; every mistake the tests look for is
+# off by far more.
+FLOAT32 = {"rtol": 1e-4, "atol": 1e-5}
+
+
+def gradients(backward, dout, cache):
+    """backward(dout, cache) as every test calls it: on copies of dout and the cache
+    (AssertionError if it changes them in place), under NUMPY_ONLY; the result checked to be
+    a triple (dx, dgamma, dbeta) with dx of x's shape (the tests of dgamma and dbeta compare
+    them, shapes included)."""
+    result = assert_no_torch_calls(lambda: checked_call(backward, dout, cache), **NUMPY_ONLY,
+                                   what=f"your {backward.__name__}")
+    assert isinstance(result, tuple) and len(result) == 3, \
+        f"{backward.__name__} should return a triple (dx, dgamma, dbeta), got {type(result).__name__}"
+    assert_shape(result[0], np.shape(cache["x"]), f"dx for x of shape {np.shape(cache['x'])}")
+    return result
+
+
+def relative_errors(forward, backward, x, gamma, beta, **options):
+    """gradient_check as every test calls it: on copies of x, gamma and beta (AssertionError
+    if it changes them in place), under CHECK_RULES; the result checked to be a dict of
+    three numbers."""
+    errors = assert_no_torch_calls(lambda: checked_call(gradient_check, forward, backward, x, gamma, beta, **options),
+                                   **CHECK_RULES, what="your gradient_check")
+    assert isinstance(errors, dict) and set(errors) == {"x", "gamma", "beta"}, \
+        f'gradient_check should return a dict with keys "x", "gamma", "beta", got {errors!r}'
+    for name, error in errors.items():
+        assert isinstance(error, numbers.Real), f"the relative error of {name} should be a number, got {error!r}"
+    return {name: float(error) for name, error in errors.items()}
 
 # %% [markdown]
 # ## The forward pass, given
@@ -120,7 +162,8 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5):
 def batchnorm_backward(dout, cache):
     """Gradients of batch norm by the staged chain rule: through xhat, var and mu.
 
-    dout: upstream gradient, shape of x. Returns (dx, dgamma, dbeta).
+    dout: upstream gradient, shape of x; cache: from batchnorm_forward, with its eps. Both are
+    left unchanged. Returns (dx, dgamma, dbeta).
     """
     ### BEGIN SOLUTION
     x, xhat, mu, var, gamma, eps = (cache[k] for k in ("x", "xhat", "mu", "var", "gamma", "eps"))
@@ -146,25 +189,27 @@ for shape in ((5, 3), (2, 3, 2, 4)):
     x = rng.normal(loc=1.0, scale=2.0, size=shape)
     gamma, beta, dout = rng.normal(size=shape[1]), rng.normal(size=shape[1]), rng.normal(size=shape)
     _, cache = batchnorm_forward(x, gamma, beta)
-    dx, dgamma, dbeta = assert_no_torch_calls(lambda: checked_call(batchnorm_backward, dout, cache), **NUMPY_ONLY,
-                                          what="your batchnorm_backward")
+    dx, dgamma, dbeta = gradients(batchnorm_backward, dout, cache)
     dgamma_num = numerical_gradient(lambda g: batchnorm_forward(x, g, beta)[0], gamma.copy(), dout)
     dbeta_num = numerical_gradient(lambda b: batchnorm_forward(x, gamma, b)[0], beta.copy(), dout)
-    assert_close(dbeta, dbeta_num, f"dbeta for x of shape {shape}", rtol=1e-5, atol=1e-7,
-                 hint="sum dout over every axis but 1")
-    assert_close(dgamma, dgamma_num, f"dgamma for x of shape {shape}", rtol=1e-5, atol=1e-7,
-                 hint="sum dout * xhat (not dout * x) over every axis but 1")
+    axes = (0,) + tuple(range(2, x.ndim))
+    assert_close(dbeta, dbeta_num, f"dbeta for x of shape {shape} (against finite differences)", **FLOAT32)
+    assert_close(dgamma, dgamma_num, f"dgamma for x of shape {shape} (against finite differences)", **FLOAT32,
+                 hint=hint_if(dgamma, (dout * x).sum(axis=axes), "dgamma sums dout * xhat, not dout * x"))
 ### BEGIN HIDDEN TESTS
 from normlab.references import torch_batchnorm_gradients as _torch_gradients
 
 _rng = np.random.default_rng(201)
-for _shape, _eps in (((7, 4), 0.5), ((3, 2, 3, 2), 1e-5)):
-    _x, _dout = _rng.normal(size=_shape) * 3.0, _rng.normal(size=_shape)
-    _gamma, _beta = _rng.normal(size=_shape[1]), _rng.normal(size=_shape[1])
-    _, _dgamma, _dbeta = checked_call(batchnorm_backward, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
-    _, _dgamma_ref, _dbeta_ref = _torch_gradients(_x, _gamma, _beta, _eps, _dout)
-    assert_close(_dgamma, _dgamma_ref, f"dgamma for x of shape {_shape}", rtol=1e-6)
-    assert_close(_dbeta, _dbeta_ref, f"dbeta for x of shape {_shape}", rtol=1e-6)
+for _shape, _eps, _dtype in (((7, 4), 0.5, np.float64), ((3, 2, 3, 2), 1e-5, np.float64),
+                             ((16, 3, 2, 2), 1e-5, np.float32)):
+    _x, _dout = (_rng.normal(size=_shape) * 3.0).astype(_dtype), _rng.normal(size=_shape).astype(_dtype)
+    _gamma, _beta = _rng.normal(size=_shape[1]).astype(_dtype), _rng.normal(size=_shape[1]).astype(_dtype)
+    _got = gradients(batchnorm_backward, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
+    _expected = _torch_gradients(*(np.asarray(_a, dtype=np.float64) for _a in (_x, _gamma, _beta)), _eps,
+                                 _dout.astype(np.float64))
+    for _what, _a, _b in zip(("dgamma", "dbeta"), _got[1:], _expected[1:]):
+        assert_close(_a, _b, f"{_what} for x of shape {_shape} in {np.dtype(_dtype).name}, eps={_eps}",
+                     **FLOAT32)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "ps2_test_backward_dx_2d", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
@@ -172,22 +217,26 @@ rng = np.random.default_rng(1)
 x = rng.normal(loc=-1.0, scale=2.0, size=(6, 4))
 gamma, beta, dout = rng.normal(size=4), rng.normal(size=4), rng.normal(size=(6, 4))
 _, cache = batchnorm_forward(x, gamma, beta)
-dx, _, _ = assert_no_torch_calls(lambda: checked_call(batchnorm_backward, dout, cache), **NUMPY_ONLY,
-                                what="your batchnorm_backward")
-assert_shape(dx, x.shape, "dx")
+dx, _, _ = gradients(batchnorm_backward, dout, cache)
+# Adding a constant to a feature's inputs does not change batch norm's output, so each
+# feature's gradient sums to 0 over the batch.
+assert_close(np.sum(dx, axis=0), np.zeros(4), "dx summed over the batch (one value per feature)", **FLOAT32)
 dx_num = numerical_gradient(lambda v: batchnorm_forward(v, gamma, beta)[0], x.copy(), dout)
-assert_close(dx, dx_num, "dx (against finite differences)", rtol=1e-5, atol=1e-7,
-             hint="dx has three terms: through xhat directly, through var (dvar) and through mu (dmu)")
+assert_close(dx, dx_num, "dx (against finite differences)", **FLOAT32)
 ### BEGIN HIDDEN TESTS
 from normlab.references import torch_batchnorm_gradients as _torch_gradients
 
 _rng = np.random.default_rng(202)
-for _shape, _eps in (((8, 3), 1e-5), ((3, 5), 0.5), ((2, 2), 1e-3)):
-    _x, _dout = _rng.normal(size=_shape) * 2.0 + 1.0, _rng.normal(size=_shape)
-    _gamma, _beta = _rng.normal(size=_shape[1]), _rng.normal(size=_shape[1])
-    _dx, _, _ = checked_call(batchnorm_backward, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
-    assert_close(_dx, _torch_gradients(_x, _gamma, _beta, _eps, _dout)[0],
-                 f"dx for x of shape {_shape}, eps={_eps}", rtol=1e-6, atol=1e-9)
+for _shape, _eps, _dtype in (((8, 3), 1e-5, np.float64), ((3, 5), 0.5, np.float64), ((2, 2), 1e-3, np.float64),
+                             ((64, 3), 1e-5, np.float32)):
+    _x, _dout = (_rng.normal(size=_shape) * 2.0 + 1.0).astype(_dtype), _rng.normal(size=_shape).astype(_dtype)
+    _gamma, _beta = _rng.normal(size=_shape[1]).astype(_dtype), _rng.normal(size=_shape[1]).astype(_dtype)
+    _got = gradients(batchnorm_backward, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
+    _expected = _torch_gradients(*(np.asarray(_a, dtype=np.float64) for _a in (_x, _gamma, _beta)), _eps,
+                                 _dout.astype(np.float64))
+    for _what, _a, _b in (("dx", _got[0], _expected[0]),):
+        assert_close(_a, _b, f"{_what} for x of shape {_shape} in {np.dtype(_dtype).name}, eps={_eps}",
+                     **FLOAT32)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "ps2_test_backward_dx_4d", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
@@ -195,22 +244,26 @@ rng = np.random.default_rng(2)
 x = rng.normal(loc=2.0, scale=1.5, size=(2, 3, 4, 2))
 gamma, beta, dout = rng.normal(size=3), rng.normal(size=3), rng.normal(size=x.shape)
 _, cache = batchnorm_forward(x, gamma, beta)
-dx, _, _ = assert_no_torch_calls(lambda: checked_call(batchnorm_backward, dout, cache), **NUMPY_ONLY,
-                                what="your batchnorm_backward")
-assert_shape(dx, x.shape, "dx")
+dx, _, _ = gradients(batchnorm_backward, dout, cache)
+# Each channel's gradient sums to 0 over the batch and all positions (m = N * H * W values).
+assert_close(np.sum(dx, axis=(0, 2, 3)), np.zeros(3), "dx summed over axes (0, 2, 3) (one value per channel)",
+             **FLOAT32)
 dx_num = numerical_gradient(lambda v: batchnorm_forward(v, gamma, beta)[0], x.copy(), dout)
-assert_close(dx, dx_num, "dx for (N, C, H, W) input (against finite differences)", rtol=1e-5, atol=1e-7,
-             hint="for feature maps m = N * H * W, and every sum runs over axes (0, 2, 3)")
+assert_close(dx, dx_num, "dx for (N, C, H, W) input (against finite differences)", **FLOAT32)
 ### BEGIN HIDDEN TESTS
 from normlab.references import torch_batchnorm_gradients as _torch_gradients
 
 _rng = np.random.default_rng(203)
-for _shape, _eps in (((4, 2, 3, 5), 1e-5), ((2, 3, 2, 2), 0.5)):
-    _x, _dout = _rng.normal(size=_shape) - 1.0, _rng.normal(size=_shape)
-    _gamma, _beta = _rng.normal(size=_shape[1]), _rng.normal(size=_shape[1])
-    _dx, _, _ = checked_call(batchnorm_backward, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
-    assert_close(_dx, _torch_gradients(_x, _gamma, _beta, _eps, _dout)[0],
-                 f"dx for x of shape {_shape}, eps={_eps}", rtol=1e-6, atol=1e-9)
+for _shape, _eps, _dtype in (((4, 2, 3, 5), 1e-5, np.float64), ((2, 3, 2, 2), 0.5, np.float64),
+                             ((1, 2, 4, 4), 1e-5, np.float64), ((8, 3, 4, 4), 1e-5, np.float32)):
+    _x, _dout = (_rng.normal(size=_shape) * 1.0 - 1.0).astype(_dtype), _rng.normal(size=_shape).astype(_dtype)
+    _gamma, _beta = _rng.normal(size=_shape[1]).astype(_dtype), _rng.normal(size=_shape[1]).astype(_dtype)
+    _got = gradients(batchnorm_backward, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
+    _expected = _torch_gradients(*(np.asarray(_a, dtype=np.float64) for _a in (_x, _gamma, _beta)), _eps,
+                                 _dout.astype(np.float64))
+    for _what, _a, _b in (("dx", _got[0], _expected[0]),):
+        assert_close(_a, _b, f"{_what} for x of shape {_shape} in {np.dtype(_dtype).name}, eps={_eps}",
+                     **FLOAT32)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -246,7 +299,10 @@ for _shape, _eps in (((4, 2, 3, 5), 1e-5), ((2, 3, 2, 2), 0.5)):
 def gradient_check(forward, backward, x, gamma, beta, seed=0, h=1e-5):
     """Relative errors between backward's gradients and centred finite differences.
 
-    forward(x, gamma, beta) -> (out, cache); backward(dout, cache) -> (dx, dgamma, dbeta).
+    forward(x, gamma, beta) -> (out, cache), out of any shape; backward(dout, cache) ->
+    (dx, dgamma, dbeta). Draws dout from a standard normal with NumPy's default_rng(seed), in
+    the shape of out.
+    Computes in float64 whatever the inputs' dtype; x, gamma and beta are left unchanged.
     Returns {"x": rel_error, "gamma": rel_error, "beta": rel_error}.
     """
     ### BEGIN SOLUTION
@@ -284,14 +340,13 @@ def scale_backward_wrong_dgamma(dout, cache):
 
 rng = np.random.default_rng(3)
 x, gamma, beta = rng.normal(size=(5, 3)), rng.normal(size=3), rng.normal(size=3)
-errors = gradient_check(scale_forward, scale_backward, x, gamma, beta)
-assert isinstance(errors, dict) and set(errors) == {"x", "gamma", "beta"}, \
-    f'gradient_check should return a dict with keys "x", "gamma", "beta", got {errors!r}'
+errors = relative_errors(scale_forward, scale_backward, x, gamma, beta)
 for name, error in errors.items():
-    assert error < 1e-7, f"correct gradients, but the relative error of {name} is {error:.2e}"
-errors = gradient_check(scale_forward, scale_backward_wrong_dgamma, x, gamma, beta)
-assert errors["gamma"] > 1e-2, f"a wrong dgamma went unnoticed: relative error {errors['gamma']:.2e}"
-assert errors["x"] < 1e-7 and errors["beta"] < 1e-7, f"only dgamma is wrong, got {errors}"
+    assert error < 1e-7, f"correct gradients, but the relative error of {name} is {error:.2e} (should be below 1e-7)"
+errors = relative_errors(scale_forward, scale_backward_wrong_dgamma, x, gamma, beta)
+assert errors["gamma"] > 1e-2, \
+    f"a wrong dgamma went unnoticed: relative error {errors['gamma']:.2e} (should be above 1e-2)"
+assert errors["x"] < 1e-7 and errors["beta"] < 1e-7, f"only dgamma is wrong, but the relative errors are {errors}"
 ### BEGIN HIDDEN TESTS
 def _center_forward(x, gamma, beta):
     return gamma * (x - x.mean(axis=0)) + beta, (x, gamma)
@@ -302,16 +357,45 @@ def _center_backward_zero_dx(dout, cache):  # a wrong dx that an all-ones dout c
     return np.zeros_like(dout), (dout * (x - x.mean(axis=0))).sum(axis=0), dout.sum(axis=0)
 
 
+def _row_sum_forward(x, gamma, beta):  # one output per sample: out has another shape than x
+    return (gamma * x + beta).sum(axis=1), (x, gamma)
+
+
+def _row_sum_backward(dout, cache):
+    x, gamma = cache
+    return dout[:, None] * gamma, (dout[:, None] * x).sum(axis=0), np.full(gamma.shape, dout.sum())
+
+
 _rng = np.random.default_rng(204)
 _x, _gamma, _beta = _rng.normal(size=(6, 2)), _rng.normal(size=2), _rng.normal(size=2)
-_errors = gradient_check(_center_forward, _center_backward_zero_dx, _x, _gamma, _beta)
-assert _errors["x"] > 1e-2, \
-    f"a dx of zeros passed the check (relative error {_errors['x']:.2e}): is the upstream gradient random?"
-_errors = gradient_check(scale_forward, scale_backward, _x.astype(np.float32), _gamma.astype(np.float32),
-                         _beta.astype(np.float32))
-assert max(_errors.values()) < 1e-6, f"float32 inputs, correct gradients, but errors {_errors}: convert to float64"
-_errors = gradient_check(scale_forward, scale_backward_wrong_dgamma, _x, _gamma, _beta, seed=7)
-assert _errors["gamma"] > 1e-2 and _errors["x"] < 1e-7, f"seed=7: {_errors}"
+_errors = relative_errors(_center_forward, _center_backward_zero_dx, _x, _gamma, _beta)
+assert _errors["x"] > 1e-2, f"a dx of zeros passed the check (relative error {_errors['x']:.2e})"
+_errors = relative_errors(scale_forward, scale_backward, *(_a.astype(np.float32) for _a in (_x, _gamma, _beta)))
+assert max(_errors.values()) < 1e-6, f"float32 inputs, correct gradients, but relative errors {_errors}"
+_errors = relative_errors(scale_forward, scale_backward_wrong_dgamma, _x, _gamma, _beta, seed=7)
+assert _errors["gamma"] > 1e-2 and _errors["x"] < 1e-7, f"seed=7, only dgamma wrong: relative errors {_errors}"
+_errors = relative_errors(_row_sum_forward, _row_sum_backward, _x, _gamma, _beta)
+assert max(_errors.values()) < 1e-7, \
+    f"a layer with one output per sample (out of shape (6,)), correct gradients, but relative errors {_errors}"
+# The upstream gradient comes from default_rng(seed): the same for one seed, another for another.
+_drawn = []
+
+
+def _recording_backward(dout, cache):
+    _drawn.append(np.array(dout, dtype=np.float64))
+    return scale_backward(dout, cache)
+
+
+_first = {}
+for _seed in (7, 7, 8):
+    _drawn.clear()
+    relative_errors(scale_forward, _recording_backward, _x, _gamma, _beta, seed=_seed)
+    assert _drawn, "gradient_check never called backward"
+    if _seed in _first:
+        assert np.array_equal(_drawn[0], _first[_seed]), "two checks with seed=7 drew different upstream gradients"
+    _first.setdefault(_seed, _drawn[0])
+assert not np.allclose(_first[7], _first[8]), \
+    "seed=7 and seed=8 drew the same upstream gradient: draw it with np.random.default_rng(seed)"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -349,7 +433,10 @@ print(f"largest |dx| for an all-ones upstream gradient: {np.abs(dx_for_ones).max
 
 # %% nbgrader={"grade": false, "grade_id": "ps2_backward_fast", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def batchnorm_backward_fast(dout, cache):
-    """The same gradients as batchnorm_backward, from the closed form. Returns (dx, dgamma, dbeta)."""
+    """The same gradients as batchnorm_backward, from the closed form. Returns (dx, dgamma, dbeta).
+
+    dout and cache as for batchnorm_backward (the cache's eps), both left unchanged.
+    """
     ### BEGIN SOLUTION
     x, xhat, var, gamma, eps = (cache[k] for k in ("x", "xhat", "var", "gamma", "eps"))
     axes = (0,) + tuple(range(2, x.ndim))
@@ -368,23 +455,26 @@ rng = np.random.default_rng(5)
 x = rng.normal(loc=3.0, scale=0.5, size=(7, 3))
 gamma, beta, dout = rng.normal(size=3), rng.normal(size=3), rng.normal(size=x.shape)
 _, cache = batchnorm_forward(x, gamma, beta)
-dx, dgamma, dbeta = assert_no_torch_calls(lambda: checked_call(batchnorm_backward_fast, dout, cache), **NUMPY_ONLY,
-                                          what="your batchnorm_backward_fast")
+dx, dgamma, dbeta = gradients(batchnorm_backward_fast, dout, cache)
+assert_close(np.sum(dx, axis=0), np.zeros(3), "dx summed over the batch (one value per feature)", **FLOAT32)
 dx_num = numerical_gradient(lambda v: batchnorm_forward(v, gamma, beta)[0], x.copy(), dout)
-assert_close(dx, dx_num, "dx (against finite differences)", rtol=1e-5, atol=1e-7,
-             hint="mind the factor gamma / (m * sqrt(var + eps)) and the minus signs")
-assert_close(dgamma, (dout * cache["xhat"]).sum(axis=0), "dgamma", rtol=1e-6)
-assert_close(dbeta, dout.sum(axis=0), "dbeta", rtol=1e-6)
+assert_close(dx, dx_num, "dx (against finite differences)", **FLOAT32)
+assert_close(dgamma, (dout * cache["xhat"]).sum(axis=0), "dgamma", **FLOAT32)
+assert_close(dbeta, dout.sum(axis=0), "dbeta", **FLOAT32)
 ### BEGIN HIDDEN TESTS
 from normlab.references import torch_batchnorm_gradients as _torch_gradients
 
 _rng = np.random.default_rng(205)
-for _shape, _eps in (((5, 4), 0.5), ((2, 3), 1e-5), ((16, 2), 1e-3)):
-    _x, _dout = _rng.normal(size=_shape), _rng.normal(size=_shape)
-    _gamma, _beta = _rng.normal(size=_shape[1]), _rng.normal(size=_shape[1])
-    _got = checked_call(batchnorm_backward_fast, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
-    for _what, _a, _b in zip(("dx", "dgamma", "dbeta"), _got, _torch_gradients(_x, _gamma, _beta, _eps, _dout)):
-        assert_close(_a, _b, f"{_what} for x of shape {_shape}, eps={_eps}", rtol=1e-6, atol=1e-9)
+for _shape, _eps, _dtype in (((5, 4), 0.5, np.float64), ((2, 3), 1e-5, np.float64), ((16, 2), 1e-3, np.float64),
+                             ((64, 3), 1e-5, np.float32)):
+    _x, _dout = (_rng.normal(size=_shape) * 1.0).astype(_dtype), _rng.normal(size=_shape).astype(_dtype)
+    _gamma, _beta = _rng.normal(size=_shape[1]).astype(_dtype), _rng.normal(size=_shape[1]).astype(_dtype)
+    _got = gradients(batchnorm_backward_fast, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
+    _expected = _torch_gradients(*(np.asarray(_a, dtype=np.float64) for _a in (_x, _gamma, _beta)), _eps,
+                                 _dout.astype(np.float64))
+    for _what, _a, _b in zip(("dx", "dgamma", "dbeta"), _got, _expected):
+        assert_close(_a, _b, f"{_what} for x of shape {_shape} in {np.dtype(_dtype).name}, eps={_eps}",
+                     **FLOAT32)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "ps2_test_fast_4d", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
@@ -392,23 +482,25 @@ rng = np.random.default_rng(6)
 x = rng.normal(size=(3, 2, 2, 3))
 gamma, beta, dout = rng.normal(size=2), rng.normal(size=2), rng.normal(size=x.shape)
 _, cache = batchnorm_forward(x, gamma, beta)
-dx, dgamma, dbeta = assert_no_torch_calls(lambda: checked_call(batchnorm_backward_fast, dout, cache), **NUMPY_ONLY,
-                                          what="your batchnorm_backward_fast")
-assert_shape(dx, x.shape, "dx")
-assert_shape(dgamma, (2,), "dgamma")
+dx, dgamma, dbeta = gradients(batchnorm_backward_fast, dout, cache)
+assert_close(np.sum(dx, axis=(0, 2, 3)), np.zeros(2), "dx summed over axes (0, 2, 3) (one value per channel)",
+             **FLOAT32)
 dx_num = numerical_gradient(lambda v: batchnorm_forward(v, gamma, beta)[0], x.copy(), dout)
-assert_close(dx, dx_num, "dx for (N, C, H, W) input (against finite differences)", rtol=1e-5, atol=1e-7,
-             hint="m = N * H * W; the sums run over axes (0, 2, 3); reshape per-channel values to (1, C, 1, 1)")
+assert_close(dx, dx_num, "dx for (N, C, H, W) input (against finite differences)", **FLOAT32)
 ### BEGIN HIDDEN TESTS
 from normlab.references import torch_batchnorm_gradients as _torch_gradients
 
 _rng = np.random.default_rng(206)
-for _shape, _eps in (((4, 3, 2, 5), 1e-5), ((2, 2, 3, 3), 0.5)):
-    _x, _dout = _rng.normal(size=_shape) * 2.0, _rng.normal(size=_shape)
-    _gamma, _beta = _rng.normal(size=_shape[1]), _rng.normal(size=_shape[1])
-    _got = checked_call(batchnorm_backward_fast, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
-    for _what, _a, _b in zip(("dx", "dgamma", "dbeta"), _got, _torch_gradients(_x, _gamma, _beta, _eps, _dout)):
-        assert_close(_a, _b, f"{_what} for x of shape {_shape}, eps={_eps}", rtol=1e-6, atol=1e-9)
+for _shape, _eps, _dtype in (((4, 3, 2, 5), 1e-5, np.float64), ((2, 2, 3, 3), 0.5, np.float64),
+                             ((1, 2, 4, 4), 1e-5, np.float64), ((8, 3, 4, 4), 1e-5, np.float32)):
+    _x, _dout = (_rng.normal(size=_shape) * 2.0).astype(_dtype), _rng.normal(size=_shape).astype(_dtype)
+    _gamma, _beta = _rng.normal(size=_shape[1]).astype(_dtype), _rng.normal(size=_shape[1]).astype(_dtype)
+    _got = gradients(batchnorm_backward_fast, _dout, batchnorm_forward(_x, _gamma, _beta, _eps)[1])
+    _expected = _torch_gradients(*(np.asarray(_a, dtype=np.float64) for _a in (_x, _gamma, _beta)), _eps,
+                                 _dout.astype(np.float64))
+    for _what, _a, _b in zip(("dx", "dgamma", "dbeta"), _got, _expected):
+        assert_close(_a, _b, f"{_what} for x of shape {_shape} in {np.dtype(_dtype).name}, eps={_eps}",
+                     **FLOAT32)
 ### END HIDDEN TESTS
 
 # %% [markdown]
