@@ -21,6 +21,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -504,6 +505,21 @@ def test_export_without_a_gradebook_or_assignment(tmp_path, zeros_course, capsys
     assert code == 2 and "has no assignment ps2: grade it first" in err
     code, _, err = normlab(capsys, "feedback", "ps2", "--zip", "--course-dir", zeros_course)
     assert code == 2 and "ps2 has not been graded in" in err
+
+
+def test_nbgrader_export_runs_the_same_plugin(zeros_course, tmp_path, capsys):
+    """The formats are nbgrader export plugins: `nbgrader export --exporter=...` in the
+    course directory writes what `normlab export` writes."""
+    ours, theirs = tmp_path / "ours.csv", tmp_path / "theirs.csv"
+    assert normlab(capsys, "export", "ps1", "--to", "csv", "--out", ours, "--course-dir", zeros_course)[0] == 0
+    done = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "export", "--assignment=ps1",
+                           "--exporter=normlab_tools.grading.export.CsvExportPlugin", f"--to={theirs}"],
+                          cwd=zeros_course, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert theirs.read_text(encoding="utf-8") == ours.read_text(encoding="utf-8")
+    assert ours.read_text(encoding="utf-8").splitlines() == [
+        "id,name,score,max,late,status,reason", "garcíajosé,,0,25,,failed,empty file",
+        "leeann,,0,25,,failed,empty file", "smithjohn,,0,25,,failed,empty file"]
 
 
 def test_feedback_names_for_canvas_reupload():
