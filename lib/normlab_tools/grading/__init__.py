@@ -8,8 +8,10 @@ runs.
 
 Modules
 -------
-``intake``     SUBMISSIONS (folder per student, flat ``<student>_<anything>.ipynb``, or a
-               zip of either) -> one `Submission` per validated student id.
+``intake``     SUBMISSIONS (folder per student, flat ``<student>_<anything>.ipynb``, Canvas's
+               or Gradescope's download, or a zip of any) -> one `Submission` per
+               student (a problem instead of a refusal), and what was skipped.
+``students``   ids as found, the safe internal ids nbgrader uses, the registry.
 ``course``     the course directory: prepared for the assignment, the job template's
                gradebook, the settings' fingerprint, the lock.
 ``planning``   a `Plan` per submission (files, fingerprint, notes, problem); who is graded.
@@ -21,6 +23,8 @@ Modules
 ``pool``       worker processes (``python -m normlab_tools.grading.jobs``).
 ``jobs``       one student, inside a worker: nbgrader autograde + feedback in a private
                course directory.
+``export``     `normlab export` / `normlab feedback`: nbgrader ExportPlugins for Canvas,
+               Gradescope and CSV, the feedback zip named for the LMS.
 ``execute``    nbgrader's Execute, hardened (dead kernels, stuck kernels, output limit,
                test-helper integrity probe).
 ``sandbox``    a sub-package: ``bubblewrap`` (the sandbox and the worker's handle on its
