@@ -93,9 +93,11 @@ def test_api_builds_the_good_notebooks_and_reports_the_failing_one(project):
     rows = build_course(BuildOptions(root=project, out=project / "build"), progress=False)
 
     assert [row.name for row in rows] == ["course/01_good", "course/02_bad", "solutions/01_good",
-                                          "slides/vendor", "slides/01_good", "slides/02_bad", "slides/index"]
+                                          "slides/vendor", "slides/01_good", "slides/02_bad", "slides/index", "site"]
     good, bad, solution = rows[:3]
-    slides = {row.name: row.status for row in rows[3:]}
+    slides = {row.name: row.status for row in rows[3:7]}
+    assert rows[7].status == "ok"  # the site shows what was built: the good lecture and its solutions
+    assert sorted(p.name for p in (project / "build" / "site" / "lectures").glob("*.html")) == ["01_good.html"]
     assert slides["slides/01_good"] == slides["slides/index"] == "ok"
     assert slides["slides/02_bad"] == "failed: course/02_bad did not run to the end, so it has no slides"
     assert (project / "build" / "slides" / "01_good.slides.html").exists()
@@ -132,7 +134,7 @@ def test_cli_runs_notebooks_on_this_python_ignoring_an_installed_python3_kernels
     result = run_cli("--root", str(project), env=env)
 
     assert result.returncode == 1, result.stderr
-    assert "2 of 7 failed: course/02_bad, slides/02_bad" in result.stderr
+    assert "2 of 8 failed: course/02_bad, slides/02_bad" in result.stderr
     assert "failed: cell 2 (line 12): ValueError: boom in the second cell" in result.stdout
     good = project / "build" / "course" / "01_good.ipynb"
     assert printed(good, "executable") == sys.executable
@@ -145,10 +147,11 @@ def test_cli_builds_only_the_selected_lectures_and_their_solutions(project):
 
     assert result.returncode == 0, result.stderr
     built = sorted(path.relative_to(project / "out").as_posix() for path in (project / "out").rglob("*.*")
-                   if "vendor" not in path.parts and not path.relative_to(project / "out").parts[0].startswith("."))
+                   if "vendor" not in path.parts and path.relative_to(project / "out").parts[0] in {"course", "slides", "solutions"})
     assert built == ["course/01_good.html", "course/01_good.ipynb", "slides/01_good.slides.html", "slides/index.html",
                      "solutions/01_good.html", "solutions/01_good.ipynb"]
     assert "02_bad" not in result.stdout
+    assert (project / "out" / "site" / "lectures" / "01_good.html").is_file()
 
 
 def test_cli_names_an_unknown_lecture_number_and_builds_nothing(project):

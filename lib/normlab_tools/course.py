@@ -4,6 +4,7 @@
     solutions/NN_name.py  ->  build/solutions/NN_name.ipynb  + NN_name.html
     course/NN_name.py     ->  build/slides/NN_name.slides.html (offline reveal.js)
     assignments/source/psK ->  build/nbgrader/release/psK, build/answers/psK
+    all of the above       ->  build/site/index.html (the course website, normlab_tools.site)
 
 The engine and the notebook step are `normlab_tools.build`; the slides step is
 `normlab_tools.slides`; the assignments step is below.
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from normlab_tools import build, slides
+from normlab_tools import build, site, slides
 from normlab_tools.assignments import assignment_ids, build_assignments
 from normlab_tools.build import BuildOptions, Row, Task, find_root, format_table, run_build
 
@@ -67,7 +68,8 @@ def build_assignment(assignment_id: str, options: BuildOptions) -> build.Result:
 
 
 STEPS: list[Callable[[BuildOptions], list[Task]]] = [
-    build.notebook_step("course"), build.notebook_step("solutions"), slides.slides_step, assignments_step]
+    build.notebook_step("course"), build.notebook_step("solutions"), slides.slides_step, assignments_step,
+    site.site_step]
 
 
 def build_course(options: BuildOptions, progress: bool = True) -> list[Row]:

@@ -436,16 +436,21 @@ def write_index(slides_dir: Path) -> Path:
 # --- the build step and the command ---------------------------------------------------------
 
 
-def _vendor_task(slides_dir: Path) -> str | None:
+def _vendor_task(slides_dir: Path) -> build.Result:
+    stamp = slides_dir / "vendor" / ".normlab-assets"
+    current = stamp.is_file() and stamp.read_text() == assets_key()
     try:
         install_vendor(slides_dir)
     except UserError as error:
-        return str(error)
-    return None
+        return build.Result(str(error))
+    return build.Result(reused=current)
 
 
-def _index_task(slides_dir: Path) -> None:
+def _index_task(slides_dir: Path) -> build.Result:
+    index = slides_dir / "index.html"
+    before = index.read_bytes() if index.is_file() else None
     write_index(slides_dir)
+    return build.Result(reused=index.read_bytes() == before)
 
 
 def slides_step(options: BuildOptions, rerun: bool = False) -> list[Task]:
