@@ -309,7 +309,7 @@ def feedback_name(student: students.Student, page: str) -> str:
             match = CANVAS_FILE.fullmatch(Path(name).name)
             if match:
                 return f"{name[:match.start('name')]}{page}"
-    return f"{student.id}_{page}"
+    return f"{student.id.replace('/', '_').replace(chr(92), '_')}_{page}"  # a name, never a folder
 
 
 def feedback_zip(course_dir: Path, assignment: str, out: Path) -> tuple[int, list[str]]:

@@ -189,7 +189,7 @@ def _run_workers(config: dict, plans: list[planning.Plan], workers: int, progres
         state.write_state(state_dir, student, {"digest": plan.digest, "status": status, "reason": reason,
                                           "seconds": round(result.get("seconds", 0.0), 2)})
         shutil.rmtree(job_dir, ignore_errors=True)
-        bar.set_postfix_str(f"{student}: {status}", refresh=False)
+        bar.set_postfix_str(f"{plan.shown or student}: {status}", refresh=False)
         bar.update(1)
 
     specs = [{"student": p.student, "assignment": assignment,
