@@ -40,13 +40,15 @@ def test_layouts_folder_flat_and_nbgrader(tmp_path):
 
 def test_ids_with_spaces_and_accents_are_kept_with_a_safe_internal_id(tmp_path):
     subs = tmp_path / "subs"
-    for name in ("José García", "Zoë O'Neil", "李雷", "plain-id"):
+    names = ["José García", "Zoë O'Neil", "李雷", "plain-id", "alice[1]*", "-rf"]
+    for name in names:
         notebook_file(subs / name / "ps1.ipynb")
     found = by_id(intake.read_submissions(subs, tmp_path / "x"))
-    assert sorted(found) == sorted(["José García", "Zoë O'Neil", "李雷", "plain-id"])
+    assert sorted(found) == sorted(names) and not any(s.problem for s in found.values())
     assert found["plain-id"].student == "plain-id"  # a safe id is its own internal id
     internal = {s.student for s in found.values()}
-    assert len(internal) == 4 and all(students.SAFE_ID.fullmatch(i) for i in internal)
+    assert len(internal) == len(names) and all(students.SAFE_ID.fullmatch(i) for i in internal)
+    assert not any(set("*?[]") & set(i) for i in internal)  # nbgrader globs student ids
     assert found["José García"].student.startswith("Jose_Garcia-")  # readable, and stable from run to run
     assert found["José García"].student == students.internal_id("José García")
     assert found["李雷"].student.startswith("student-")
