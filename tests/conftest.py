@@ -9,8 +9,10 @@ run in any order and alone:
   ``normlab_tools.assignments.build_assignments`` for it (release and executed answer
   key); ``.submit`` and ``.autograde`` grade a notebook with nbgrader.
 - `executed_lectures`: every lecture of course/ executed (two at a time) into
-  ``<tmp>/course/NN_name.ipynb`` with its HTML page, as `normlab build` lays them out, so
-  tests/test_slides.py makes the slides from the notebooks tests/test_lectures.py checked.
+  ``<tmp>/course/NN_name.ipynb`` with its HTML page, as `normlab build` lays them out and
+  through its execution cache (``<tmp>/.jupyter_cache``), so tests/test_slides.py and
+  tests/test_site.py make the slides and the site from the notebooks tests/test_lectures.py
+  checked, and a build into ``<tmp>`` runs none of them again.
 - `grading_kernel`: one grading kernel that replays many notebooks (the mistake catalogues).
 
 Plain helpers that modules need at import time (the planted mistakes) are in support.py.
@@ -223,15 +225,21 @@ def executed_lectures(tmp_path_factory) -> ExecutedLectures:
     (out/course/), with a per-cell timeout of three times its budget (60 s, 180 s for
     lecture 08), which only stops a hung notebook: the budget itself is measured by
     `normlab build`'s table, not asserted (wall time on a shared machine is noise)."""
-    from normlab_tools import build
+    import time
+
+    from normlab_tools import build, execution_cache
 
     assert LECTURES, "no lectures in course/"
     out = tmp_path_factory.mktemp("lectures-build")
     executed = ExecutedLectures(out, {}, {})
+    execution_cache.open_cache(out)  # run through the build's execution cache, so later builds reuse them
 
     def run(source):
         target = executed.notebook(source)
-        seconds, error = build.execute_notebook(source, target, timeout=3 * time_limit(source), cwd=target.parent)
+        options = build.BuildOptions(root=ROOT, out=out, timeout=3 * time_limit(source))
+        start = time.perf_counter()
+        _, error = build.executed_notebook(source, target, options)
+        seconds = time.perf_counter() - start
         if error is None:
             build.export_html(target, target.with_suffix(".html"))
         executed.errors[source.stem], executed.seconds[source.stem] = error, seconds

@@ -274,3 +274,19 @@ def test_j_must_be_a_positive_number(tmp_path):
     result = subprocess.run([sys.executable, "-m", "normlab_tools", "build", "--root", str(tmp_path), "-j", "0"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "expected a whole number > 0, got '0'" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_build_of_the_real_lectures_after_they_ran_runs_none_of_them(executed_lectures):
+    """conftest's `executed_lectures` ran every lecture through the execution cache; a build
+    of the lectures into the same folder (two processes) finds each of them there."""
+    from support import LECTURES, ROOT
+
+    out = executed_lectures.out
+    before = {path.name: path.read_bytes() for path in (out / "course").glob("*.ipynb")}
+
+    rows = build.run_build(BuildOptions(root=ROOT, out=out, jobs=2), steps=[build.notebook_step("course")],
+                           progress=False)
+
+    assert {row.name: row.status for row in rows} == {f"course/{source.stem}": "cached" for source in LECTURES}
+    assert {path.name: path.read_bytes() for path in (out / "course").glob("*.ipynb")} == before

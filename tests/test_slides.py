@@ -1,154 +1,39 @@
-"""The lecture slides, opened in headless Chromium with the network off.
+"""The lecture slides, opened in headless Chromium (Playwright) with the network off.
 
 For every lecture: `normlab slides` builds OUT/slides/NN_name.slides.html from the
 executed notebook OUT/course/NN_name.ipynb, where OUT is the temporary folder of
 conftest's `executed_lectures` (the lectures run once per session, shared with
-tests/test_lectures.py; nothing is written to the checkout's build/); Chromium opens it from disk with no way out (a proxy
-on a dead port, every host name unresolvable) and the test asserts that reveal.js
-started, that there is one slide per slide cell of the notebook and one speaker note per
-notes cell, that MathJax typeset every formula (no TeX error, no raw `$` left in the
-text), that every image loaded, and that every request the page made was for a file on
-disk. It saves screenshots of the title slide and of the slide with the most formulas
-in OUT/slides/screenshots/ (look at them: nothing should overflow; pytest keeps its last
-runs' temporary folders, /tmp/pytest-of-$USER/pytest-current/lectures-build0/).
+tests/test_lectures.py; nothing is written to the checkout's build/); Chromium opens it
+from disk in an offline browser context, and the test asserts that reveal.js started,
+that there is one slide per slide cell of the notebook and one speaker note per notes
+cell, that MathJax typeset every formula (no TeX error, no raw `$` left in the text),
+that every image loaded, and that every request the page made was for a file on disk.
+It saves screenshots of the title slide and of the slide with the most formulas in
+OUT/slides/screenshots/ (look at them: nothing should overflow; pytest keeps its last
+runs' temporary folders, /tmp/pytest-of-$USER/pytest-current/lectures-build0/), beside
+the site's (tests/test_site.py).
 
-Chromium is Debian's (`make test` installs it when missing); the DevTools protocol is
-spoken over a pipe (--remote-debugging-pipe), so no extra Python package is needed.
+Chromium is Debian's (`make test` installs it when missing), driven by Playwright
+(tests/browser.py); Playwright's own browsers are never downloaded.
 """
 
 from __future__ import annotations
 
-import base64
-import fcntl
 import html
-import json
-import os
 import re
-import select
-import shutil
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from browser import new_page, offline_browser
 from normlab_tools import build, slides
 from support import LECTURES, ROOT
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAGE_TIMEOUT = 60  # seconds for a page to load, start reveal.js and typeset its math
 
 pytestmark = pytest.mark.slow
-
-
-# --- a minimal DevTools-protocol client over --remote-debugging-pipe ----------------------
-
-
-class Chromium:
-    """Headless Chromium driven through the DevTools protocol on file descriptors 3 and 4:
-    JSON messages, each ended by a NUL byte."""
-
-    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-default-apps", "--disable-extensions", "--mute-audio", "--hide-scrollbars",
-             # the network off: a proxy nobody listens on, and no host name resolves
-             "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-             "--host-resolver-rules=MAP * ~NOTFOUND",
-             "--remote-debugging-pipe", "--window-size=1280,720", "about:blank"]
-
-    def __init__(self, profile: Path):
-        to_browser_read, self._to_browser = os.pipe()
-        self._from_browser, from_browser_write = os.pipe()
-
-        def use_fds_3_and_4():  # in the child, before exec
-            read_end = fcntl.fcntl(to_browser_read, fcntl.F_DUPFD, 10)
-            write_end = fcntl.fcntl(from_browser_write, fcntl.F_DUPFD, 10)
-            os.dup2(read_end, 3)
-            os.dup2(write_end, 4)
-
-        self.process = subprocess.Popen([CHROMIUM, f"--user-data-dir={profile}", *self.FLAGS],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, preexec_fn=use_fds_3_and_4, close_fds=False)
-        os.close(to_browser_read)
-        os.close(from_browser_write)
-        self._buffer = b""
-        self._next_id = 0
-        self.events: list[dict] = []
-
-    def close(self):
-        try:
-            self.send("Browser.close", timeout=10)
-        except Exception:
-            pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        os.close(self._to_browser)
-        os.close(self._from_browser)
-
-    def _read_message(self, deadline: float) -> dict:
-        while b"\0" not in self._buffer:
-            ready, _, _ = select.select([self._from_browser], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                raise TimeoutError("Chromium did not answer in time")
-            chunk = os.read(self._from_browser, 1 << 20)
-            if not chunk:
-                raise RuntimeError(f"Chromium closed the DevTools pipe (exit code {self.process.poll()})")
-            self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def send(self, method: str, session: str | None = None, timeout: float = PAGE_TIMEOUT, **params) -> dict:
-        """Send one command and return its result; events that arrive meanwhile are kept."""
-        self._next_id += 1
-        message = {"id": self._next_id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self._read_message(deadline)
-            if reply.get("id") == self._next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-            self.events.append(reply)
-
-    def wait_for(self, event: str, session: str, timeout: float = PAGE_TIMEOUT) -> dict:
-        deadline = time.monotonic() + timeout
-        for index, seen in enumerate(self.events):
-            if seen.get("method") == event and seen.get("sessionId") == session:
-                return self.events.pop(index)
-        while True:
-            message = self._read_message(deadline)
-            if message.get("method") == event and message.get("sessionId") == session:
-                return message
-            self.events.append(message)
-
-    def open_page(self, width: int, height: int) -> str:
-        """A new tab of width x height CSS pixels, recording requests, failures and errors."""
-        target = self.send("Target.createTarget", url="about:blank")["targetId"]
-        session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Page", "Network", "Runtime", "Log"):
-            self.send(f"{domain}.enable", session)
-        self.send("Emulation.setDeviceMetricsOverride", session, width=width, height=height,
-                  deviceScaleFactor=1, mobile=False)
-        return session
-
-    def evaluate(self, session: str, expression: str, timeout: float = PAGE_TIMEOUT):
-        result = self.send("Runtime.evaluate", session, timeout=timeout, expression=expression,
-                           awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    def events_of(self, session: str, method: str) -> list[dict]:
-        return [event["params"] for event in self.events
-                if event.get("sessionId") == session and event.get("method") == method]
 
 
 # --- what the notebook says the slides must be ----------------------------------------------
@@ -254,9 +139,9 @@ OVERFLOW = r"""
 """
 
 
-def show(chromium: Chromium, session: str, indices: dict) -> None:
+def show(page, indices: dict) -> None:
     """Go to slide (h, v) with all its fragments shown, once MathJax has re-rendered it."""
-    chromium.evaluate(session, f"""
+    page.evaluate(f"""
         new Promise(resolve => {{
           Reveal.configure({{transition: "none", fragmentInURL: false}});
           Reveal.slide({indices["h"]}, {indices["v"]});
@@ -266,10 +151,13 @@ def show(chromium: Chromium, session: str, indices: dict) -> None:
         }})""")
 
 
-def screenshot(chromium: Chromium, session: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = chromium.send("Page.captureScreenshot", session, format="png")["data"]
-    path.write_bytes(base64.b64decode(data))
+def open_deck(browser, path: Path):
+    """(page, log): the deck at `path` opened offline, reveal.js started and MathJax done."""
+    page, log = new_page(browser, slides.SLIDE_WIDTH, slides.SLIDE_HEIGHT)
+    page.set_default_timeout((PAGE_TIMEOUT + 60) * 1000)
+    page.goto(path.as_uri(), wait_until="load")
+    page.evaluate(READY)
+    return page, log
 
 
 # --- fixtures and the test ----------------------------------------------------------------------
@@ -291,17 +179,16 @@ def built_slides(executed_lectures):
     problems = {row.name: row.status for row in rows if row.error}
     assert not problems, f"slides not built: {problems}"
     folder = executed_lectures.out / "slides"
-    shutil.rmtree(folder / "screenshots", ignore_errors=True)
+    for old in (folder / "screenshots").glob("*.png"):  # the decks' (tests/test_site.py keeps its own)
+        if not old.name.startswith("site-"):
+            old.unlink()
     return Slides(folder, executed_lectures.out / "course", folder / "screenshots")
 
 
 @pytest.fixture(scope="module")
-def chromium(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("no chromium: `make test` installs Debian's (apt-get install chromium)")
-    browser = Chromium(tmp_path_factory.mktemp("chromium-profile"))
-    yield browser
-    browser.close()
+def chromium():
+    with offline_browser() as browser:
+        yield browser
 
 
 @dataclass
@@ -322,32 +209,16 @@ def visit(built_slides, chromium):
 
     def open_slides(source: Path) -> Visit:
         if source not in visits:
-            session = chromium.open_page(slides.SLIDE_WIDTH, slides.SLIDE_HEIGHT)
-            page = built_slides.folder / f"{source.stem}.slides.html"
-            chromium.send("Page.navigate", session, url=page.as_uri())
-            chromium.wait_for("Page.loadEventFired", session)
-            chromium.evaluate(session, READY, timeout=PAGE_TIMEOUT + 5)
-            found = chromium.evaluate(session, INSPECT)
-            overflowing = chromium.evaluate(session, OVERFLOW, timeout=120)
-            show(chromium, session, {"h": 0, "v": 0})
-            screenshot(chromium, session, built_slides.screenshots / f"{source.stem}-title.png")
-            show(chromium, session, found["mathiest"])
-            screenshot(chromium, session, built_slides.screenshots / f"{source.stem}-most-math.png")
-            failed = {event["requestId"]: event.get("errorText", "?")
-                      for event in chromium.events_of(session, "Network.loadingFailed")}
-            requests = {}
-            for event in chromium.events_of(session, "Network.requestWillBeSent"):
-                requests[event["requestId"]] = event["request"]["url"]
-            errors = [event["exceptionDetails"].get("exception", {}).get("description")
-                      or event["exceptionDetails"]["text"]
-                      for event in chromium.events_of(session, "Runtime.exceptionThrown")]
-            errors += [event["entry"]["text"] for event in chromium.events_of(session, "Log.entryAdded")
-                       if event["entry"]["level"] == "error"]
-            target = chromium.send("Target.getTargetInfo", session)["targetInfo"]["targetId"]
-            chromium.send("Target.closeTarget", targetId=target)
-            chromium.events = [event for event in chromium.events if event.get("sessionId") != session]
-            visits[source] = Visit(found, overflowing, list(requests.values()),
-                                   [f"{requests.get(key, key)}: {why}" for key, why in failed.items()], errors)
+            page, log = open_deck(chromium, built_slides.folder / f"{source.stem}.slides.html")
+            found = page.evaluate(INSPECT)
+            overflowing = page.evaluate(OVERFLOW)
+            built_slides.screenshots.mkdir(parents=True, exist_ok=True)
+            show(page, {"h": 0, "v": 0})
+            page.screenshot(path=built_slides.screenshots / f"{source.stem}-title.png")
+            show(page, found["mathiest"])
+            page.screenshot(path=built_slides.screenshots / f"{source.stem}-most-math.png")
+            page.context.close()
+            visits[source] = Visit(found, overflowing, log.requests, log.failed, log.errors)
         return visits[source]
 
     return open_slides
@@ -387,34 +258,22 @@ def test_slides_work_offline_with_every_slide_formula_and_image(source, built_sl
 def test_pressing_s_opens_the_speaker_view_with_the_slides_notes(built_slides, chromium):
     """The speaker view is a second window (reveal.js's notes plugin) showing the notes of
     the current slide, offline too. Tried on the first lecture with notes."""
-    page = next((built_slides.folder / f"{source.stem}.slides.html" for source in LECTURES
+    deck = next((built_slides.folder / f"{source.stem}.slides.html" for source in LECTURES
                  if expected_notes_count(nbformat.read(built_slides.course / f"{source.stem}.ipynb", as_version=4))),
                 None)
-    assert page is not None, "no lecture has speaker notes (every lecture should)"
-    session = chromium.open_page(slides.SLIDE_WIDTH, slides.SLIDE_HEIGHT)
-    chromium.send("Page.navigate", session, url=page.as_uri())
-    chromium.wait_for("Page.loadEventFired", session)
-    chromium.evaluate(session, READY, timeout=PAGE_TIMEOUT + 5)
-    notes = chromium.evaluate(session, """(() => {
+    assert deck is not None, "no lecture has speaker notes (every lecture should)"
+    page, log = open_deck(chromium, deck)
+    notes = page.evaluate("""(() => {
         const notes = document.querySelector("aside.notes");
         const {h, v} = Reveal.getIndices(notes.closest("section"));
         Reveal.slide(h, v);
         return notes.textContent.replace(/\\s+/g, " ").trim().slice(0, 60);
     })()""")
-    opener = chromium.send("Target.getTargetInfo", session)["targetInfo"]["targetId"]
 
-    for kind in ("keyDown", "keyUp"):  # a real key press: browsers open windows on user input only
-        chromium.send("Input.dispatchKeyEvent", session, type=kind, key="s", code="KeyS",
-                      windowsVirtualKeyCode=83, **({"text": "s"} if kind == "keyDown" else {}))
-    deadline = time.monotonic() + 20
-    speaker_view = []
-    while not speaker_view and time.monotonic() < deadline:
-        time.sleep(0.2)
-        speaker_view = [target["targetId"] for target in chromium.send("Target.getTargets")["targetInfos"]
-                        if target.get("openerId") == opener]
-    assert speaker_view, "pressing S opened no speaker view"
-    view = chromium.send("Target.attachToTarget", targetId=speaker_view[0], flatten=True)["sessionId"]
-    shown = chromium.evaluate(view, """new Promise(resolve => {
+    with page.expect_popup(timeout=20_000) as opened:  # a real key press: windows open on user input only
+        page.keyboard.press("s")
+    view = opened.value
+    shown = view.evaluate("""new Promise(resolve => {
         const started = Date.now();
         (function poll() {
             const notes = document.querySelector(".speaker-controls-notes .value");
@@ -422,11 +281,11 @@ def test_pressing_s_opens_the_speaker_view_with_the_slides_notes(built_slides, c
             if (text || Date.now() - started > 10000) resolve(document.title + " | " + text); else setTimeout(poll, 100);
         })();
     })""")
-    for target in (speaker_view[0], opener):
-        chromium.send("Target.closeTarget", targetId=target)
+    page.context.close()
 
     assert shown.startswith("reveal.js - Speaker View")
     assert notes and notes in shown, f"the speaker view shows {shown!r}, not the notes {notes!r}"
+    assert not log.left_the_machine(), log.left_the_machine()
 
 
 @pytest.mark.parametrize("source", LECTURES, ids=lambda path: path.stem)

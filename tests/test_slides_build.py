@@ -2,6 +2,7 @@
 index, and the errors. (tests/test_slides.py opens the real lectures in Chromium.)"""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -150,3 +151,15 @@ def test_an_unknown_lecture_number_is_one_clear_line(tmp_path):
 
     assert result.returncode == 2
     assert result.stderr.strip() == f"normlab slides: no lecture numbered 07 in {tmp_path / 'course'} (lectures: none)"
+
+
+def test_jupyterlab_rise_is_installed_and_enabled_for_live_slides():
+    """Instructors present a lecture live in JupyterLab with jupyterlab-rise (README), from the
+    same slideshow metadata the reveal.js decks use."""
+    result = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"],
+                            capture_output=True, text=True, timeout=120)
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
+    line = next((line for line in listing.splitlines() if "jupyterlab-rise" in line), "")
+    assert "enabled" in line and "OK" in line, listing
+    jupytext = next((line for line in listing.splitlines() if "jupyterlab-jupytext" in line), "")
+    assert "enabled" in jupytext and "OK" in jupytext, "JupyterLab must open the lectures' .py files as notebooks"

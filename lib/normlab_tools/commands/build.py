@@ -7,10 +7,13 @@ from normlab_tools.commands.arguments import add_project_arguments, lecture_numb
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "build", help="build the course into build/: executed notebooks and HTML, slides, assignment releases",
+        "build", help="build the course into build/: executed notebooks and HTML, slides, assignment releases, "
+        "the course website",
         description="Build course/*.py and solutions/*.py into executed notebooks with HTML, the lectures' "
-        "slides and every assignment's student release and answer key under build/. Each notebook runs "
-        "on this Python.")
+        "slides, every assignment's student release and answer key, and the course website (build/site/) "
+        "under build/. Each notebook runs on this Python, and only when its code, the library code it "
+        "imports, the data it names or the installed versions changed (build/.jupyter_cache); products "
+        "whose inputs did not change are kept.")
     parser.add_argument("numbers", nargs="*", type=lecture_number, metavar="NN",
                         help="build only these lectures (and their solutions), e.g. 01 03")
     add_project_arguments(parser, "seconds allowed per cell")
