@@ -21,6 +21,7 @@
 # 4. Does BN make the initialization irrelevant? Measured on digits
 # 5. Scale invariance $\mathrm{BN}(\alpha Wx + b) = \mathrm{BN}(Wx)$ and the $1/\alpha$ gradient
 # 6. Why BN likes weight decay: the effective learning rate $\eta/\lVert W\rVert^2$
+# 7. The weight-scale sweep (CS231n), and watching training layer by layer (Karpathy)
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Seeds: Raschka's lecture slides ("Weight Initialization (Xavier, Kaiming He)"; "if
@@ -35,6 +36,8 @@
 # deep nets in training) are marked as such where they come up.
 
 # %% slideshow={"slide_type": "skip"}
+import math
+
 import numpy as np
 import torch
 
@@ -43,7 +46,7 @@ from normlab.nn import BatchNorm
 from normlab.notebook import claim, prose, show_source
 from normlab.plots import variants
 from normlab.plots.depth import (activation_statistics, plot_activation_histograms, plot_depth_profiles,
-                                 plot_weight_norms)
+                                 plot_training_diagnostics, plot_weight_norms, plot_weight_scale_sweep)
 from normlab.train import fit_tracking_weight_norms
 
 torch.set_num_threads(1)
@@ -803,6 +806,230 @@ here decay costs the plain net {-decay_effect["none"].diff * n_test:.0f} of {n_t
 gains BN less than the margin. The sign pattern (BN gains a little, the plain net loses) is
 what "BN likes weight decay" predicts.
 """)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The weight-scale sweep (CS231n, assignment 2)
+#
+# CS231n's batch-norm notebook (Stanford CS231n, assignment 2, "Batch normalization and
+# initialization") trains a deep net from $W \sim \mathcal N(0, s^2)$ for scales $s$ on a log
+# grid, with and without BN, and plots the best validation accuracy and the final training
+# loss against $s$. Ours, on digits:
+#
+# * `models.mlp` with 7 hidden ReLU layers of 50 units (8 Linear layers, CS231n's shape);
+#   every weight, the output layer's included, from $\mathcal N(0, s^2)$;
+# * 13 scales from $10^{-4}$ to $1$, three per decade; seeds 0–2 (bands: min–max);
+# * Adam, $\eta = 10^{-3}$, batches of 50, as in CS231n; 5 epochs (CS231n: 10, on 1000 images).
+#
+# For one seed every scale uses the same random draws, scaled, and both arms share the
+# split and the batch order, so the comparison per scale is paired by seed.
+
+# %% slideshow={"slide_type": "subslide"}
+SCALES = np.logspace(-4, 0, 13)  # 1e-4 ... 1, three per decade
+sweep = train.weight_scale_sweep(digits, SCALES, norms=("none", "batch"), seeds=SEEDS, hidden=(50,) * 7,
+                                 epochs=5, lr=1e-3, batch_size=50)
+kaiming_scale = np.sqrt(2 / 50)  # Kaiming's std for the hidden layers (fan_in 50)
+fig = plot_weight_scale_sweep(sweep, reference_scale=kaiming_scale, reference_label=r"Kaiming $\sqrt{2/50}$")
+
+# %% slideshow={"slide_type": "subslide"}
+sweep_verdicts = [stats.compare(sweep.best_val_acc["batch"][i], sweep.best_val_acc["none"][i],
+                                min_effect=stats.ACCURACY_DELTA / 100, paired=True) for i in range(len(SCALES))]
+print("    scale   best val acc: no norm   BN      final loss: no norm   BN       verdict (A = BN)")
+for i, (scale, v) in enumerate(zip(SCALES, sweep_verdicts)):
+    print(f"{scale:9.1e}  {v.mean_b:20.3f}  {v.mean_a:6.3f}  {np.nanmean(sweep.final_train_loss['none'][i]):19.3g}"
+          f"  {np.nanmean(sweep.final_train_loss['batch'][i]):6.3g}   {100 * v.diff:+5.1f} ± {100 * v.se:.1f} → "
+          f"{words[v.outcome]}")
+
+# %% tags=["remove-input"] slideshow={"slide_type": "subslide"}
+mean_acc = {norm: sweep.best_val_acc[norm].mean(axis=1) for norm in sweep.norms}
+trains = {norm: SCALES[mean_acc[norm] >= 0.8] for norm in sweep.norms}  # "trains": mean best accuracy >= 0.8
+span = {norm: trains[norm].max() / trains[norm].min() for norm in sweep.norms}
+bn_ahead = SCALES[[v.outcome == "a" for v in sweep_verdicts]]
+plain_ahead = SCALES[[v.outcome == "b" for v in sweep_verdicts]]
+sweep_draws = SCALES[[v.outcome == "draw" for v in sweep_verdicts]]
+stuck = SCALES <= 0.0101  # scales up to 1e-2
+plain_stuck_loss = np.abs(sweep.final_train_loss["none"][stuck] - np.log(10)).max()
+exploded = sweep.final_train_loss["none"][SCALES > 0.3]
+claim("seeds 0-2: without BN the net trains (mean best validation accuracy >= 0.8) only within a factor 3 of "
+      "Kaiming's scale; with BN over a range of scales more than 10 times as wide (max/min)",
+      len(trains["none"]) > 0 and bool(np.all(np.abs(np.log(trains["none"] / kaiming_scale)) < np.log(3)))
+      and span["batch"] > 10 * span["none"], trains=trains, span=span)
+claim("seeds 0-2: without BN every scale up to 1e-2 stays at chance in every seed (best validation accuracy at "
+      "most 0.11, final loss within 1e-3 of ln 10)",
+      bool(sweep.best_val_acc["none"][stuck].max() <= 0.11) and plain_stuck_loss < 1e-3,
+      acc=sweep.best_val_acc["none"][stuck].max(), loss_gap=plain_stuck_loss)
+claim("seeds 0-2: without BN the final loss explodes (above 10 in every seed) at the scales above 0.3, where BN's "
+      "stays below ln 10", bool(np.all(exploded > 10)) and bool(np.all(sweep.final_train_loss["batch"][SCALES > 0.3][:-1]
+                                                                        < np.log(10))),
+      plain=exploded, bn=sweep.final_train_loss["batch"][SCALES > 0.3])
+claim("seeds 0-2, verdict rule per scale: BN ahead at more than half of the scales, the plain net ahead only within a "
+      "factor 2 of Kaiming's scale", len(bn_ahead) > len(SCALES) / 2
+      and bool(np.all(np.abs(np.log(plain_ahead / kaiming_scale)) < np.log(2))),
+      bn_ahead=list(bn_ahead), plain_ahead=list(plain_ahead))
+
+
+def scale_list(scales):
+    return ", ".join(f"{s:.2g}" for s in scales) if len(scales) else "none"
+
+
+prose(rf"""
+Measured (seeds 0–2, best validation accuracy, mean ≥ 0.8 counted as "trains"):
+
+* **Without BN** the net trains only at $s$ = {scale_list(trains["none"])}, around Kaiming's
+  $\sqrt{{2/50}} \approx$ {kaiming_scale:.2f}. Up to $s = 10^{{-2}}$ it never leaves chance: the signal
+  vanishes through 8 layers and the loss stays at $\ln 10$ (to {plain_stuck_loss:.0e}). Above, it
+  explodes: final losses of {exploded.min():.0f} and more.
+* **With BN** it trains from $s$ = {trains["batch"].min():.2g} to {trains["batch"].max():.2g}, a range {span["batch"]:.0f} times
+  wide (max/min) against {span["none"]:.1f} without.
+* Verdict rule per scale (paired by seed): BN ahead at {len(bn_ahead)} of {len(SCALES)} scales; the plain
+  net ahead at {scale_list(plain_ahead)}; a draw at {scale_list(sweep_draws)}.
+""")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Why BN still fails at both ends
+#
+# BN does not make the scale irrelevant; two things we met earlier take over at the ends:
+#
+# * **Small $s$: the $\epsilon$.** A hidden layer after BN and ReLU sees
+#   $\operatorname{Var}(Wh) = 50\, s^2\, \mathbb E[h^2] \approx 25\, s^2$, and
+#   $\mathrm{BN}$ divides by $\sqrt{\operatorname{Var} + \epsilon}$: once $25 s^2 \lesssim \epsilon = 10^{-5}$
+#   it no longer rescales, and the signal shrinks layer after layer as without BN.
+# * **Large $s$: the step relative to the weights.** Adam's step is about $\eta$ per weight,
+#   whatever the gradient, so it turns a BN layer's direction by about $\eta/s$ per step: at $s = 1$,
+#   $10^{-3}$ per step. And the output layer, not followed by BN, starts with logits of
+#   size $\sqrt{50 \cdot \mathbb E[h^2]}\, s$, confidently wrong.
+#
+# So the right init still matters with BN: "less important", as Raschka's slides say.
+
+# %% tags=["remove-input"] slideshow={"slide_type": "notes"}
+eps_scale = np.sqrt(1e-5 / 25)
+small = SCALES < eps_scale
+claim("seeds 0-2: BN's mean best accuracy at every scale below sqrt(eps/25) is more than 0.2 below its best",
+      bool(np.all(mean_acc["batch"][small] < mean_acc["batch"].max() - 0.2)), small=mean_acc["batch"][small],
+      best=mean_acc["batch"].max())
+claim("seeds 0-2: from BN's best scale upwards its mean best accuracy falls at every step of the grid",
+      bool(np.all(np.diff(mean_acc["batch"][mean_acc["batch"].argmax():]) < 0)), acc=list(mean_acc["batch"]))
+prose(rf"""
+$25 s^2 = \epsilon$ at $s \approx$ {eps_scale:.1e}; below it BN's mean best accuracy is at most
+{mean_acc["batch"][small].max():.2f}, against {mean_acc["batch"].max():.2f} at its best scale ($s$ = {SCALES[mean_acc["batch"].argmax()]:.2g}).
+From there upwards it falls at every grid step, to {mean_acc["batch"][-1]:.2f} at $s = 1$. CS231n's own
+run (CIFAR-10 pixels, not standardized, so $\operatorname{{Var}}(Wx)$ is far from $\epsilon$) shows no such
+drop at small scales; ours does, because our inputs have unit variance. With 5 epochs instead of
+10 the large-scale end has even less time to recover.
+""")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Watching a network train (Karpathy, makemore part 3)
+#
+# Andrej Karpathy's "Building makemore part 3" checks a net's health *during* training, at
+# every step and for every layer:
+#
+# * the mean and std of each hidden layer's output $h_l$, and its **saturation**: the
+#   fraction with $|h| > 0.97$, where $\tanh' = 1 - h^2 < 0.06$;
+# * the **gradient-to-weight** ratio $\operatorname{std}(\nabla W)/\operatorname{std}(W)$ and the
+#   **update-to-data** ratio $\log_{10}\big(\operatorname{std}(\eta\nabla W)/\operatorname{std}(W)\big)$:
+#   how much one step changes the weights, relative to their size (his rule of thumb: about $-3$).
+#
+# Ours: a tanh MLP on digits with 5 hidden layers of 64 units (every fan_in is 64), plain
+# SGD with $\eta = 0.1$, batches of 64, 15 epochs (300 steps), seed 0; two inits, each
+# without and with BN: Karpathy's gain $5/3$, $\operatorname{std}(w) = \tfrac53/\sqrt{64}$, and
+# $\mathcal N(0, 1)$ (a gain of 8).
+
+# %% slideshow={"slide_type": "subslide"}
+DIAGNOSED = {"gain 5/3": 5 / 3 / 8, "N(0, 1)": 1.0}  # std of the initial weights
+diagnostics = {}
+for init_name, init_std in DIAGNOSED.items():
+    for norm in ("none", "batch"):
+        torch.manual_seed(0)
+        net = models.mlp(64, 10, hidden=(64,) * 5, norm=norm, activation="tanh", init="normal", init_std=init_std)
+        train_loader = digits.loaders(batch_size=64, seed=0)[0]
+        diagnostics[f"{'BN' if norm == 'batch' else 'no norm'}, {init_name}"] = train.fit_with_diagnostics(
+            net, train_loader, epochs=15, lr=0.1)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Activations during training
+
+# %%
+fig = plot_training_diagnostics(diagnostics.values(), diagnostics.keys(), ("activation_stds", "saturation"))
+
+# %% tags=["remove-input"] slideshow={"slide_type": "fragment"}
+def window(run, quantity, steps=slice(0, 20)):
+    """Per-layer mean of a diagnostic over a window of steps (default: the first 20)."""
+    return getattr(run, quantity)[steps].mean(axis=0)
+
+
+first, last = slice(0, 20), slice(-20, None)
+saturated = {name: (window(run, "saturation", first), window(run, "saturation", last))
+             for name, run in diagnostics.items()}
+gaussian_tail = 2 * (1 - 0.5 * (1 + math.erf(math.atanh(0.97) / math.sqrt(2))))  # P(|z| > artanh 0.97)
+bn_saturation = max(np.max(saturated[name]) for name in diagnostics if name.startswith("BN"))
+claim("seed 0: without BN, N(0, 1) saturates more than 70 % of every layer's values in the first and the last 20 "
+      "steps; with BN, at either init, every layer stays at most 1.25 times the Gaussian tail P(|z| > artanh 0.97)",
+      bool(np.min(saturated["no norm, N(0, 1)"]) > 0.7) and bn_saturation < 1.25 * gaussian_tail,
+      plain=saturated["no norm, N(0, 1)"], bn_max=bn_saturation, tail=gaussian_tail)
+plain_gain = saturated["no norm, gain 5/3"]
+claim("seed 0: without BN, gain 5/3 saturates between 3 % and 30 % per layer, layer 1 the most",
+      bool(np.min(plain_gain) > 0.03 and np.max(plain_gain) < 0.3) and bool(np.argmax(plain_gain[1]) == 0),
+      saturated=plain_gain)
+stds_plain = window(diagnostics["no norm, N(0, 1)"], "activation_stds", last)
+means_all = max(np.abs(window(run, "activation_means", steps)).max() for run in diagnostics.values()
+                for steps in (first, last))
+prose(rf"""
+Without BN, $\mathcal N(0, 1)$ puts {100 * np.min(saturated["no norm, N(0, 1)"]):.0f}–{100 * np.max(saturated["no norm, N(0, 1)"]):.0f} % of every layer's values on tanh's flat
+tails (std of $h$ about {stds_plain.mean():.2f}, most values near ±1), and training does not bring it down.
+Karpathy's gain $5/3$ keeps it at {100 * np.min(plain_gain):.0f}–{100 * np.max(plain_gain):.0f} %, layer 1 the most. With BN, at either init,
+every layer stays at {100 * bn_saturation:.1f} % or less: BN hands tanh pre-activations of mean 0 and
+std 1 (γ and β start at 1 and 0), and a standard normal exceeds $\operatorname{{artanh}}(0.97) \approx 2.09$ with
+probability {100 * gaussian_tail:.1f} %. The means of $h$ stay near 0 everywhere (at most {means_all:.2f} in
+absolute value, per layer over 20 steps): tanh is odd.
+""")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Updates during training
+#
+# With plain SGD the update-to-data ratio is $\log_{10}(\eta \cdot \text{gradient-to-weight})$:
+# one panel shows both. Dashed red: the output layer; dotted: Karpathy's $10^{-3}$.
+
+# %%
+fig = plot_training_diagnostics(diagnostics.values(), diagnostics.keys(), ("update_to_data",))
+print("gradient-to-weight ratio std(grad)/std(W), first → last 20 steps, layers 1..5 and output")
+for name, run in diagnostics.items():
+    print(f"{name:18s}" + "  ".join(f"{a:.3f}→{b:.3f}" for a, b in zip(window(run, "grad_to_data", first),
+                                                                      window(run, "grad_to_data", last))))
+
+# %% tags=["remove-input"] slideshow={"slide_type": "fragment"}
+update = {name: (window(run, "update_to_data", first)[:-1], window(run, "update_to_data", last)[:-1])
+          for name, run in diagnostics.items()}  # hidden layers only
+plain_spread = update["no norm, N(0, 1)"][0][0] - update["no norm, N(0, 1)"][0][-1]
+bn_spread = max(np.ptp(update[name][0]) for name in diagnostics if name.startswith("BN"))
+bn_gap = update["BN, gain 5/3"][0] - update["BN, N(0, 1)"][0]
+final_loss = {name: run.losses[last].mean() for name, run in diagnostics.items()}
+claim("seed 0, first 20 steps: without BN, N(0, 1) layer 1's update-to-data ratio is more than 10 times layer 5's; "
+      "with BN the hidden layers lie within 0.2 decades of each other at either init",
+      plain_spread > 1 and bn_spread < 0.2, plain_spread=plain_spread, bn_spread=bn_spread)
+claim("seed 0: with BN, N(0, 1) makes every hidden layer's relative update smaller than gain 5/3 does (by 0.3 to 1 "
+      "decade in the first 20 steps) and ends below Karpathy's 1e-3 in every hidden layer",
+      bool(np.all((bn_gap > 0.3) & (bn_gap < 1))) and bool(np.all(update["BN, N(0, 1)"][1] < -3)),
+      gap=bn_gap, last=update["BN, N(0, 1)"][1])
+claim("seed 0: the loss of the last 20 steps without BN at N(0, 1) is more than 5 times BN's at N(0, 1)",
+      final_loss["no norm, N(0, 1)"] > 5 * final_loss["BN, N(0, 1)"], loss=final_loss)
+prose(rf"""
+* Without BN, $\mathcal N(0, 1)$: the saturated tanh layers pass gradients unevenly: in the
+  first 20 steps layer 1 moves $10^{{{plain_spread:.1f}}}$ times as fast, relative to its size, as layer 5.
+  With BN every hidden layer moves at the same relative rate (within {bn_spread:.2f} decades).
+* With BN, $\mathcal N(0, 1)$ moves every hidden layer {10 ** bn_gap.min():.1f}–{10 ** bn_gap.max():.1f} times more slowly than gain
+  $5/3$: BN removed the weights' scale from the forward pass, not from the step — the effective
+  learning rate of section 6. By the end it is below Karpathy's $10^{{-3}}$ ({update["BN, N(0, 1)"][1].max():.1f} or less).
+* Loss over the last 20 steps: {final_loss["no norm, N(0, 1)"]:.2f} without BN at $\mathcal N(0, 1)$, {final_loss["BN, N(0, 1)"]:.2f} with;
+  {final_loss["no norm, gain 5/3"]:.3f} and {final_loss["BN, gain 5/3"]:.3f} at gain $5/3$.
+""")
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Karpathy's lecture reads these plots as a checklist: layer statistics that drift or
+# saturate mean a bad init or a missing normalization; update-to-data ratios far above
+# $10^{-3}$ mean too large a learning rate, far below it too small a one (or, with BN, weights
+# that grew too large); layers at very different ratios train at different speeds. The
+# $10^{-3}$ is his rule of thumb, not a law: on digits the well-initialized nets here start above it
+# and train fine. What is measured here is one seed of one small net.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

@@ -18,7 +18,10 @@ runs: `normlab.stats`), `batch_size_sweep` trains every norm at every batch size
 `recalibrate_batchnorm` / `with_recalibrated_batchnorm` recompute BN's statistics with
 dropout off; `train_mode_accuracy` and `batch_mates_probabilities` show a model left in
 training mode; `fit_tracking_weight_norms` records weight norms through training and
-`record_layer_inputs` the statistics of every Linear layer's input.
+`record_layer_inputs` the statistics of every Linear layer's input;
+`weight_scale_sweep` trains deep MLPs over a grid of initialization scales (CS231n's
+experiment) and `fit_with_diagnostics` records per-layer activation, gradient and update
+statistics at every training step (Karpathy's makemore part 3).
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ __all__ = ["History", "fit", "evaluate", "set_seed",
            "with_recalibrated_batchnorm",
            # measurements during or after training (01, 04, 07)
            "train_mode_accuracy", "batch_mates_probabilities", "WeightNormHistory", "fit_tracking_weight_norms",
-           "LayerInputRecord", "record_layer_inputs"]
+           "LayerInputRecord", "record_layer_inputs",
+           # initialization scale and training-time diagnostics (07)
+           "WeightScaleSweep", "weight_scale_sweep", "TrainingDiagnostics", "fit_with_diagnostics"]
 
 _PER_EPOCH = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds")
 
@@ -628,3 +633,175 @@ def record_layer_inputs(model: nn.Module, x_train, y_train, x_probe, steps=300, 
         losses.append(loss.item())
     return LayerInputRecord(np.array(recorded_steps), [np.stack(m) for m in means],
                             [np.stack(s) for s in stds], np.array(losses))
+
+
+
+# --------------------------------------------------------------------------------------
+# The weight-scale sweep and training-time diagnostics (lecture 07)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class WeightScaleSweep:
+    """What `weight_scale_sweep` measured. ``best_val_acc[norm]`` and
+    ``final_train_loss[norm]`` are arrays of shape (len(scales), len(seeds)): the highest
+    validation accuracy after any epoch (eval mode), and the mean mini-batch loss of the
+    last epoch (nan where the loss stopped being finite)."""
+
+    scales: np.ndarray
+    seeds: tuple
+    norms: tuple
+    best_val_acc: dict
+    final_train_loss: dict
+    hidden: tuple
+    epochs: int
+    lr: float
+    batch_size: int
+
+
+def weight_scale_sweep(splits, scales, *, norms=("none", "batch"), seeds=(0, 1, 2), hidden=(50,) * 7,
+                       activation="relu", epochs=5, lr=1e-3, batch_size=50) -> WeightScaleSweep:
+    r"""CS231n's weight-scale experiment: train `normlab.models.mlp` with every weight
+    (output layer included) drawn from :math:`\mathcal N(0, s^2)`, for each scale ``s``,
+    norm and seed, with Adam (``lr``) on mini-batches of ``batch_size``.
+
+    For one seed every scale uses the same random draws, scaled, and every norm sees the
+    same batch order, so comparisons can be paired by seed. All networks of one norm are
+    trained at once: their parameters are stacked and the one model evaluated with
+    ``torch.func.vmap``, which computes what training each alone computes (Adam acts
+    elementwise), in a fraction of the time.
+    """
+    from torch.func import functional_call, stack_module_state, vmap
+
+    scales = np.asarray(scales, dtype=float)
+    seeds = tuple(seeds)
+    in_features = int(np.prod(splits.input_shape))
+    x_train, y_train = splits.x_train.reshape(len(splits.x_train), -1), splits.y_train
+    x_val, y_val = splits.x_val.reshape(len(splits.x_val), -1), splits.y_val
+    n_train, replicas = len(x_train), len(scales) * len(seeds)
+    starts = list(range(0, n_train, batch_size))
+    if n_train - starts[-1] == 1:  # a batch of one cannot be batch-normalized: join it to the one before
+        starts.pop()
+    ends = starts[1:] + [n_train]
+    best_val_acc, final_train_loss = {}, {}
+    for norm in norms:
+        nets = []
+        for scale in scales:
+            for seed in seeds:
+                torch.manual_seed(seed)
+                nets.append(models.mlp(in_features, splits.num_classes, hidden=hidden, norm=norm,
+                                       activation=activation, init="normal", init_std=float(scale)))
+        params, buffers = stack_module_state(nets)
+        skeleton = copy.deepcopy(nets[0]).to("meta")
+
+        def forward(p, b, x, skeleton=skeleton):
+            return functional_call(skeleton, (p, b), (x,))
+
+        optimizer = torch.optim.Adam(list(params.values()), lr=lr)
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        best = torch.zeros(replicas)
+        for _ in range(epochs):
+            skeleton.train()
+            order = torch.stack([torch.randperm(n_train, generator=g) for g in generators]).repeat(len(scales), 1)
+            loss_sum = torch.zeros(replicas)
+            for start, end in zip(starts, ends):
+                index = order[:, start:end]
+                logits = vmap(forward)(params, buffers, x_train[index])
+                losses = F.cross_entropy(logits.flatten(0, 1), y_train[index].flatten(),
+                                         reduction="none").view(replicas, -1).mean(1)
+                optimizer.zero_grad(set_to_none=True)
+                losses.sum().backward()
+                optimizer.step()
+                loss_sum += losses.detach() * (end - start)
+            skeleton.eval()
+            with torch.no_grad():
+                logits = vmap(forward, in_dims=(0, 0, None))(params, buffers, x_val)
+            hits = (logits.argmax(-1) == y_val) & ~logits.isnan().any(-1)
+            best = torch.maximum(best, hits.double().mean(1))
+        last = (loss_sum / n_train).numpy()
+        last[~np.isfinite(last)] = np.nan
+        best_val_acc[norm] = best.numpy().reshape(len(scales), len(seeds))
+        final_train_loss[norm] = last.reshape(len(scales), len(seeds))
+    return WeightScaleSweep(scales, seeds, tuple(norms), best_val_acc, final_train_loss, tuple(hidden), epochs,
+                            lr, batch_size)
+
+
+@dataclass
+class TrainingDiagnostics:
+    r"""What `fit_with_diagnostics` recorded, one row per SGD step.
+
+    Hidden-layer outputs :math:`h_l` (the inputs of Linear layers 2..L+1), on the step's
+    mini-batch in training mode, columns l = 1..L: ``activation_means``,
+    ``activation_stds`` (over batch and units) and ``saturation``, the fraction of values
+    with :math:`|h| >` ``saturation_threshold`` (tanh's flat tails).
+    Weights of every Linear layer (the L hidden ones, then the output layer), before the
+    step's update: ``grad_to_data`` :math:`= \operatorname{std}(\partial L/\partial W)/\operatorname{std}(W)`
+    and ``update_to_data`` :math:`= \log_{10}\big(\operatorname{std}(\eta\,\partial L/\partial W)/\operatorname{std}(W)\big)`,
+    the size of the step relative to the weights (plain SGD: the update is
+    :math:`-\eta\,\partial L/\partial W`). ``losses``: the step's mini-batch loss.
+    """
+
+    lr: float
+    saturation_threshold: float
+    losses: np.ndarray
+    activation_means: np.ndarray
+    activation_stds: np.ndarray
+    saturation: np.ndarray
+    grad_to_data: np.ndarray
+    update_to_data: np.ndarray
+    diverged: bool = False
+
+    @property
+    def steps(self) -> int:
+        return len(self.losses)
+
+
+def fit_with_diagnostics(model: nn.Module, train_loader, *, epochs=1, lr=0.1,
+                         saturation_threshold=0.97) -> TrainingDiagnostics:
+    r"""Train ``model`` in place with plain SGD, :math:`W \leftarrow W - \eta\,\partial L/\partial W`,
+    on the cross-entropy loss over ``epochs`` passes of ``train_loader`` ((x, y) batches),
+    and record at every step the per-layer statistics of `TrainingDiagnostics`
+    (Karpathy's makemore part 3). A non-finite loss stops training before its update
+    (``diverged``). Seed the model and the loader yourself.
+    """
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if len(linears) < 2:
+        raise ValueError("the model needs at least one hidden Linear layer and an output layer")
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    outputs = {}
+    hooks = [layer.register_forward_pre_hook(lambda _m, args, k=k: outputs.__setitem__(k, args[0].detach()))
+             for k, layer in enumerate(linears[1:])]
+    rows, losses, diverged = [], [], False
+    model.train()
+    try:
+        for _ in range(epochs):
+            for x, y in train_loader:
+                loss = F.cross_entropy(model(x), y)
+                losses.append(loss.item())
+                if not math.isfinite(losses[-1]):
+                    diverged = True
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                with torch.no_grad():
+                    hidden = [outputs[k].flatten(1) for k in range(len(linears) - 1)]
+                    weight_stds = torch.stack([layer.weight.std() for layer in linears])
+                    grad_stds = torch.stack([layer.weight.grad.std() for layer in linears])
+                    rows.append(torch.cat([torch.stack([h.mean() for h in hidden]).double(),
+                                           torch.stack([h.std() for h in hidden]).double(),
+                                           torch.stack([(h.abs() > saturation_threshold).double().mean()
+                                                        for h in hidden]),
+                                           (grad_stds / weight_stds).double()]))
+                optimizer.step()
+            if diverged:
+                break
+    finally:
+        for hook in hooks:
+            hook.remove()
+    hidden_count, layer_count = len(linears) - 1, len(linears)
+    table = torch.stack(rows).numpy() if rows else np.zeros((0, 3 * hidden_count + layer_count))
+    means, stds, saturated, ratios = np.split(table, np.cumsum([hidden_count] * 3), axis=1)
+    return TrainingDiagnostics(lr=lr, saturation_threshold=saturation_threshold,
+                               losses=np.array(losses[:len(rows)]), activation_means=means, activation_stds=stds,
+                               saturation=saturated, grad_to_data=ratios,
+                               update_to_data=np.log10(lr * ratios), diverged=diverged)

@@ -28,6 +28,11 @@ raw material of the "BN likes weight decay" argument: a Linear layer followed by
 norm is scale-invariant, so its gradient scales as :math:`1/\lVert W\rVert` and a step of
 size :math:`\eta` turns its direction by an *effective* learning rate
 :math:`\eta / \lVert W \rVert^2` (`normlab.train.WeightNormHistory.effective_lr`); `plot_weight_norms` draws it.
+
+**The initialization scale, and diagnostics during training.** `plot_weight_scale_sweep`
+draws `normlab.train.weight_scale_sweep` (CS231n's experiment: best validation accuracy
+and final training loss against the scale of the initial weights); `plot_training_diagnostics`
+draws `normlab.train.fit_with_diagnostics` (Karpathy's per-layer statistics at every step).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import PercentFormatter
 import numpy as np
 import torch
 from torch import nn
@@ -48,6 +54,8 @@ __all__ = [
     "plot_activation_histograms",
     "plot_depth_profiles",
     "plot_weight_norms",
+    "plot_weight_scale_sweep",
+    "plot_training_diagnostics",
 ]
 
 # Output range of the bounded activations (used for fixed histogram bins).
@@ -307,4 +315,109 @@ def plot_weight_norms(histories, labels, layer=0, figsize=(9, 3.4)):
     ax_lr.set(xlabel="epoch", ylabel=r"$\eta / \|W\|_F^2$", title="effective learning rate")
     ax_norm.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+
+# --------------------------------------------------------------------------------------
+# The initialization scale, and diagnostics during training
+# --------------------------------------------------------------------------------------
+
+_NORM_NAMES = {"none": "no norm", "batch": "BN"}
+
+
+def plot_weight_scale_sweep(sweep, reference_scale=None, reference_label="Kaiming", figsize=(9, 3.6)):
+    r"""Two panels against the initial weights' scale (log axis), one line per norm of a
+    `normlab.train.WeightScaleSweep`: the best validation accuracy (chance marked) and the
+    final training loss (log axis; :math:`\ln 10`, the loss of a uniform guess over 10
+    classes, marked). Lines are the mean over seeds, bands their min-max; nan losses are
+    left out. ``reference_scale``: a dashed vertical line (e.g. Kaiming's
+    :math:`\sqrt{2/\text{fan\_in}}`). Returns the Figure."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=figsize)
+    for i, norm in enumerate(sweep.norms):
+        style = dict(color=f"C{i}", marker="o", markersize=4, label=_NORM_NAMES.get(norm, norm))
+        for ax, values in ((ax_acc, sweep.best_val_acc[norm]), (ax_loss, sweep.final_train_loss[norm])):
+            with np.errstate(all="ignore"):
+                ax.plot(sweep.scales, np.nanmean(values, axis=1), **style)
+                ax.fill_between(sweep.scales, np.nanmin(values, axis=1), np.nanmax(values, axis=1),
+                                color=f"C{i}", alpha=0.2, linewidth=0)
+    ax_acc.axhline(0.1, color="gray", linestyle=":", linewidth=1)
+    ax_acc.text(sweep.scales[0], 0.12, "chance", color="gray", fontsize=9)
+    ax_loss.axhline(np.log(10), color="gray", linestyle=":", linewidth=1)
+    ax_loss.text(sweep.scales[0], np.log(10) * 1.25, r"$\ln 10$ (uniform guess)", color="gray", fontsize=9)
+    ax_acc.set(xscale="log", ylim=(0, 1), xlabel="weight scale $s$: $W \\sim \\mathcal{N}(0, s^2)$",
+               ylabel="best validation accuracy", title="best validation accuracy")
+    ax_loss.set(xscale="log", yscale="log", xlabel="weight scale $s$: $W \\sim \\mathcal{N}(0, s^2)$",
+                ylabel="final training loss", title="final training loss")
+    for ax in (ax_acc, ax_loss):
+        if reference_scale is not None:
+            ax.axvline(reference_scale, color="black", linestyle="--", linewidth=1)
+        ax.tick_params(labelsize=10)
+    if reference_scale is not None:
+        ax_acc.text(reference_scale * 1.1, 0.02, reference_label, fontsize=9)
+    ax_loss.legend(fontsize=9, loc="upper left", title=f"mean, band: {len(sweep.seeds)} seeds", title_fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+_DIAGNOSTICS = {
+    "activation_means": "mean of $h_l$",
+    "activation_stds": "std of $h_l$",
+    "saturation": r"saturated: $|h_l| > 0.97$",
+    "grad_to_data": r"$\mathrm{std}(\nabla W)\,/\,\mathrm{std}(W)$",
+    "update_to_data": r"$\log_{10}\,\mathrm{std}(\eta\nabla W)/\mathrm{std}(W)$",
+}
+
+
+def plot_training_diagnostics(runs, labels, quantities=("activation_stds", "saturation"), smooth=10,
+                              figsize=None):
+    r"""Per-layer statistics through training, from `normlab.train.fit_with_diagnostics`:
+    one row per quantity (a field of `normlab.train.TrainingDiagnostics`), one column per
+    run, one line per layer (light = first, dark = last; "out" = output layer), against
+    the step, as a running mean over ``smooth`` steps. Rows share their y-axis so runs
+    compare. ``update_to_data`` marks Karpathy's rule of thumb :math:`10^{-3}` (dashed).
+    Returns the Figure."""
+    runs, labels, quantities = list(runs), list(labels), list(quantities)
+    unknown = [q for q in quantities if q not in _DIAGNOSTICS]
+    if unknown:
+        raise ValueError(f"unknown quantities {unknown}; expected some of {list(_DIAGNOSTICS)}")
+    figsize = figsize or (min(10, 1.2 + 2.9 * len(runs)), 0.9 + 1.75 * len(quantities))
+    fig, axes = plt.subplots(len(quantities), len(runs), figsize=figsize, squeeze=False, sharey="row",
+                             sharex=True)
+    cmap = plt.get_cmap("viridis")
+    for col, (run, label) in enumerate(zip(runs, labels)):
+        for row, quantity in enumerate(quantities):
+            ax = axes[row, col]
+            values = getattr(run, quantity)
+            count = values.shape[1]
+            width = max(1, min(smooth, len(values)))
+            kernel = np.ones(width) / width
+            steps = np.arange(width - 1, len(values)) + 1
+            for layer in range(count):
+                smoothed = np.convolve(values[:, layer], kernel, mode="valid")
+                is_output = quantity in ("grad_to_data", "update_to_data") and layer == count - 1
+                name = "out" if is_output else f"layer {layer + 1}"
+                color = "C3" if is_output else cmap(0.85 - 0.75 * layer / max(1, count - 1))
+                ax.plot(steps, smoothed, color=color, linewidth=1.5, linestyle="--" if is_output else "-",
+                        label=name)
+            if quantity == "update_to_data":
+                ax.axhline(-3, color="gray", linestyle=":", linewidth=1)
+            if quantity == "saturation":
+                ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            if row == 0:
+                ax.set_title(label, fontsize=11)
+            if col == 0:
+                ax.set_ylabel(_DIAGNOSTICS[quantity], fontsize=10)
+            if row == len(quantities) - 1:
+                ax.set_xlabel("training step", fontsize=10)
+            ax.tick_params(labelsize=9)
+    handles, names = [], []
+    for ax in axes[:, 0]:  # every layer name once (the gradient rows add the output layer)
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            if name not in names:
+                handles.append(handle)
+                names.append(name)
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=9, frameon=False)
+    fig.subplots_adjust(left=0.1, right=0.98, top=1 - 0.4 / figsize[1], bottom=0.85 / figsize[1],
+                        hspace=0.15, wspace=0.08)
     return fig
