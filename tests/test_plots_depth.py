@@ -163,3 +163,53 @@ def test_weight_norm_figure_lines_and_bands(digits):
     assert len(ax_norm.lines) == len(ax_lr.lines) == 2
     assert len(ax_norm.collections) == 1  # a band only for the group of two seeds
     np.testing.assert_allclose(ax_lr.lines[1].get_ydata(), groups[1].effective_lr[:, 0])
+
+
+# --------------------------------------------------------------------------------------
+# The weight-scale sweep and training-time diagnostics
+# --------------------------------------------------------------------------------------
+
+
+def test_plot_weight_scale_sweep_draws_the_mean_over_seeds_against_the_scale():
+    from normlab.plots.depth import plot_weight_scale_sweep
+    from normlab.train import WeightScaleSweep
+
+    scales = np.array([1e-3, 1e-2, 1e-1])
+    acc = {"none": np.array([[0.1, 0.1], [0.5, 0.7], [0.9, 0.8]]), "batch": np.array([[0.6, 0.8]] * 3)}
+    loss = {"none": np.array([[2.3, 2.3], [1.0, np.nan], [0.2, 0.4]]), "batch": np.array([[0.5, 0.7]] * 3)}
+    sweep = WeightScaleSweep(scales, (0, 1), ("none", "batch"), acc, loss, (50,), 5, 1e-3, 50)
+    fig = plot_weight_scale_sweep(sweep, reference_scale=0.2)
+    ax_acc, ax_loss = fig.axes
+    assert ax_acc.get_xscale() == "log" and ax_loss.get_xscale() == "log" and ax_loss.get_yscale() == "log"
+    lines = [line for line in ax_acc.lines if len(line.get_xdata()) == 3]
+    np.testing.assert_allclose(lines[0].get_ydata(), [0.1, 0.6, 0.85])
+    np.testing.assert_allclose(lines[1].get_ydata(), [0.7, 0.7, 0.7])
+    loss_lines = [line for line in ax_loss.lines if len(line.get_xdata()) == 3]
+    np.testing.assert_allclose(loss_lines[0].get_ydata(), [2.3, 1.0, 0.3])  # the nan seed left out
+    assert [t.get_text() for t in ax_loss.get_legend().get_texts()] == ["no norm", "BN"]
+    assert any(np.allclose(line.get_xdata(), 0.2) for line in ax_acc.lines)  # the reference scale
+
+
+def test_plot_training_diagnostics_has_a_panel_per_quantity_and_run_and_smooths():
+    from normlab.plots.depth import plot_training_diagnostics
+    from normlab.train import TrainingDiagnostics
+
+    steps = 30
+    ramp = np.arange(steps, dtype=float)[:, None] * np.array([[1.0, 2.0]])  # 2 hidden layers
+    ratios = np.full((steps, 3), 1e-2)
+    run = TrainingDiagnostics(lr=0.1, saturation_threshold=0.97, losses=np.ones(steps), activation_means=ramp,
+                              activation_stds=ramp, saturation=ramp / 100, grad_to_data=ratios,
+                              update_to_data=np.log10(0.1 * ratios))
+    fig = plot_training_diagnostics([run, run, run], ["a", "b", "c"], ("activation_means", "update_to_data"),
+                                    smooth=5)
+    assert len(fig.axes) == 6
+    top_left = fig.axes[0]
+    layer_lines = top_left.get_lines()
+    assert len(layer_lines) == 2
+    np.testing.assert_allclose(layer_lines[1].get_ydata(), 2.0 * (np.arange(4, steps) - 2.0))  # running mean of 5
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
+    update_panel = fig.axes[3]
+    assert len(update_panel.get_lines()) == 4  # 2 hidden layers, the output layer, and the -3 guide
+    assert any(np.allclose(line.get_ydata(), -3) for line in update_panel.get_lines())
+    with pytest.raises(ValueError, match="unknown quantities"):
+        plot_training_diagnostics([run], ["a"], ("loss_of_everything",))

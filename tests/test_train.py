@@ -280,3 +280,95 @@ def test_fit_invalid_arguments(kwargs, match):
     train, val = loaders(n_train=32, n_val=32)
     with pytest.raises(ValueError, match=match):
         fit(Frozen(), train, val, progress=False, **kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# Training-time diagnostics and the weight-scale sweep (lecture 07)
+# --------------------------------------------------------------------------------------
+
+
+def test_fit_with_diagnostics_records_what_a_hand_computation_gives():
+    from normlab.train import fit_with_diagnostics
+
+    torch.manual_seed(0)
+    model = mlp(4, 3, hidden=(5, 5), activation="tanh", init="normal", init_std=1.5)  # large: some |h| > 0.97
+    x, y = torch.randn(16, 4), torch.arange(16) % 3
+    reference = copy.deepcopy(model)
+    lr, threshold = 0.3, 0.97
+    got = fit_with_diagnostics(model, [(x, y)], epochs=2, lr=lr, saturation_threshold=threshold)
+    linears = [m for m in reference if isinstance(m, nn.Linear)]
+    for step in range(2):
+        h1 = torch.tanh(linears[0](x))
+        h2 = torch.tanh(linears[1](h1))
+        loss = F.cross_entropy(linears[2](h2), y)
+        reference.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+            assert got.losses[step] == pytest.approx(loss.item(), rel=1e-6)
+            for k, h in enumerate((h1, h2)):
+                assert got.activation_means[step, k] == pytest.approx(h.mean().item(), abs=1e-6)
+                assert got.activation_stds[step, k] == pytest.approx(h.std().item(), rel=1e-5)
+                assert got.saturation[step, k] == (h.abs() > threshold).double().mean().item()
+            for k, layer in enumerate(linears):  # W before this step's update
+                ratio = layer.weight.grad.std() / layer.weight.std()
+                assert got.grad_to_data[step, k] == pytest.approx(ratio.item(), rel=1e-5)
+                expected = torch.log10((lr * layer.weight.grad).std() / layer.weight.std()).item()
+                assert got.update_to_data[step, k] == pytest.approx(expected, abs=1e-5)
+            for p in reference.parameters():  # plain SGD
+                p -= lr * p.grad
+    assert 0 < got.saturation.max() < 1  # the test exercises the threshold
+    assert got.steps == 2 and not got.diverged
+    assert got.activation_means.shape == (2, 2) and got.grad_to_data.shape == (2, 3)
+    for a, b in zip(model.parameters(), reference.parameters()):  # the model was trained by that rule
+        torch.testing.assert_close(a, b)
+
+
+def test_fit_with_diagnostics_stops_at_a_non_finite_loss():
+    from normlab.train import fit_with_diagnostics
+
+    torch.manual_seed(0)
+    model = mlp(4, 3, hidden=(5,), activation="tanh")
+    batch = (torch.randn(8, 4), torch.arange(8) % 3)
+    fine = fit_with_diagnostics(copy.deepcopy(model), [batch], epochs=1)
+    with torch.no_grad():
+        model[-1].weight[0, 0] = math.nan
+    broken = fit_with_diagnostics(model, [batch, batch], epochs=3)
+    assert fine.steps == 1 and not fine.diverged
+    assert broken.diverged and broken.steps == 0 and broken.update_to_data.shape == (0, 2)
+
+
+def test_weight_scale_sweep_equals_training_each_net_alone():
+    from normlab.data import DataSplits
+    from normlab.train import weight_scale_sweep
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(70, 6, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()  # 3 classes
+    splits = DataSplits(x[:41], y[:41], x[41:], y[41:], x[41:], y[41:], num_classes=3, input_shape=(6,), name="toy")
+    scales, seeds, hidden, epochs, lr, batch = (0.05, 0.5), (0, 3), (8, 8), 3, 1e-2, 10
+    sweep = weight_scale_sweep(splits, scales, seeds=seeds, hidden=hidden, epochs=epochs, lr=lr, batch_size=batch)
+    starts = [0, 10, 20, 30]  # 41 samples: the last batch of one joins the batch before it
+    for norm in ("none", "batch"):
+        for i, scale in enumerate(scales):
+            for j, seed in enumerate(seeds):
+                torch.manual_seed(seed)
+                net = mlp(6, 3, hidden=hidden, norm=norm, init="normal", init_std=scale)
+                optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+                generator = torch.Generator().manual_seed(seed)
+                best = 0.0
+                for _ in range(epochs):
+                    net.train()
+                    order, loss_sum = torch.randperm(41, generator=generator), 0.0
+                    for start, end in zip(starts, starts[1:] + [41]):
+                        index = order[start:end]
+                        loss = F.cross_entropy(net(x[index]), y[index])
+                        optimizer.zero_grad()
+                        loss.backward()
+                        optimizer.step()
+                        loss_sum += loss.item() * len(index)
+                    best = max(best, evaluate(net, [(splits.x_val, splits.y_val)])[1])
+                assert sweep.best_val_acc[norm][i, j] == pytest.approx(best, abs=1e-9), (norm, scale, seed)
+                assert sweep.final_train_loss[norm][i, j] == pytest.approx(loss_sum / 41, rel=1e-4)
+    assert sweep.best_val_acc["batch"].shape == (2, 2)
+    # the sweep is not trivially flat: scale and norm change the outcome
+    assert len({round(v, 4) for norm in sweep.norms for v in sweep.final_train_loss[norm].ravel()}) == 8
