@@ -179,6 +179,7 @@ class Task:
     name: str                                   # as shown in the table, e.g. "course/01_input_normalization"
     run: Callable[[], Result | str | None]      # does the work: a Result, or None / an error text
     after: tuple[str, ...] = ()                 # tasks that must finish first (whether or not they failed)
+    cost: float = 1.0                           # expected seconds (last run's, else a guess): longest first
 
 
 @dataclass
@@ -299,14 +300,23 @@ def executed_notebook(source: Path, target: Path, options: BuildOptions, force: 
         stamp = read_stamp(options.out, target)
         if not retry_failed and target.exists() and stamp.get("made_from") == key and stamp.get("error"):
             return True, stamp["error"]
-    _, error = execute(notebook, source, run_dir, options.timeout)
+    seconds, error = execute(notebook, source, run_dir, options.timeout)
     if error is None:
         cache.store(notebook, uri=str(source))
         notebook = cache.executed(notebook)
     notebook.metadata.pop(execution_cache.INPUTS_KEY, None)
     write_if_changed(target, nbformat.writes(notebook))
-    write_stamp(options.out, target, made_from=key, error=error)
+    write_stamp(options.out, target, made_from=key, error=error, seconds=round(seconds, 1))
     return False, error
+
+
+def expected_seconds(out: Path, product: Path, source: Path) -> float:
+    """How long making `product` took last time, else a guess from the source's size
+    (used only to start the longest tasks first)."""
+    recorded = read_stamp(out, product).get("seconds")
+    if isinstance(recorded, (int, float)):
+        return float(recorded)
+    return source.stat().st_size / 1000 if source.exists() else 1.0
 
 
 def build_notebook(source: Path, target: Path, options: BuildOptions) -> Result:
@@ -336,9 +346,12 @@ def notebook_step(folder: str) -> Callable[[BuildOptions], list[Task]]:
 
 
 def _notebook_tasks(folder: str, options: BuildOptions) -> list[Task]:
-    return [Task(f"{folder}/{source.stem}",
-                 partial(build_notebook, source, options.out / folder / f"{source.stem}.ipynb", options))
-            for source in sources(options.root / folder, options.numbers)]
+    tasks = []
+    for source in sources(options.root / folder, options.numbers):
+        target = options.out / folder / f"{source.stem}.ipynb"
+        tasks.append(Task(f"{folder}/{source.stem}", partial(build_notebook, source, target, options),
+                          cost=expected_seconds(options.out, target, source)))
+    return tasks
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -419,7 +432,8 @@ def run_build(options: BuildOptions, steps, progress: bool = True) -> list[Row]:
 def _run_in_processes(tasks: list[Task], names: set[str], jobs: int, results: dict, bar) -> None:
     """Run `tasks` in `jobs` processes, each once those it comes after are done."""
     context = multiprocessing.get_context("spawn")  # a clean interpreter: no threads or kernels inherited
-    waiting = list(tasks)
+    rank = critical_paths(tasks)
+    waiting = sorted(tasks, key=lambda task: -rank[task.name])  # the longest chains of work first
     running: dict[Future, Task] = {}
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
     try:
@@ -449,6 +463,26 @@ def _run_in_processes(tasks: list[Task], names: set[str], jobs: int, results: di
                 bar.update()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def critical_paths(tasks: list[Task]) -> dict[str, float]:
+    """Per task: its cost plus the longest chain of costs of the tasks that wait for it."""
+    waiting_for: dict[str, list[Task]] = {}
+    for task in tasks:
+        for name in task.after:
+            waiting_for.setdefault(name, []).append(task)
+    rank: dict[str, float] = {}
+
+    def of(task: Task, seen: frozenset = frozenset()) -> float:
+        if task.name not in rank:
+            later = [of(next_task, seen | {task.name}) for next_task in waiting_for.get(task.name, [])
+                     if next_task.name not in seen]
+            rank[task.name] = task.cost + max(later, default=0.0)
+        return rank[task.name]
+
+    for task in tasks:
+        of(task)
+    return rank
 
 
 def format_table(rows: Sequence[Row]) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -31,8 +32,11 @@ def assignments_step(options: BuildOptions) -> list[Task]:
     if options.numbers or not (options.root / "assignments" / "nbgrader_config.py").is_file():
         return []
     ids = assignment_ids(options.root)
+    folder = options.root / "assignments" / "source"
     return [Task(f"assignments/{aid}", partial(build_assignment, aid, options),
-                 after=(f"assignments/{ids[i - 1]}",) if i else ())
+                 after=(f"assignments/{ids[i - 1]}",) if i else (),
+                 cost=build.expected_seconds(options.out, options.out / "nbgrader" / "release" / aid,
+                                             folder / aid / f"{aid}.py"))
             for i, aid in enumerate(ids)]
 
 
@@ -59,11 +63,12 @@ def build_assignment(assignment_id: str, options: BuildOptions) -> build.Result:
     made_from = assignment_inputs(assignment_id, options)
     if not options.force and answers.exists() and build.is_current(options.out, release, made_from):
         return build.Result(reused=True)
+    start = time.perf_counter()
     rows = build_assignments(options.root, options.out, only=[assignment_id])
     failed = [f"{row.name}: {row.status}" for row in rows if row.status != "ok"]
     if failed:
         return build.Result("; ".join(failed))
-    build.write_stamp(options.out, release, made_from=made_from)
+    build.write_stamp(options.out, release, made_from=made_from, seconds=round(time.perf_counter() - start, 1))
     return build.Result()
 
 

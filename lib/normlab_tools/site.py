@@ -14,8 +14,8 @@ whole step is skipped when nothing it reads has changed (a content hash, build.i
 
 Offline and from file://: the theme's files are local; MathJax is the slides' local copy
 (normlab_tools.slides' npm packages) under _static/mathjax; search is Sphinx's own
-(searchindex.js, loaded by a script tag); sources are not copied (the search page would
-fetch them for summaries, which file:// forbids). Every page is scanned for anything it
+(searchindex.js, loaded by a script tag), without result summaries (the search page would
+fetch each result page for them, which file:// forbids). Every page is scanned for anything it
 would fetch from the network, as the slides are, and such a site fails the step.
 
 Assignments: only the student releases nbgrader generated (solutions replaced by stubs,
@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import re
 import shutil
+import time
 import zipfile
 from functools import partial
 from pathlib import Path
@@ -60,6 +61,7 @@ html_theme_options = {{
 html_static_path = ["static"]
 html_copy_source = False
 html_show_sourcelink = False
+html_show_search_summary = False
 html_last_updated_fmt = None
 mathjax_path = {mathjax!r}
 mathjax2_config = {{
@@ -285,6 +287,7 @@ def build_site(options: BuildOptions) -> Result:
     made_from = site_inputs(options)
     if not options.force and build.is_current(out, site / "index.html", made_from):
         return Result(reused=True)
+    start = time.perf_counter()
     src, doctrees = out / ".site" / "src", out / ".site" / "doctrees"
     install_mathjax(src / "static")
     documents = write_sources(options, src)
@@ -292,7 +295,7 @@ def build_site(options: BuildOptions) -> Result:
         for stale in (src / folder).glob("*.ipynb") if (src / folder).is_dir() else []:
             if f"{folder}/{stale.stem}" not in documents:
                 stale.unlink()
-    warnings = run_sphinx(src, site, doctrees, fresh=options.force)
+    warnings = run_sphinx(src, site, doctrees, fresh=options.force, jobs=options.jobs)
     if (out / "slides").is_dir():
         _sync_folder(out / "slides", site / "slides", skip=("screenshots",))
     remote = {page.relative_to(site).as_posix(): urls for page in sorted(site.rglob("*.html"))
@@ -300,12 +303,13 @@ def build_site(options: BuildOptions) -> Result:
     if remote:
         return Result("the site would fetch from the network: " + "; ".join(f"{page}: {', '.join(urls)}"
                                                                               for page, urls in remote.items()))
-    build.write_stamp(out, site / "index.html", made_from=made_from, warnings=warnings)
+    build.write_stamp(out, site / "index.html", made_from=made_from, warnings=warnings,
+                      seconds=round(time.perf_counter() - start, 1))
     return Result()
 
 
-def run_sphinx(src: Path, site: Path, doctrees: Path, fresh: bool = False) -> list[str]:
-    """sphinx-build -b html SRC SITE (incremental unless `fresh`); returns its warnings.
+def run_sphinx(src: Path, site: Path, doctrees: Path, fresh: bool = False, jobs: int = 1) -> list[str]:
+    """sphinx-build -b html -j JOBS SRC SITE (incremental unless `fresh`); returns its warnings.
     Raises RuntimeError with Sphinx's message when it fails."""
     import io
 
@@ -316,7 +320,7 @@ def run_sphinx(src: Path, site: Path, doctrees: Path, fresh: bool = False) -> li
     try:
         with patch_docutils(src), docutils_namespace():
             app = Sphinx(str(src), str(src), str(site), str(doctrees), "html", status=status, warning=warning,
-                         freshenv=fresh, keep_going=True)
+                         freshenv=fresh, keep_going=True, parallel=jobs)
             app.build(force_all=fresh)
     except Exception as error:
         raise RuntimeError(f"Sphinx failed: {error}\n{warning.getvalue()[-3000:]}") from error
@@ -330,4 +334,5 @@ def site_step(options: BuildOptions) -> list[Task]:
     after += ["slides/index"]
     if not options.numbers and (options.root / "assignments" / "source").is_dir():
         after += [f"assignments/{path.name}" for path in sorted((options.root / "assignments" / "source").glob("ps*"))]
-    return [Task("site", partial(build_site, options), after=tuple(after))]
+    site_stamp = build.read_stamp(options.out, options.out / "site" / "index.html")
+    return [Task("site", partial(build_site, options), after=tuple(after), cost=site_stamp.get("seconds", 30.0))]

@@ -460,7 +460,8 @@ def slides_step(options: BuildOptions, rerun: bool = False) -> list[Task]:
     lectures = build.sources(options.root / "course", options.numbers)
     names = [f"slides/{source.stem}" for source in lectures]
     return [Task("slides/vendor", partial(_vendor_task, slides_dir)),
-            *(Task(name, partial(build_lecture_slides, source, options, rerun), after=(f"course/{source.stem}",))
+            *(Task(name, partial(build_lecture_slides, source, options, rerun), after=(f"course/{source.stem}",),
+                   cost=2.0)
               for name, source in zip(names, lectures)),
             Task("slides/index", partial(_index_task, slides_dir), after=tuple(names))]
 
