@@ -911,7 +911,9 @@ claim("seeds 0-2: from BN's best scale upwards its mean best accuracy falls at e
 prose(rf"""
 $25 s^2 = \epsilon$ at $s \approx$ {eps_scale:.1e}; below it BN's mean best accuracy is at most
 {mean_acc["batch"][small].max():.2f}, against {mean_acc["batch"].max():.2f} at its best scale ($s$ = {SCALES[mean_acc["batch"].argmax()]:.2g}).
-From there upwards it falls at every grid step, to {mean_acc["batch"][-1]:.2f} at $s = 1$. CS231n's own
+From there upwards it falls at every grid step, to {mean_acc["batch"][-1]:.2f} at $s = 1$. Schilling's thesis
+talk titles its $\mathcal N(0, 1)$ experiment "Batchnorm handles arbitrary inits": on this grid BN handles
+a range of scales {span["batch"]:.0f} times wide, not arbitrary ones. CS231n's own
 run (CIFAR-10 pixels, not standardized, so $\operatorname{{Var}}(Wx)$ is far from $\epsilon$) shows no such
 drop at small scales; ours does, because our inputs have unit variance. With 5 epochs instead of
 10 the large-scale end has even less time to recover.
@@ -982,6 +984,14 @@ std 1 (γ and β start at 1 and 0), and a standard normal exceeds $\operatorname
 probability {100 * gaussian_tail:.1f} %. The means of $h$ stay near 0 everywhere (at most {means_all:.2f} in
 absolute value, per layer over 20 steps): tanh is odd.
 """)
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Schilling's thesis talk, in its sidenote on saturating nonlinearities: "Activations stuck in
+# saturated regime", and "Batchnorm's scale and shift parameters push activations to
+# non-saturated regime!". The figure shows both during training, for tanh: the plain net with
+# $\mathcal N(0, 1)$ weights stays saturated for all 300 steps, the BN nets never get there. (At
+# initialization it is BN's standardization that does it, with $\gamma = 1$, $\beta = 0$; the
+# scale and shift are learned later.)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## Updates during training
@@ -1077,3 +1087,18 @@ prose(rf"""
 # 6. **(Weight decay timescale.)** With Schilling's $\lambda = 5\cdot10^{-4}$ and $\eta = 0.1$:
 #    how many steps until decay alone shrinks $\lVert W\rVert$ by $1/e$? Measure
 #    $\lVert W\rVert$ of the BN net after 5 epochs (100 steps) with this $\lambda$ and compare.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Exercises (continued): d2l.ai's batch-norm chapter
+#
+# From the exercises of the batch-normalization chapter of *Dive into Deep Learning* (d2l.ai),
+# on digits with `models.mlp(64, 10, hidden=(64,) * 6)` (ReLU, Kaiming), `train.fit`'s recipe, seeds 0–2:
+#
+# 7. **("Lite" BN.)** Write a BN that only subtracts the batch mean, and one that only divides
+#    by the batch std. At $\eta = 0.3$, which of the two keeps training alive, and how close
+#    does it come to full BN?
+# 8. **(Frozen $\gamma, \beta$.)** Keep $\gamma = 1$, $\beta = 0$ in every BN layer. What changes?
+# 9. **(Learning rate.)** Go up a half-decade grid of learning rates from $10^{-2}$: what is the
+#    largest rate at which every seed still trains (3 epochs), with and without BN?
+# 10. **(Where.)** BN after the first hidden layer only, after the last only, after every other
+#     one, against after every one, at $\eta = 0.3$.

@@ -316,3 +316,251 @@ tiny against $\mathbb E\lVert W\rVert^2 = 128 \cdot 128 \cdot 2/128 = 256$. The 
 small $\lambda$ needs long training (many thousands of steps), which is what the thesis'
 runs had; that is why the lecture used $\lambda = 0.03$ to see it within 100 steps.
 """)
+
+# %% [markdown]
+# ## Exercises 7–10 — d2l.ai's batch-norm exercises, measured
+#
+# The exercises of the batch-normalization chapter of *Dive into Deep Learning* (d2l.ai):
+# a "lite" batch norm that only removes the mean or only the variance, frozen $\gamma$ and
+# $\beta$, the largest learning rate that still trains with and without BN, and BN in every
+# layer against BN in some. d2l asks them for LeNet on Fashion-MNIST; here they run on
+# digits, on a deeper MLP than the lecture's so that BN has something to do:
+# `models.mlp(64, 10, hidden=(64,) * 6)` (ReLU, Kaiming), trained with `train.fit`'s recipe
+# (SGD with Nesterov momentum, batches of 64), seeds 0–2, every verdict by the course's
+# rule (paired by seed: the arms of a seed share its split and batch order).
+
+# %%
+DEEP = (64,) * 6
+
+
+def deep_mlp(norm="none"):
+    return models.mlp(64, 10, hidden=DEEP, norm=norm)
+
+
+def seed_runs(build, lr, epochs=5):
+    """`train.train_and_test` for seeds 0-2 (a run whose loss became non-finite stops there; NaN logits count wrong)."""
+    return [train.train_and_test(build, digits, epochs=epochs, lr=lr, seed=seed) for seed in SEEDS]
+
+
+def seed_accuracies(runs):
+    return [run.test_acc for run in runs]
+
+
+# %% [markdown]
+# ### Exercise 9 first — the largest learning rate that trains
+#
+# A learning rate *trains* when no seed's loss becomes non-finite and every seed reaches a
+# best validation accuracy of at least $0.8$ within 3 epochs (chance is $0.1$). We go up a
+# half-decade grid and stop at the first rate that fails.
+
+# %%
+def largest_stable_lr(norm, rates=10 ** np.arange(-2, 1.01, 0.5), epochs=3):
+    """Go up ``rates``; return (the last rate that trains, {rate: [(best val acc, diverged) per seed]})."""
+    tried, largest = {}, None
+    for lr in rates:
+        runs = []
+        for seed in SEEDS:
+            torch.manual_seed(seed)
+            net = deep_mlp(norm)
+            train_loader, val_loader, _ = digits.loaders(batch_size=64, seed=seed)
+            history = train.fit(net, train_loader, val_loader, epochs=epochs, lr=lr, seed=seed, progress=False)
+            runs.append((history.best_val_acc, history.diverged))
+        tried[lr] = runs
+        if any(diverged or acc < 0.8 for acc, diverged in runs):
+            break
+        largest = lr
+    return largest, tried
+
+
+stable = {norm: largest_stable_lr(norm) for norm in ("none", "batch")}
+for norm, (largest, tried) in stable.items():
+    for lr, runs in tried.items():
+        print(f"{norm:5s} lr = {lr:6.3g}: " + "  ".join(f"{acc:.2f}{' (diverged)' if d else ''}" for acc, d in runs))
+    print(f"{norm:5s} largest learning rate that trains: {largest:.3g}\n")
+
+# %% tags=["remove-input"]
+lr_plain, lr_bn = stable["none"][0], stable["batch"][0]
+plain_failure, bn_failure = (list(stable[norm][1].values())[-1] for norm in ("none", "batch"))
+plain_diverged = sum(d for _, d in plain_failure)
+claim("the largest learning rate that trains (3 seeds, 3 epochs) is at least 3 times larger with BN; at the next rate "
+      "up the plain net's loss becomes non-finite in at least one seed",
+      lr_bn >= 3 * lr_plain and plain_diverged > 0, plain=lr_plain, bn=lr_bn, plain_failure=plain_failure)
+prose(rf"""
+Without BN the largest rate that trains is $\eta$ = {lr_plain:.3g}; one half-decade up the loss becomes
+non-finite in {plain_diverged} of 3 seeds. With BN it is $\eta$ = {lr_bn:.3g}, {lr_bn / lr_plain:.0f} times larger; at the next rate the BN net
+{"diverges" if any(d for _, d in bn_failure) else "stays finite but learns little"} (best validation accuracy at most {max(a for a, _ in bn_failure):.2f}).
+This is "Batchnorm favors higher learning rates" (Schilling's thesis talk) and "Allow higher
+learning rates" (the BN study note), measured on this net; lecture 08 measures the same at
+the thesis' rates. The exercises below use $\eta = 0.3$, a rate the plain net does not survive,
+so each variant shows which part of BN buys that stability.
+""")
+
+# %% [markdown]
+# ### Exercise 7 — "lite" batch norm: only the mean, or only the variance
+#
+# A minimal module with a switch for each of BN's two steps (running statistics as
+# `torch.nn.BatchNorm1d` keeps them, for eval mode). With both switches on it is batch norm:
+
+# %%
+class PartialBatchNorm(nn.Module):
+    r"""y = γ·(x − μ_B)/sqrt(σ²_B + ε) + β over the batch, with either step switchable off:
+    ``subtract_mean=False`` keeps x − μ_B as x, ``divide_std=False`` skips the division."""
+
+    def __init__(self, num_features, subtract_mean=True, divide_std=True, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.subtract_mean, self.divide_std, self.eps, self.momentum = subtract_mean, divide_std, eps, momentum
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x):
+        if self.training:
+            mean, var = x.mean(0), x.var(0, correction=0)
+            with torch.no_grad():  # torch's convention: the running variance is unbiased
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(var * len(x) / (len(x) - 1), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        if self.subtract_mean:
+            x = x - mean
+        if self.divide_std:
+            x = x / torch.sqrt(var + self.eps)
+        return x * self.weight + self.bias
+
+
+def with_partial_batchnorm(subtract_mean, divide_std):
+    net = deep_mlp("batch")
+    for index, module in enumerate(net):
+        if isinstance(module, nn.BatchNorm1d):
+            net[index] = PartialBatchNorm(module.num_features, subtract_mean, divide_std)
+    return net
+
+
+torch.manual_seed(0)
+probe, reference = PartialBatchNorm(8), nn.BatchNorm1d(8)
+batches = [3 * torch.randn(32, 8) + 1 for _ in range(3)]
+train_gap = max((probe(b) - reference(b)).abs().max().item() for b in batches)
+probe.eval(), reference.eval()
+eval_gap = (probe(batches[0]) - reference(batches[0])).abs().max().item()
+print(f"full PartialBatchNorm vs torch.nn.BatchNorm1d: max difference {train_gap:.1e} (training), {eval_gap:.1e} (eval)")
+
+# %% tags=["remove-input"]
+claim("with both steps on, PartialBatchNorm is torch's BatchNorm1d (to 1e-5, training and eval mode)",
+      train_gap < 1e-5 and eval_gap < 1e-5, train_gap=train_gap, eval_gap=eval_gap)
+
+# %%
+LR = 0.3
+arms = {"no norm": deep_mlp,
+        "full BN": lambda: with_partial_batchnorm(True, True),
+        "mean only": lambda: with_partial_batchnorm(True, False),
+        "variance only": lambda: with_partial_batchnorm(False, True)}
+lite_runs = {name: seed_runs(build, LR) for name, build in arms.items()}
+lite = {name: seed_accuracies(runs) for name, runs in lite_runs.items()}
+
+
+def versus_full(values, full):
+    """The verdict rule on test accuracy, paired by seed; A = the variant, B = full BN."""
+    return stats.compare(values, full, min_effect=stats.ACCURACY_DELTA / 100, paired=True)
+
+
+verdict_words = {"a": "ahead of full BN", "b": "behind full BN", "draw": "a draw with full BN", "n/a": "no verdict"}
+for name, values in lite.items():
+    v = versus_full(values, lite["full BN"])
+    print(f"{name:14s} " + "  ".join(f"{a:.3f}" for a in values) + f"   mean {np.mean(values):.3f}"
+          + ("" if name == "full BN" else f"   {100 * v.diff:+.1f} ± {100 * v.se:.1f} points: {verdict_words[v.outcome]}"))
+
+# %% tags=["remove-input"]
+mean_only, variance_only = versus_full(lite["mean only"], lite["full BN"]), versus_full(lite["variance only"], lite["full BN"])
+claim("lr 0.3, seeds 0-2: the plain net and mean-only BN stay at or below chance (test accuracy at most 0.15) in every "
+      "seed, mean-only BN's loss becoming non-finite in every seed; variance-only BN trains in every seed (above 0.5) "
+      "and is behind full BN by the verdict rule",
+      max(lite["no norm"] + lite["mean only"]) <= 0.15 and all(run.diverged for run in lite_runs["mean only"])
+      and min(lite["variance only"]) > 0.5 and variance_only.outcome == "b", lite=lite, variance_only=variance_only)
+prose(rf"""
+At $\eta = 0.3$ subtracting the mean alone does not help: its loss becomes non-finite in every
+seed and it ends at a test accuracy of at most {max(lite["mean only"]):.3f}, no better than the plain net (at most
+{max(lite["no norm"]):.3f}). Dividing by the batch std alone keeps training alive (test accuracy
+{min(lite["variance only"]):.2f}–{max(lite["variance only"]):.2f}) but ends {-100 * variance_only.diff:.1f} points behind full BN
+({np.mean(lite["full BN"]):.3f}; {verdict_words[variance_only.outcome]}, by the verdict rule). So the stability at a large
+rate comes from the **division**: it takes the scale of the weights out of the forward pass
+(lecture 07, section 5), and without it nothing stops the activations from growing step
+after step. The centring adds accuracy on top: without it a ReLU after BN can stay on (or off)
+for the whole batch, since $\beta$ alone must learn the shift.
+""")
+
+# %% [markdown]
+# ### Exercise 8 — frozen $\gamma$ and $\beta$
+#
+# Keep every BN layer's $\gamma = 1$, $\beta = 0$ (`requires_grad_(False)`: the optimizer skips
+# them) and train as before:
+
+# %%
+def frozen_affine_mlp():
+    net = deep_mlp("batch")
+    for module in net:
+        if isinstance(module, nn.BatchNorm1d):
+            module.weight.requires_grad_(False)
+            module.bias.requires_grad_(False)
+    return net
+
+
+frozen = seed_accuracies(seed_runs(frozen_affine_mlp, LR))
+frozen_vs_full = versus_full(frozen, lite["full BN"])
+print("frozen γ, β     " + "  ".join(f"{a:.3f}" for a in frozen) + f"   mean {np.mean(frozen):.3f}   "
+      f"{100 * frozen_vs_full.diff:+.1f} ± {100 * frozen_vs_full.se:.1f} points: {verdict_words[frozen_vs_full.outcome]}")
+
+# %% tags=["remove-input"]
+claim("lr 0.3, seeds 0-2: frozen gamma and beta are a draw with full BN by the verdict rule",
+      frozen_vs_full.outcome == "draw", frozen=frozen, verdict=frozen_vs_full)
+prose(rf"""
+Frozen: {np.mean(frozen):.3f} against {np.mean(lite["full BN"]):.3f} ({100 * frozen_vs_full.diff:+.1f} points, {verdict_words[frozen_vs_full.outcome]}). On this
+net and budget the learned affine adds nothing measurable: the Linear layer after each ReLU
+can rescale and shift what it receives, so $\gamma$ and $\beta$ are mostly redundant here. What
+they are for is representational: with $\gamma = \sigma_B$, $\beta = \mu_B$ BN can undo
+itself, and with $\beta$ a unit can choose how often its ReLU is on (with $\beta = 0$ it is on
+exactly when the unit is above its batch mean). d2l's question of what changes has, on digits, the answer: nothing we can measure
+in 5 epochs.
+""")
+
+# %% [markdown]
+# ### Exercise 10 — BN in every layer, or in some
+#
+# Insert `torch.nn.BatchNorm1d` after chosen Linear layers of the plain net (their biases stay;
+# BN cancels them) and compare with BN after every one of the six:
+
+# %%
+def batchnorm_after(layers):
+    """The plain deep MLP with BN after hidden Linear layers ``layers`` (0-based)."""
+    net = deep_mlp("none")
+    positions = [index for index, module in enumerate(net) if isinstance(module, nn.Linear)][:-1]
+    for layer in sorted(layers, reverse=True):
+        net.insert(positions[layer] + 1, nn.BatchNorm1d(DEEP[layer]))
+    return net
+
+
+placements = {"first layer only": [0], "last layer only": [5], "every other (1, 3, 5)": [0, 2, 4]}
+placed = {name: seed_accuracies(seed_runs(lambda layers=layers: batchnorm_after(layers), LR))
+          for name, layers in placements.items()}
+placed_verdicts = {name: versus_full(values, lite["full BN"]) for name, values in placed.items()}
+for name, values in placed.items():
+    v = placed_verdicts[name]
+    print(f"{name:22s} " + "  ".join(f"{a:.3f}" for a in values) + f"   mean {np.mean(values):.3f}   "
+          f"{100 * v.diff:+.1f} ± {100 * v.se:.1f} points: {verdict_words[v.outcome]}")
+
+# %% tags=["remove-input"]
+claim("lr 0.3, seeds 0-2: BN after the first layer only does not train (mean test accuracy below 0.5); BN after the "
+      "last hidden layer only, and after every other layer, are not behind BN in every layer",
+      np.mean(placed["first layer only"]) < 0.5 and placed_verdicts["last layer only"].outcome in ("a", "draw")
+      and placed_verdicts["every other (1, 3, 5)"].outcome in ("a", "draw"), placed=placed,
+      verdicts=placed_verdicts)
+prose(rf"""
+Where BN sits matters more than how many there are. After the first layer only, the net fails at
+this rate (mean test accuracy {np.mean(placed["first layer only"]):.2f}); after the **last** hidden layer only it
+matches BN everywhere ({np.mean(placed["last layer only"]):.3f}, {verdict_words[placed_verdicts["last layer only"].outcome]}), and so does every other layer
+({np.mean(placed["every other (1, 3, 5)"]):.3f}, {verdict_words[placed_verdicts["every other (1, 3, 5)"].outcome]}). A likely reason (not measured here): ReLU is positively
+homogeneous, $\operatorname{{relu}}(\alpha z) = \alpha\operatorname{{relu}}(z)$, so a BN before the output layer removes
+the growth of every layer below it from the logits (up to their biases), while a BN at the
+bottom leaves the five layers above it free to blow up. So "BN in every layer" is not needed
+for stability here; one BN in the right place is.
+""")
