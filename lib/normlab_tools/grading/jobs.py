@@ -176,7 +176,46 @@ def _api(job_dir: Path, config: WorkerConfig):
         course[section].timeout = config.timeout
     course.SandboxedExecute.kernel_manager_class = "normlab_tools.grading.sandbox.client.SandboxKernelManager"
     course.SandboxedExecute.output_limit = config.limits.output
+    course.GenerateFeedback.exporter_class = "normlab_tools.grading.jobs.FeedbackExporter"
     return NbGraderAPI(config=course)
+
+
+def _feedback_exporter():
+    """nbconvert's HTMLExporter whose Jinja templates are compiled once per worker: nbgrader
+    makes a new exporter, hence a new Jinja environment, for every feedback page, and
+    compiling nbconvert's and nbgrader's templates again was a fifth of its time. The
+    page is the same (a template's code is reused only while its source is unchanged)."""
+    import jinja2
+    from nbconvert.exporters import HTMLExporter
+
+    class CompiledTemplates(jinja2.BytecodeCache):
+        def __init__(self):
+            self.compiled: dict[str, tuple[str, bytes]] = {}
+
+        def load_bytecode(self, bucket):
+            checksum, code = self.compiled.get(bucket.key, (None, None))
+            if code is not None and checksum == bucket.checksum:
+                bucket.code = code
+
+        def dump_bytecode(self, bucket):
+            self.compiled[bucket.key] = (bucket.checksum, bucket.code)
+
+    compiled = CompiledTemplates()
+
+    class FeedbackExporter(HTMLExporter):
+        def _create_environment(self):
+            environment = super()._create_environment()
+            environment.bytecode_cache = compiled
+            return environment
+
+    return FeedbackExporter
+
+
+def __getattr__(name: str):
+    if name == "FeedbackExporter":  # built on first use: nbconvert loads only in workers that write feedback
+        globals()[name] = _feedback_exporter()
+        return globals()[name]
+    raise AttributeError(name)
 
 
 def _kernel_files(job_dir: Path, spec: JobSpec) -> dict:
@@ -287,3 +326,6 @@ if __name__ == "__main__":
     import sys
 
     worker_main(int(sys.argv[1]), json.loads(sys.argv[2]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # the template is stopped and the connection closed: skip the interpreter's slow teardown

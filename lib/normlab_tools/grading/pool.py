@@ -8,6 +8,8 @@ A small pool of our own rather than multiprocessing.Pool or concurrent.futures:
 - a worker that dies (it should not: student code runs in its sandboxed kernel, not in
   the worker) is replaced and its student retried once, instead of breaking the pool;
 - results come back in completion order to the one process that writes the gradebook;
+  a worker gets its next student before the parent records the last one, so it never
+  waits for the gradebook;
 - workers die with the parent (PR_SET_PDEATHSIG), so a killed grader leaves nothing.
 """
 
@@ -38,13 +40,22 @@ class _Worker:
         self.connection = Connection(ours.detach())
         self.ready = False
         self.job: dict | None = None
+        self.asked_to_stop = False
+
+    def ask_to_stop(self) -> None:
+        if self.process.poll() is None and not self.asked_to_stop:
+            self.asked_to_stop = True
+            try:
+                self.connection.send(None)
+            except OSError:
+                pass
 
     def stop(self, graceful: bool) -> None:
         if graceful and self.process.poll() is None:
+            self.ask_to_stop()
             try:
-                self.connection.send(None)
                 self.process.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
+            except subprocess.TimeoutExpired:
                 pass
         if self.process.poll() is None:
             self.process.kill()
@@ -73,12 +84,16 @@ class WorkerPool:
         workers = [_Worker(self._config_for(i), i) for i in range(self.size)]
         setup_failures = 0
         graceful = False
+
+        def dispatch() -> None:
+            for worker in workers:
+                if worker.ready and worker.job is None and pending:
+                    worker.job = pending.popleft()
+                    worker.connection.send(worker.job)
+
         try:
             while pending or any(w.job for w in workers):
-                for worker in workers:
-                    if worker.ready and worker.job is None and pending:
-                        worker.job = pending.popleft()
-                        worker.connection.send(worker.job)
+                dispatch()
                 for worker in list(workers):
                     message = None
                     if worker.connection in wait([worker.connection], timeout=0):
@@ -90,10 +105,12 @@ class WorkerPool:
                         kind, payload = message
                         if kind == "ready":
                             worker.ready = True
+                            dispatch()
                         elif kind == "setup-failed":
                             raise UserError(f"a grading worker could not start its kernel template: {payload}")
                         elif kind == "result":
                             job, worker.job = worker.job, None
+                            dispatch()  # the next student first: the worker need not wait for this one's record
                             finished(job["student"], payload)
                         continue
                     if worker.process.poll() is None:
@@ -118,5 +135,8 @@ class WorkerPool:
                 wait([w.connection for w in workers], timeout=1)
             graceful = True
         finally:
+            if graceful:
+                for worker in workers:  # all at once: each takes a moment to stop its template
+                    worker.ask_to_stop()
             for worker in workers:
                 worker.stop(graceful)

@@ -11,6 +11,8 @@ sockets live in the kernel's private tmpfs and are reached through ``/proc/<pid>
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
 import signal
 import time
@@ -28,6 +30,8 @@ from normlab_tools.kernels import InterpreterKernelManager
 
 MiB = 1 << 20
 MAX_MESSAGE = 64 * MiB  # largest single message the grader accepts from a kernel
+POLL = 0.005  # seconds between two looks at a starting or ending kernel (jupyter_client: 0.1)
+SOCKET_WAIT = 60  # seconds a kernel may take to open its sockets
 
 # --- the kernel manager nbgrader uses ---------------------------------------------------------
 
@@ -98,7 +102,26 @@ class TemplateProvisioner(LocalProvisioner):
         if template.settings.sandbox:  # the sockets are in the kernel's private tmpfs
             info = dict(info, ip=f"/proc/{pid}/root{SANDBOX_SOCKETS}/kernel")
         self.connection_info = info
+        await self._sockets_open(info)
         return info
+
+    async def _sockets_open(self, info: dict) -> None:
+        """Wait until the kernel has bound its ipc sockets (or died). A client connecting
+        earlier retries only every 100 ms (ZeroMQ's reconnect interval), and an IOPub
+        subscription that arrives after the kernel's first status message costs
+        jupyter_client's wait_for_ready another 0.2 s round."""
+        paths = [f"{info['ip']}-{info[key]}" for key in ("shell_port", "iopub_port", "stdin_port",
+                                                          "control_port", "hb_port")]
+        deadline = time.monotonic() + SOCKET_WAIT
+        while not all(os.path.exists(path) for path in paths):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                return  # nbclient's wait_for_ready reports the dead or silent kernel
+            await asyncio.sleep(POLL)
+
+    async def wait(self) -> int | None:
+        while await self.poll() is None:
+            await asyncio.sleep(POLL)
+        return await super().wait()
 
     async def cleanup(self, restart: bool = False) -> None:
         if isinstance(self.process, JobProcess):
@@ -132,6 +155,11 @@ class SandboxKernelManager(InterpreterKernelManager):
     @default("client_class")
     def _default_client_class(self):
         return "normlab_tools.grading.sandbox.client.SandboxKernelClient"
+
+    async def _async_wait(self, pollinterval: float = POLL) -> None:
+        """Wait for the kernel's end, looking every `POLL` seconds (not every 0.1 s)."""
+        while await self._async_is_alive():
+            await asyncio.sleep(min(pollinterval, POLL))
 
 
 class SandboxKernelClient(AsyncKernelClient):
