@@ -953,7 +953,7 @@ for init_name, init_std in DIAGNOSED.items():
 # %%
 fig = plot_training_diagnostics(diagnostics.values(), diagnostics.keys(), ("activation_stds", "saturation"))
 
-# %% tags=["remove-input"] slideshow={"slide_type": "fragment"}
+# %% tags=["remove-input"] slideshow={"slide_type": "subslide"}
 def window(run, quantity, steps=slice(0, 20)):
     """Per-layer mean of a diagnostic over a window of steps (default: the first 20)."""
     return getattr(run, quantity)[steps].mean(axis=0)
@@ -976,6 +976,8 @@ stds_plain = window(diagnostics["no norm, N(0, 1)"], "activation_stds", last)
 means_all = max(np.abs(window(run, "activation_means", steps)).max() for run in diagnostics.values()
                 for steps in (first, last))
 prose(rf"""
+## What the activations show
+
 Without BN, $\mathcal N(0, 1)$ puts {100 * np.min(saturated["no norm, N(0, 1)"]):.0f}–{100 * np.max(saturated["no norm, N(0, 1)"]):.0f} % of every layer's values on tanh's flat
 tails (std of $h$ about {stds_plain.mean():.2f}, most values near ±1), and training does not bring it down.
 Karpathy's gain $5/3$ keeps it at {100 * np.min(plain_gain):.0f}–{100 * np.max(plain_gain):.0f} %, layer 1 the most. With BN, at either init,
@@ -1001,7 +1003,12 @@ absolute value, per layer over 20 steps): tanh is odd.
 
 # %%
 fig = plot_training_diagnostics(diagnostics.values(), diagnostics.keys(), ("update_to_data",))
-print("gradient-to-weight ratio std(grad)/std(W), first → last 20 steps, layers 1..5 and output")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## The gradient-to-weight ratio, first and last 20 steps
+
+# %%
+print("std(grad)/std(W), mean over the first → the last 20 steps: layers 1..5, then the output layer")
 for name, run in diagnostics.items():
     print(f"{name:18s}" + "  ".join(f"{a:.3f}→{b:.3f}" for a, b in zip(window(run, "grad_to_data", first),
                                                                       window(run, "grad_to_data", last))))

@@ -354,7 +354,7 @@ def plot_weight_scale_sweep(sweep, reference_scale=None, reference_label="Kaimin
             ax.axvline(reference_scale, color="black", linestyle="--", linewidth=1)
         ax.tick_params(labelsize=10)
     if reference_scale is not None:
-        ax_acc.text(reference_scale * 1.1, 0.02, reference_label, fontsize=9)
+        ax_acc.text(reference_scale / 1.1, 0.02, reference_label, fontsize=9, ha="right")
     ax_loss.legend(fontsize=9, loc="upper left", title=f"mean, band: {len(sweep.seeds)} seeds", title_fontsize=9)
     fig.tight_layout()
     return fig
