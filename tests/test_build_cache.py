@@ -259,7 +259,8 @@ def test_j2_runs_notebooks_at_once_and_a_failure_stops_nothing(tmp_path):
     assert [line.split()[0] for line in lines[1:8]] == [
         "course/01_a", "course/02_b", "course/03_bad", "slides/vendor", "slides/01_a", "slides/02_b", "slides/03_bad"]
     assert "failed: cell 2 (line 12): ZeroDivisionError" in result.stdout
-    assert "2 of 8 failed: course/03_bad, slides/03_bad" in result.stderr
+    assert "2 of 9 failed: course/03_bad, slides/03_bad" in result.stderr
+    assert lines[9].split()[::2] == ["site", "ok"]
     spans = []
     for stem in ("01_a", "02_b"):
         text = printed(root, stem)
