@@ -970,11 +970,15 @@ claim("seed 0: without BN, N(0, 1) saturates more than 70 % of every layer's val
       plain=saturated["no norm, N(0, 1)"], bn_max=bn_saturation, tail=gaussian_tail)
 plain_gain = saturated["no norm, gain 5/3"]
 claim("seed 0: without BN, gain 5/3 saturates between 3 % and 30 % per layer, layer 1 the most",
-      bool(np.min(plain_gain) > 0.03 and np.max(plain_gain) < 0.3) and bool(np.argmax(plain_gain[1]) == 0),
-      saturated=plain_gain)
+      bool(np.min(plain_gain) > 0.03 and np.max(plain_gain) < 0.3)
+      and np.argmax(plain_gain[0]) == 0 and np.argmax(plain_gain[1]) == 0, saturated=plain_gain)
 stds_plain = window(diagnostics["no norm, N(0, 1)"], "activation_stds", last)
 means_all = max(np.abs(window(run, "activation_means", steps)).max() for run in diagnostics.values()
                 for steps in (first, last))
+claim("seed 0: training does not bring the saturation of the plain N(0, 1) net down (last 20 steps at least the "
+      "first 20, averaged over layers); every run's layer means stay within 0.1 of 0 (first and last 20 steps)",
+      saturated["no norm, N(0, 1)"][1].mean() >= saturated["no norm, N(0, 1)"][0].mean() and means_all < 0.1,
+      saturated=saturated["no norm, N(0, 1)"], largest_mean=means_all)
 prose(rf"""
 ## What the activations show
 
@@ -1066,6 +1070,20 @@ prose(rf"""
 #   training ($n_\text{in}/2$ times smaller steps) and "BN likes weight decay": decay shrinks
 #   $\lVert W\rVert$ and speeds up BN layers (measured with $\lambda = 0.03$; in runs this short decay
 #   gave no accuracy gain by the verdict rule, and BN was ahead only with decay).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Summary (continued)
+#
+# * **The weight-scale sweep (CS231n):** without BN the deep MLP trains only near Kaiming's
+#   scale, stuck at chance below it and exploding above it; with BN over a far wider range of
+#   scales, but not all: $\epsilon$ stops the rescaling at the small end, and at the large end
+#   the steps are small relative to the weights and the logits large.
+# * **Diagnostics during training (Karpathy):** per-layer saturation, activation std and
+#   update-to-data ratio show a bad init at a glance. BN keeps tanh out of its flat tails and
+#   every hidden layer at the same relative step; with large weights those steps are small (the
+#   effective learning rate again).
+# * **d2l's exercises** (solutions): the division by the batch std is what lets BN survive
+#   a large learning rate; one BN before the output layer does as well as BN everywhere there.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
