@@ -200,5 +200,7 @@ def summary(outcome: Outcome, assignment: str) -> str:
         lines.append("skipped (not a submission):")
         lines.extend(f"  {entry}: {why}" for entry, why in outcome.skipped)
     lines.append(f"grades:   {outcome.csv_path}")
-    lines.append(f"feedback: {outcome.feedback_dir}/<student>/{assignment}/")
+    lines.append(f"feedback: {outcome.feedback_dir}/<student>/{assignment}/ (one zip named for the LMS: "
+                 f"normlab feedback {assignment} --zip)")
+    lines.append(f"to the LMS: normlab export {assignment} --to canvas|gradescope|csv")
     return "\n".join(lines)
