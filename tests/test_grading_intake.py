@@ -195,6 +195,34 @@ def test_gradescope_export(tmp_path):
     assert not any(s.info.late for s in intake.read_submissions(archive, tmp_path / "x").submissions)  # no --due
 
 
+def test_extracted_downloads_read_like_their_zips(tmp_path):
+    """A TA who unzipped the download first: the same students, ids, late flags and problems."""
+    notebook = notebook_file(tmp_path / "nb.ipynb").read_text()
+    canvas = tmp_path / "canvas"
+    canvas.mkdir()
+    (canvas / "garcíajosé_LATE_1001_2001_ps1.ipynb").write_text(notebook)
+    (canvas / "doejane_1005_2006_ps1.ipynb").symlink_to(tmp_path / "nb.ipynb")
+    zipped = make_zip(tmp_path / "canvas.zip", {"garcíajosé_LATE_1001_2001_ps1.ipynb": notebook},
+                      links={"doejane_1005_2006_ps1.ipynb": "nb.ipynb"})
+    gradescope = tmp_path / "gradescope" / "assignment_77_export"
+    (gradescope / "submission_101").mkdir(parents=True)
+    (gradescope / "submission_metadata.yml").write_text(GRADESCOPE_METADATA, encoding="utf-8")
+    (gradescope / "submission_101" / "ps1.ipynb").write_text(notebook)
+    (gradescope / "submission_102").symlink_to(gradescope / "submission_101")
+
+    def seen(path):
+        return sorted((s.id, s.student, s.info.late, s.info.lms_ids.get("user_id"), s.problem)
+                      for s in intake.read_submissions(path, tmp_path / "x").submissions)
+
+    assert seen(canvas) == seen(zipped)
+    assert [row[4] for row in seen(canvas)] == [
+        "doejane_1005_2006_ps1.ipynb: a symbolic link (not followed): upload the file itself", None]
+    found = by_id(intake.read_submissions(tmp_path / "gradescope", tmp_path / "x"))
+    assert found["José García"].problem is None and list(found["José García"].files) == ["ps1.ipynb"]
+    assert found["Pat Lee"].problem == found["Sam Roe"].problem == (
+        "submission_102: a symbolic link (not followed): upload the file itself")
+
+
 def test_gradescope_metadata_that_is_not(tmp_path):
     (tmp_path / "subs").mkdir()
     (tmp_path / "subs" / "submission_metadata.yml").write_text("- just\n- a list\n")
