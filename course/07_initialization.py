@@ -905,7 +905,7 @@ Measured (seeds 0–2, best validation accuracy, mean ≥ 0.8 counted as "trains
 #
 # The sweep's BN nets (seed 0) at initialization, on 256 training digits in training mode:
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 def logit_std(scale):
     """Std of the logits of the sweep's BN net (seed 0) at initialization, training mode."""
     torch.manual_seed(0)
@@ -917,6 +917,8 @@ def logit_std(scale):
 at_init = {scale: (activation_statistics(depth=7, width=50, activation="relu", norm="batch", init="normal",
                                          init_std=scale, inputs=digit_batch, targets=digit_labels).stds[-1],
                    logit_std(scale)) for scale in SCALES}
+
+# %%
 print("    scale   std of hidden layer 7   std of the logits")
 for scale, (hidden_std, logits) in at_init.items():
     print(f"{scale:9.1e}  {hidden_std:21.2g}  {logits:18.3g}")
