@@ -221,16 +221,23 @@ def test_the_imports_are_followed_through_the_library(project):
 
 def test_a_new_dependency_version_runs_every_notebook(project, tmp_path):
     build_lectures(project)
-    site = tmp_path / "site-packages"
-    (site / "fakepkg-1.0.dist-info").mkdir(parents=True)
-    (site / "fakepkg-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: fakepkg\nVersion: 1.0\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project / "lib"), str(site)])}
+    site = tmp_path / "site-packages"  # first on the path: another version of tqdm, a dependency
+    (site / "tqdm-99.0.dist-info").mkdir(parents=True)
+    (site / "tqdm-99.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: tqdm\nVersion: 99.0\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(project / "lib")])}
 
-    result = subprocess.run([sys.executable, "-m", "normlab_tools", "build", "--root", str(project), "-j", "1"],
-                            capture_output=True, text=True, env=env, timeout=300)
+    def cli_statuses():
+        result = subprocess.run([sys.executable, "-m", "normlab_tools", "build", "--root", str(project), "-j", "1"],
+                                capture_output=True, text=True, env=env, timeout=300)
+        return {line.split()[0]: line.split()[2] for line in result.stdout.splitlines()[1:]
+                if line.startswith("course/")} or result.stdout + result.stderr
 
-    status = {line.split()[0]: line.split()[2] for line in result.stdout.splitlines()[1:] if line.startswith("course/")}
-    assert status == {name: "ok" for name in COURSE}, result.stdout + result.stderr
+    assert cli_statuses() == {name: "ok" for name in COURSE}
+
+    # a distribution the project does not need (tqdm back to the installed version) changes nothing
+    (site / "tqdm-99.0.dist-info").rename(site / "notneeded-1.0.dist-info")
+    (site / "notneeded-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: notneeded\nVersion: 1.0\n")
+    assert cli_statuses() == {name: "cached" for name in COURSE}
 
 
 SLEEPER = HEADER + """

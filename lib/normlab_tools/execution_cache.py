@@ -10,11 +10,12 @@ everything else the outputs depend on, so a change to any of them is a new key:
   imports (absolute, relative, inside functions) and their packages' __init__ files;
   a cell that does not parse counts as importing the whole library;
 - the data it reads: every string constant of its code that names an existing file
-  (absolute, or relative to the folder it runs in, its source's folder or the project),
-  or a folder when the string has a '/' (every file in it); the scikit-learn data sets
+  (absolute, or relative to the folder it runs in, its source's folder or the project;
+  a name with a '.' or a '/'), or a folder when the string has a '/' (every file in it); the scikit-learn data sets
   ship inside scikit-learn, so its version covers them;
 - the folder it runs in (its outputs may print or read relative paths);
-- the dependency versions: every installed distribution's name and version, and Python's.
+- the dependency versions: the name and version of every distribution the project needs
+  (pyproject's dependencies, followed through their own requirements), and Python's.
 
 Markdown and cell metadata are not part of the key: the executed notebook is the
 current source with the cached outputs merged in, so editing prose never re-runs code.
@@ -28,6 +29,7 @@ import functools
 import hashlib
 import importlib.metadata
 import importlib.util
+import os
 import re
 import sys
 from pathlib import Path
@@ -128,9 +130,8 @@ def library_files(modules: set[str], packages: dict[str, Path]) -> list[Path]:
             if path in seen:
                 continue
             seen.add(path)
-            tree = _parse(path.read_text(encoding="utf-8"))
             package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-            pending += [] if tree is None else _imports(tree, package)
+            pending += _module_imports(path.read_text(encoding="utf-8"), package)
     return sorted(seen)
 
 
@@ -160,6 +161,13 @@ def _module_files(name: str, packages: dict[str, Path]) -> list[tuple[Path, str]
     return files
 
 
+@functools.lru_cache(maxsize=512)
+def _module_imports(code: str, package: str) -> list[str]:
+    """The imports of a library module's code (parsed once per process and content)."""
+    tree = _parse(code)
+    return [] if tree is None else _imports(tree, package)
+
+
 def _imports(tree: ast.AST, package: str | None) -> list[str]:
     """Module names an AST imports; `from a import b` gives a and a.b (b may be a module)."""
     names = []
@@ -186,15 +194,19 @@ def data_files(tree: ast.AST, bases: list[Path]) -> set[Path]:
         if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
             continue
         text = node.value
-        if not text.strip() or len(text) > 1024 or "\n" in text or "\0" in text or text in {".", ".."}:
+        # a file name has a '.' or a '/' (a name without either, like 'relu', is not looked up)
+        if ("." not in text and "/" not in text) or len(text) > 1024 or "\n" in text or "\0" in text \
+                or text.strip() in {"", ".", ".."}:
             continue
-        for base in [Path("/")] if Path(text).is_absolute() else bases:
+        for base in [Path("/")] if os.path.isabs(text) else bases:
+            candidate = os.path.join(base, text)
             try:
-                candidate = (base / text).resolve()
-                if candidate.is_file():
-                    found.add(candidate)
-                elif "/" in text and candidate.is_dir() and candidate not in {b.resolve() for b in bases}:
-                    found.update(sorted(p for p in candidate.rglob("*") if p.is_file())[:DATA_FILE_LIMIT])
+                if os.path.isfile(candidate):
+                    found.add(Path(candidate).resolve())
+                elif "/" in text and os.path.isdir(candidate) and Path(candidate).resolve() not in {
+                        b.resolve() for b in bases}:
+                    found.update(sorted(p.resolve() for p in Path(candidate).rglob("*") if p.is_file())
+                                 [:DATA_FILE_LIMIT])
             except OSError:  # a name too long or unreadable: not a file it reads
                 continue
     return found
@@ -224,12 +236,33 @@ def file_digest(path: Path) -> str:
 
 @functools.cache
 def dependencies_digest() -> str:
-    """A hash of Python's version and every installed distribution's name and version
-    (the project itself excluded: its code is hashed file by file)."""
-    installed = sorted({f"{_normalized(dist.metadata['Name'] or '')}=={dist.version}"
-                        for dist in importlib.metadata.distributions()} - {""})
-    installed = [line for line in installed if not line.startswith("normlab==")]
-    return hashlib.sha256("\n".join([sys.version, *installed]).encode()).hexdigest()
+    """A hash of Python's version and the name and version of every distribution the
+    project depends on, directly or through others (its `Requires-Dist`, followed; all
+    installed distributions when the project is not installed)."""
+    return hashlib.sha256("\n".join([sys.version, *dependency_versions()]).encode()).hexdigest()
+
+
+def dependency_versions(project: str = "normlab") -> list[str]:
+    """'name==version' of each distribution `project` needs at run time, followed through
+    their own requirements (extras left out)."""
+    installed: dict = {}
+    for dist in importlib.metadata.distributions():  # the first on sys.path is the one imported
+        installed.setdefault(_normalized(dist.metadata["Name"] or ""), dist)
+    if _normalized(project) not in installed:
+        return sorted(f"{name}=={dist.version}" for name, dist in installed.items() if name)
+    found, pending = {}, [_normalized(project)]
+    while pending:
+        name = pending.pop()
+        dist = installed.get(name)
+        if dist is None or name in found:
+            continue
+        found[name] = dist.version
+        for requirement in dist.requires or []:
+            if "extra ==" in requirement.replace('extra=="', 'extra == "'):
+                continue
+            pending.append(_normalized(re.split(r"[\s<>=!~;\[(]", requirement.strip(), maxsplit=1)[0]))
+    found.pop(_normalized(project))  # its code is hashed file by file
+    return sorted(f"{name}=={version}" for name, version in found.items())
 
 
 def _normalized(name: str) -> str:
