@@ -2,9 +2,10 @@
 
 Run: python benchmarks/build.py [--lecture 01] [--keep]
 
-Copies course/, solutions/ and assignments/ into a temporary project (the checkout is
-never edited; its library is the installed `normlab`, which the copy's notebooks import)
-and times the real command, ``normlab build --root COPY --out OUT -j N``, in one run:
+Exports the committed course/, solutions/, assignments/ and lib/ (``git archive HEAD``)
+into a temporary project, so edits in the checkout during the run change nothing (the
+command and its kernels import the copy's lib/ through PYTHONPATH), and times the real
+command, ``normlab build --root COPY --out OUT -j N``, in one run:
 
 1. full -j 1   into an empty OUT1 (no cache)
 2. full -j 2   into an empty OUT2 (no cache)
@@ -39,8 +40,9 @@ def load() -> str:
 def timed_build(project: Path, out: Path, jobs: int) -> tuple[float, list[tuple[str, str, str]], str]:
     """Run the command; (seconds, [(task, seconds, status)], its output)."""
     start = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(project / "lib")}
     done = subprocess.run([str(NORMLAB), "build", "--root", str(project), "--out", str(out), "-j", str(jobs)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
     rows, in_table = [], False
     for line in done.stdout.splitlines():
@@ -72,8 +74,12 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="normlab-build-bench-"))
     project = work / "project"
-    for folder in ("course", "solutions", "assignments"):
-        shutil.copytree(ROOT / folder, project / folder)
+    project.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD", "course", "solutions", "assignments", "lib"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(project)], input=archive, check=True)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
     results = []
 
     def measure(label: str, out: Path, jobs: int) -> None:
@@ -85,8 +91,8 @@ def main() -> None:
         results.append((label, seconds, before, load(), ran, cached, failed))
         print(f"{label}: {seconds:.1f} s  ({len(ran)} ran, {len(cached)} cached, {len(failed)} failed)", flush=True)
 
-    print(f"benchmarks/build.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
-          f"load average at start {load()}", flush=True)
+    print(f"benchmarks/build.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit}, "
+          f"{os.cpu_count()} cores, load average at start {load()}", flush=True)
     measure("full -j 1", work / "out1", 1)
     measure("full -j 2", work / "out2", 2)
     measure("no-op -j 2", work / "out2", 2)
