@@ -4,10 +4,17 @@
     solutions/NN_name.py  ->  build/solutions/NN_name.ipynb  + NN_name.html
 
 A build is a list of steps (`normlab_tools.course.STEPS` for the whole course). A step
-looks at the project and returns one `Task` per product; all tasks run under one
-progress bar, a failing task stops nothing else, and each task gives one `Row` of the
-closing table. This module is the engine and the notebook step; the slides
-(`normlab_tools.slides`) and the assignments (`normlab_tools.assignments`) add theirs.
+looks at the project and returns one `Task` per product, naming the tasks it must come
+after; all tasks run under one progress bar, one at a time or in `jobs` worker processes,
+a failing task stops nothing else, and each task gives one `Row` of the closing table
+("ok": made now, "cached": nothing had to run). This module is the engine and the
+notebook step; the slides (`normlab_tools.slides`), the assignments
+(`normlab_tools.course`) and the site (`normlab_tools.site`) add theirs.
+
+Nothing is redone that is current: a notebook's outputs come from the execution cache
+(`normlab_tools.execution_cache`) when its code and inputs are unchanged, and every
+product records in OUT/.stamps/ a content hash of what it was made from (`is_current`).
+Modification times are never compared.
 
 Notebooks run top to bottom on an IPython kernel of the interpreter running the build
 (`sys.executable`, `normlab_tools.kernels.InterpreterKernelManager`), never on whatever

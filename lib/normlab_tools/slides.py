@@ -5,9 +5,10 @@
                                     build/slides/vendor/        (reveal.js, MathJax, jQuery, require.js)
 
 Slides are made from the EXECUTED notebooks in build/course/, so plots appear. In
-`normlab build` the course step has just executed them; `normlab slides NN` reuses a
-notebook when it is newer than its lecture and the library, else executes it first
-(`--rerun` always does).
+`normlab build` the course step has just made them; `normlab slides NN` takes a lecture's
+outputs from the build's execution cache when its code and inputs are unchanged, else
+executes it first (`--rerun` always does), and remakes a deck only when its notebook or
+this module changed.
 
 Slide structure comes from the cells' slideshow metadata, as in Jupyter: slide_type
 'slide' starts a new horizontal slide, 'subslide' a vertical one below it, 'fragment'
