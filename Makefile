@@ -9,7 +9,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 venv:
 	@tools/venv.sh "$(PYTHON)" "$(VENV)"
 
-## make course: build the course (executed lectures, slides, assignment releases) into build/
+## make course: build the course (executed lectures, slides, assignment releases, the website
+## build/site/) into build/; a second run redoes only what changed (normlab build --force: everything)
 course: venv slides-assets
 	$(BIN)/normlab build
 

@@ -9,7 +9,8 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "slides", help="build reveal.js slides of the lectures into build/slides/ (offline, speaker notes)",
         description="Build reveal.js slides of course/*.py into build/slides/, from the executed "
-        "notebooks in build/course/ (executed first when missing or older than the lecture). "
+        "notebooks in build/course/ (taken from the build's execution cache when the lecture's code and inputs "
+        "are unchanged, else executed first). "
         "reveal.js, MathJax, jQuery and require.js are fetched once with npm into a cache and "
         "copied into build/slides/vendor/, so the slides work offline.")
     parser.add_argument("numbers", nargs="*", type=lecture_number, metavar="NN",
