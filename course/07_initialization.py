@@ -34,6 +34,11 @@
 # scikit-learn's digits or on random inputs and checked by a `claim`; the seeds' claims the
 # lecture does not measure (gradient clipping, the Gaussian prior behind weight decay, very
 # deep nets in training) are marked as such where they come up.
+#
+# Beyond the seeds, section 7 adds what the best public material on the topic has: the
+# weight-scale sweep of Stanford's CS231n (assignment 2, the batch-normalization notebook) and
+# the training-time diagnostics of Andrej Karpathy's "Building makemore part 3"; exercises 7–10
+# are d2l.ai's batch-normalization exercises, measured in the solutions.
 
 # %% slideshow={"slide_type": "skip"}
 import math
@@ -988,6 +993,14 @@ for init_name, init_std in DIAGNOSED.items():
         diagnostics[f"{'BN' if norm == 'batch' else 'no norm'}, {init_name}"] = train.fit_with_diagnostics(
             net, train_loader, epochs=15, lr=0.1)
 
+
+def window(run, quantity, steps):
+    """Per-layer mean of a diagnostic over a window of steps."""
+    return getattr(run, quantity)[steps].mean(axis=0)
+
+
+first, last = slice(0, 20), slice(-20, None)  # the first and the last 20 steps
+
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## Activations during training
 
@@ -995,12 +1008,6 @@ for init_name, init_std in DIAGNOSED.items():
 fig = plot_training_diagnostics(diagnostics.values(), diagnostics.keys(), ("activation_stds", "saturation"))
 
 # %% tags=["remove-input"] slideshow={"slide_type": "subslide"}
-def window(run, quantity, steps=slice(0, 20)):
-    """Per-layer mean of a diagnostic over a window of steps (default: the first 20)."""
-    return getattr(run, quantity)[steps].mean(axis=0)
-
-
-first, last = slice(0, 20), slice(-20, None)
 saturated = {name: (window(run, "saturation", first), window(run, "saturation", last))
              for name, run in diagnostics.items()}
 gaussian_tail = 2 * (1 - 0.5 * (1 + math.erf(math.atanh(0.97) / math.sqrt(2))))  # P(|z| > artanh 0.97)
