@@ -137,24 +137,28 @@ def check_notebooks(assignment_id: str, paths) -> list[CheckReport]:
 
     paths = [Path(p) for p in paths]
     read = [assignments.read_student_notebook(path, assignment_id) for path in paths]
-    course.quiet_nbgrader()
     preload = list(dict.fromkeys(name for notebook in read for name in course.imported_modules(notebook)))
-    timeout = course.course_timeout(assignments.PACKAGE_ROOT / "assignments")  # its nbgrader_config.py
     reports = []
     with tempfile.TemporaryDirectory(prefix="normlab-check-") as work:
         work = Path(work)
-        config = jobs.WorkerConfig(work_dir=str(work), assignment=assignment_id, timeout=timeout, sandbox=False,
-                                   preload=preload, limits=bubblewrap.Limits(), uid=None, forbidden=[],
-                                   course_id=assignments.COURSE_ID)
-        # The kernel template pre-imports torch and the rest while this process prepares the course.
+        config = jobs.WorkerConfig(work_dir=str(work), assignment=assignment_id, timeout=assignments.CELL_TIMEOUT,
+                                   sandbox=False, preload=preload, limits=bubblewrap.Limits(), uid=None,
+                                   forbidden=[], course_id=assignments.COURSE_ID)
+        # The kernel template pre-imports torch and the rest (the longest step) from here on,
+        # in its own process; meanwhile this one reads the course's timeout, prepares the
+        # course and imports the grader, which it would otherwise do after.
         started = _in_background(jobs.worker_setup, config)
         try:
             try:
+                # The worker keeps this same config object and reads the timeout when it grades.
+                config.timeout = course.course_timeout(assignments.PACKAGE_ROOT / "assignments")
+                course.quiet_nbgrader()
                 course_dir = check_course(assignment_id)
                 notebooks = sorted(p.stem for p in (course_dir / "source" / assignment_id).glob("*.ipynb"))
                 if len(notebooks) != 1:
                     raise UserError(f"{assignment_id} has {len(notebooks)} notebooks; check them by grading instead")
                 os.symlink(course_dir / "template", work / "template")
+                _import_the_grader()
             finally:
                 started()
             for path in paths:
@@ -168,6 +172,17 @@ def check_notebooks(assignment_id: str, paths) -> list[CheckReport]:
         finally:
             jobs.worker_teardown()
     return reports
+
+
+def _import_the_grader() -> None:
+    """Import what `grading.jobs.grade` and `_report` import on first use (nbgrader's API,
+    converters and gradebook, the executor, the verdicts), while the kernel template starts."""
+    import nbgrader.api  # noqa: F401
+    import nbgrader.apps  # noqa: F401
+    import nbgrader.converters  # noqa: F401
+    import nbgrader.preprocessors  # noqa: F401
+
+    from normlab_tools.grading import execute, report, verdicts  # noqa: F401
 
 
 def _in_background(function, *args):
