@@ -862,9 +862,9 @@ claim("seeds 0-2: without BN every scale up to 1e-2 stays at chance in every see
       "most 0.11, final loss within 1e-3 of ln 10)",
       bool(sweep.best_val_acc["none"][stuck].max() <= 0.11) and plain_stuck_loss < 1e-3,
       acc=sweep.best_val_acc["none"][stuck].max(), loss_gap=plain_stuck_loss)
-claim("seeds 0-2: without BN the final loss explodes (above 10 in every seed) at the scales above 0.3, where BN's "
-      "stays below ln 10", bool(np.all(exploded > 10)) and bool(np.all(sweep.final_train_loss["batch"][SCALES > 0.3][:-1]
-                                                                        < np.log(10))),
+claim("seeds 0-2: without BN the final loss explodes (above 10 in every seed) at the scales above 0.3; BN's is lower "
+      "there in every seed", bool(np.all(exploded > 10))
+      and bool(np.all(sweep.final_train_loss["batch"][SCALES > 0.3] < exploded)),
       plain=exploded, bn=sweep.final_train_loss["batch"][SCALES > 0.3])
 claim("seeds 0-2, verdict rule per scale: BN ahead at more than half of the scales, the plain net ahead only within a "
       "factor 2 of Kaiming's scale", len(bn_ahead) > len(SCALES) / 2
@@ -881,8 +881,8 @@ Measured (seeds 0–2, best validation accuracy, mean ≥ 0.8 counted as "trains
 
 * **Without BN** the net trains only at $s$ = {scale_list(trains["none"])}, around Kaiming's
   $\sqrt{{2/50}} \approx$ {kaiming_scale:.2f}. Up to $s = 10^{{-2}}$ it never leaves chance: the signal
-  vanishes through 8 layers and the loss stays at $\ln 10$ (to {plain_stuck_loss:.0e}). Above, it
-  explodes: final losses of {exploded.min():.0f} and more.
+  vanishes through 8 layers and the loss stays at $\ln 10$ (to {plain_stuck_loss:.0e}). Above $s = 0.3$ it
+  explodes: final losses of {exploded.min():.0f} and more, where BN's are at most {np.nanmax(sweep.final_train_loss["batch"][SCALES > 0.3]):.2f}.
 * **With BN** it trains from $s$ = {trains["batch"].min():.2g} to {trains["batch"].max():.2g}, a range {span["batch"]:.0f} times
   wide (max/min) against {span["none"]:.1f} without.
 * Verdict rule per scale (paired by seed): BN ahead at {len(bn_ahead)} of {len(SCALES)} scales; the plain
