@@ -187,6 +187,7 @@ class Task:
     run: Callable[[], Result | str | None]      # does the work: a Result, or None / an error text
     after: tuple[str, ...] = ()                 # tasks that must finish first (whether or not they failed)
     cost: float = 1.0                           # expected seconds (last run's, else a guess): longest first
+    current: Callable[[], bool] | None = None   # a quick check, in the build's own process: nothing to do
 
 
 @dataclass
@@ -298,13 +299,14 @@ def executed_notebook(source: Path, target: Path, options: BuildOptions, force: 
     execution_cache.with_inputs(notebook, source, run_dir, options.root)
     cache = execution_cache.open_cache(options.out)
     key = cache.create_hashed_notebook(notebook)[1]
+    inputs = execution_cache.input_record(notebook, source)
+    stamp = read_stamp(options.out, target)
     if not force:
         merged = cache.executed(notebook)
         if merged is not None:
             write_if_changed(target, nbformat.writes(merged))
-            write_stamp(options.out, target, made_from=key, error=None)
+            write_stamp(options.out, target, made_from=key, error=None, seconds=stamp.get("seconds"), **inputs)
             return True, None
-        stamp = read_stamp(options.out, target)
         if not retry_failed and target.exists() and stamp.get("made_from") == key and stamp.get("error"):
             return True, stamp["error"]
     seconds, error = execute(notebook, source, run_dir, options.timeout)
@@ -312,9 +314,31 @@ def executed_notebook(source: Path, target: Path, options: BuildOptions, force: 
         cache.store(notebook, uri=str(source))
         notebook = cache.executed(notebook)
     notebook.metadata.pop(execution_cache.INPUTS_KEY, None)
+    notebook.metadata.pop(execution_cache.FILES_KEY, None)
     write_if_changed(target, nbformat.writes(notebook))
-    write_stamp(options.out, target, made_from=key, error=error, seconds=round(seconds, 1))
+    write_stamp(options.out, target, made_from=key, error=error, seconds=round(seconds, 1), **inputs)
     return False, error
+
+
+def notebook_is_current(source: Path, target: Path, options: BuildOptions) -> bool:
+    """Whether `target` is the executed `source` for today's inputs, told from its stamp
+    alone (file digests; no notebook parsed, no cache opened): the quick check that lets
+    a no-op build start no process. False whenever in doubt."""
+    if options.force or not options.execute or not target.is_file():
+        return False
+    stamp = read_stamp(options.out, target)
+    if stamp.get("error") is not None or "made_from" not in stamp:
+        return False
+    from normlab_tools import execution_cache
+
+    return execution_cache.unchanged(stamp, source)
+
+
+def notebook_and_page_are_current(source: Path, target: Path, options: BuildOptions) -> bool:
+    """notebook_is_current, and its HTML page was made from it by today's tools."""
+    return (notebook_is_current(source, target, options)
+            and is_current(options.out, target.with_suffix(".html"),
+                           digest(target.read_bytes(), tooling_digest("build"))))
 
 
 def expected_seconds(out: Path, product: Path, source: Path) -> float:
@@ -357,7 +381,8 @@ def _notebook_tasks(folder: str, options: BuildOptions) -> list[Task]:
     for source in sources(options.root / folder, options.numbers):
         target = options.out / folder / f"{source.stem}.ipynb"
         tasks.append(Task(f"{folder}/{source.stem}", partial(build_notebook, source, target, options),
-                          cost=expected_seconds(options.out, target, source)))
+                          cost=expected_seconds(options.out, target, source),
+                          current=partial(notebook_and_page_are_current, source, target, options)))
     return tasks
 
 
@@ -397,6 +422,18 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def is_current_task(task: Task) -> tuple[Result, float] | None:
+    """(a 'cached' result, seconds) when the task's quick check says there is nothing to do."""
+    if task.current is None:
+        return None
+    start = time.perf_counter()
+    try:
+        current = bool(task.current())
+    except Exception:  # a check that cannot tell: do the work
+        current = False
+    return (Result(reused=True), time.perf_counter() - start) if current else None
+
+
 def run_task(task: Task) -> tuple[Result, float]:
     """Run one task; its failure is its result, never an exception. (Result, seconds)."""
     start = time.perf_counter()
@@ -428,7 +465,7 @@ def run_build(options: BuildOptions, steps, progress: bool = True) -> list[Row]:
         if options.jobs == 1 or len(tasks) < 2:
             for task in tasks:
                 bar.set_postfix_str(task.name)
-                results[task.name] = run_task(task)
+                results[task.name] = is_current_task(task) or run_task(task)
                 bar.update()
         else:
             _run_in_processes(tasks, names, min(options.jobs, len(tasks)), results, bar)
@@ -442,10 +479,20 @@ def _run_in_processes(tasks: list[Task], names: set[str], jobs: int, results: di
     rank = critical_paths(tasks)
     waiting = sorted(tasks, key=lambda task: -rank[task.name])  # the longest chains of work first
     running: dict[Future, Task] = {}
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    checked: set[str] = set()
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)  # its processes start on the first submit
     try:
         while waiting or running:
             ready = [task for task in waiting if all(name in results or name not in names for name in task.after)]
+            quick = [(task, is_current_task(task)) for task in ready if task.name not in checked]
+            checked.update(task.name for task in ready)  # checked here, once: no process for no work
+            for task, result in quick:
+                if result is not None:
+                    waiting.remove(task)
+                    results[task.name] = result
+                    bar.update()
+            if any(result is not None for _, result in quick):
+                continue  # what waited for them may be ready now
             if not ready and not running:  # they wait on each other: nothing can start
                 for task in waiting:
                     results[task.name] = (Result(f"waits for {', '.join(task.after)}, which never finish"), 0.0)
@@ -453,6 +500,8 @@ def _run_in_processes(tasks: list[Task], names: set[str], jobs: int, results: di
             for task in ready[: max(0, jobs - len(running))]:
                 waiting.remove(task)
                 running[pool.submit(run_task, task)] = task
+            if not running:
+                continue
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 task = running.pop(future)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -36,8 +37,33 @@ def assignments_step(options: BuildOptions) -> list[Task]:
     return [Task(f"assignments/{aid}", partial(build_assignment, aid, options),
                  after=(f"assignments/{ids[i - 1]}",) if i else (),
                  cost=build.expected_seconds(options.out, options.out / "nbgrader" / "release" / aid,
-                                             folder / aid / f"{aid}.py"))
+                                             folder / aid / f"{aid}.py"),
+                 current=partial(assignment_is_current, aid, options))
             for i, aid in enumerate(ids)]
+
+
+def _assignment_tooling() -> str:
+    return build.tooling_digest("build", "course", "assignments", "kernels")
+
+
+def assignment_is_current(assignment_id: str, options: BuildOptions) -> bool:
+    """The quick check: the release and answer key exist and every file they were made from
+    (recorded in the release's stamp: sources, settings, library and data files) holds the
+    same bytes, with the same versions and tools."""
+    from normlab_tools import execution_cache
+
+    release = options.out / "nbgrader" / "release" / assignment_id
+    if options.force or not (options.out / "answers" / assignment_id).exists() or not release.exists():
+        return False
+    stamp = build.read_stamp(options.out, release)
+    folder = options.root / "assignments" / "source" / assignment_id
+    sources = {str(path) for path in folder.rglob("*") if path.is_file()}
+    recorded = stamp.get("files", {})
+    return (stamp.get("tooling") == _assignment_tooling()
+            and stamp.get("dependencies") == execution_cache.dependencies_digest()
+            and sources <= set(recorded)
+            and all(os.path.isfile(path) and execution_cache.file_digest(Path(path)) == digest
+                    for path, digest in recorded.items()))
 
 
 def assignment_inputs(assignment_id: str, options: BuildOptions) -> str:
@@ -46,21 +72,32 @@ def assignment_inputs(assignment_id: str, options: BuildOptions) -> str:
     installed versions and the tools that build them."""
     from normlab_tools import execution_cache
 
+    return _assignment_inputs(assignment_id, options)[0]
+
+
+def _assignment_inputs(assignment_id: str, options: BuildOptions) -> tuple[str, dict]:
+    """(assignment_inputs' hash, {file: digest} of every file in it) for the stamp."""
+    from normlab_tools import execution_cache
+
     folder = options.root / "assignments" / "source" / assignment_id
-    parts = [(options.root / "assignments" / "nbgrader_config.py").read_bytes()]
+    config = options.root / "assignments" / "nbgrader_config.py"
+    parts = [config.read_bytes()]
+    files = {str(config): execution_cache.file_digest(config)}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         parts += [path.relative_to(folder).as_posix(), path.read_bytes()]
+        files[str(path)] = execution_cache.file_digest(path)
         if path.suffix == ".py":
             notebook = execution_cache.with_inputs(build.read_source(path), path, folder, options.root)
             parts.append(json.dumps(notebook.metadata[execution_cache.INPUTS_KEY], sort_keys=True))
-    return build.digest(*parts, build.tooling_digest("build", "course", "assignments", "kernels"))
+            files.update(notebook.metadata[execution_cache.FILES_KEY])
+    return build.digest(*parts, _assignment_tooling()), files
 
 
 def build_assignment(assignment_id: str, options: BuildOptions) -> build.Result:
     """The release and answer key of one assignment, unless they are current."""
     release = options.out / "nbgrader" / "release" / assignment_id
     answers = options.out / "answers" / assignment_id
-    made_from = assignment_inputs(assignment_id, options)
+    made_from, files = _assignment_inputs(assignment_id, options)
     if not options.force and answers.exists() and build.is_current(options.out, release, made_from):
         return build.Result(reused=True)
     start = time.perf_counter()
@@ -68,7 +105,10 @@ def build_assignment(assignment_id: str, options: BuildOptions) -> build.Result:
     failed = [f"{row.name}: {row.status}" for row in rows if row.status != "ok"]
     if failed:
         return build.Result("; ".join(failed))
-    build.write_stamp(options.out, release, made_from=made_from, seconds=round(time.perf_counter() - start, 1))
+    from normlab_tools import execution_cache
+
+    build.write_stamp(options.out, release, made_from=made_from, seconds=round(time.perf_counter() - start, 1),
+                      files=files, dependencies=execution_cache.dependencies_digest(), tooling=_assignment_tooling())
     return build.Result()
 
 

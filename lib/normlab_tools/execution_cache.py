@@ -38,6 +38,7 @@ import nbformat
 from jupyter_cache.cache.main import JupyterCacheBase
 
 INPUTS_KEY = "normlab_execution_inputs"  # notebook metadata, hashed with the code cells
+FILES_KEY = "normlab_input_files"        # notebook metadata, not hashed: input files by absolute path
 CACHE_FOLDER = ".jupyter_cache"          # under the build's output folder
 DATA_FILE_LIMIT = 2000                   # files hashed per folder a notebook names
 
@@ -56,6 +57,7 @@ class ExecutionCache(JupyterCacheBase):
         except KeyError:
             return None
         merged.metadata.pop(INPUTS_KEY, None)
+        merged.metadata.pop(FILES_KEY, None)
         return merged
 
     def store(self, notebook: nbformat.NotebookNode, uri: str) -> None:
@@ -90,14 +92,35 @@ def with_inputs(notebook: nbformat.NotebookNode, source: Path, run_dir: Path, ro
     data = sorted(path for path in {path for tree in trees if tree is not None for path in data_files(tree, bases)}
                   if path not in files and not any(path.is_relative_to(home) for home in homes))
     run_dir = Path(run_dir).resolve()
+    digests = {path: file_digest(path) for path in [*files, *data]}
     notebook.metadata[INPUTS_KEY] = {
         "runs_in": run_dir.relative_to(Path(root).resolve()).as_posix() if run_dir.is_relative_to(
             Path(root).resolve()) else str(run_dir),
-        "library": {_shown(path, packages): file_digest(path) for path in files},
-        "data": {str(path): file_digest(path) for path in data},
+        "library": {_shown(path, packages): digests[path] for path in files},
+        "data": {str(path): digests[path] for path in data},
         "dependencies": dependencies_digest(),
     }
+    # not hashed (absolute paths): what `unchanged` re-checks without reading the notebook again
+    notebook.metadata[FILES_KEY] = {str(path): digest for path, digest in digests.items()}
     return notebook
+
+
+def input_record(notebook: nbformat.NotebookNode, source: Path) -> dict:
+    """What `unchanged` needs to tell, later, that `notebook`'s inputs are the same: the
+    source's digest, the files it depends on with theirs, the versions' digest."""
+    return {"source": file_digest(source), "files": dict(notebook.metadata.get(FILES_KEY, {})),
+            "dependencies": dependencies_digest()}
+
+
+def unchanged(record: dict, source: Path) -> bool:
+    """Whether the source and every file in `record` (input_record's) hold the same bytes
+    and the versions are the same: then the notebook's key is the same too, as it is
+    made from nothing else (the imports it follows are in those files)."""
+    if not record or "files" not in record or record.get("dependencies") != dependencies_digest():
+        return False
+    if not Path(source).is_file() or record.get("source") != file_digest(source):
+        return False
+    return all(os.path.isfile(path) and file_digest(Path(path)) == digest for path, digest in record["files"].items())
 
 
 def library_packages(root: Path) -> dict[str, Path]:

@@ -335,4 +335,11 @@ def site_step(options: BuildOptions) -> list[Task]:
     if not options.numbers and (options.root / "assignments" / "source").is_dir():
         after += [f"assignments/{path.name}" for path in sorted((options.root / "assignments" / "source").glob("ps*"))]
     site_stamp = build.read_stamp(options.out, options.out / "site" / "index.html")
-    return [Task("site", partial(build_site, options), after=tuple(after), cost=site_stamp.get("seconds", 30.0))]
+    return [Task("site", partial(build_site, options), after=tuple(after), cost=site_stamp.get("seconds", 30.0),
+                 current=partial(site_is_current, options))]
+
+
+def site_is_current(options: BuildOptions) -> bool:
+    """The quick check: the site was made from today's inputs."""
+    return not options.force and build.is_current(options.out, options.out / "site" / "index.html",
+                                                  site_inputs(options))

@@ -419,6 +419,14 @@ _LECTURE_PREFIX = re.compile(r"^Lecture\s+\d+\s*[—–:-]\s*")
 
 def write_index(slides_dir: Path) -> Path:
     """build/slides/index.html: a link to every lecture's slides in the folder, with its title."""
+    slides_dir.mkdir(parents=True, exist_ok=True)
+    index = slides_dir / "index.html"
+    index.write_text(render_index(slides_dir), encoding="utf-8")
+    return index
+
+
+def render_index(slides_dir: Path) -> str:
+    """The text of write_index's page."""
     items = []
     for page in sorted(slides_dir.glob("*.slides.html")):
         stem = page.name.removesuffix(".slides.html")
@@ -428,13 +436,30 @@ def write_index(slides_dir: Path) -> Path:
         number = build.lecture_number(Path(stem))
         items.append(f'<li><span class="number">{f"{number:02d}" if number is not None else ""}</span>'
                      f'<a href="{html.escape(page.name)}">{html.escape(title)}</a></li>')
-    slides_dir.mkdir(parents=True, exist_ok=True)
-    index = slides_dir / "index.html"
-    index.write_text(INDEX.format(items="\n".join(items)), encoding="utf-8")
-    return index
+    return INDEX.format(items="\n".join(items))
 
 
 # --- the build step and the command ---------------------------------------------------------
+
+
+def slides_are_current(source: Path, options: BuildOptions, rerun: bool = False) -> bool:
+    """The quick check (build.Task.current): the lecture's notebook is current and its deck
+    was made from it by today's tools."""
+    target = options.out / "course" / f"{source.stem}.ipynb"
+    page = options.out / "slides" / f"{source.stem}.slides.html"
+    return (not rerun and build.notebook_is_current(source, target, options)
+            and build.is_current(options.out, page, build.digest(target.read_bytes(),
+                                                                 build.tooling_digest("build", "slides"))))
+
+
+def _vendor_is_current(slides_dir: Path) -> bool:
+    stamp = slides_dir / "vendor" / ".normlab-assets"
+    return stamp.is_file() and stamp.read_text() == assets_key()
+
+
+def _index_is_current(slides_dir: Path) -> bool:
+    index = slides_dir / "index.html"
+    return index.is_file() and index.read_text(encoding="utf-8") == render_index(slides_dir)
 
 
 def _vendor_task(slides_dir: Path) -> build.Result:
@@ -460,11 +485,12 @@ def slides_step(options: BuildOptions, rerun: bool = False) -> list[Task]:
     slides_dir = options.out / "slides"
     lectures = build.sources(options.root / "course", options.numbers)
     names = [f"slides/{source.stem}" for source in lectures]
-    return [Task("slides/vendor", partial(_vendor_task, slides_dir)),
+    return [Task("slides/vendor", partial(_vendor_task, slides_dir), current=partial(_vendor_is_current, slides_dir)),
             *(Task(name, partial(build_lecture_slides, source, options, rerun), after=(f"course/{source.stem}",),
-                   cost=2.0)
+                   cost=2.0, current=partial(slides_are_current, source, options, rerun))
               for name, source in zip(names, lectures)),
-            Task("slides/index", partial(_index_task, slides_dir), after=tuple(names))]
+            Task("slides/index", partial(_index_task, slides_dir), after=tuple(names),
+                 current=partial(_index_is_current, slides_dir))]
 
 
 def main(args: argparse.Namespace) -> int:
