@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def timed_build(project: Path, out: Path, jobs: int) -> tuple[float, list[tuple[
     for line in done.stdout.splitlines():
         if line.split()[:3] == ["notebook", "seconds", "status"]:
             in_table = True
-        elif in_table and line.strip() and len(line.split()) >= 3 and "/" in line.split()[0]:
+        elif in_table and len(line.split()) >= 3 and re.fullmatch(r"\d+\.\d", line.split()[1]):
             name, task_seconds, status = line.split(None, 2)
             rows.append((name, task_seconds, status))
     if done.returncode != 0:
