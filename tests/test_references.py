@@ -149,3 +149,71 @@ def test_probe_by_hand(norm):
     assert not model.training
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name]), name
+
+
+# --- ps5: the Bessel-corrected batch norm and makemore part 4's BN-MLP --------------------------
+
+
+def _bn_mlp_inputs(seed, n=6, d=5, hidden=4, classes=3):
+    rng = np.random.default_rng(seed)
+    params = {"W1": rng.normal(size=(d, hidden)), "b1": rng.normal(size=hidden),
+              "bngain": rng.normal(size=hidden) + 1.0, "bnbias": rng.normal(size=hidden),
+              "W2": rng.normal(size=(hidden, classes)), "b2": rng.normal(size=classes)}
+    return params, rng.normal(size=(n, d)), rng.integers(0, classes, n)
+
+
+@pytest.mark.parametrize("n, eps", [(4, 1e-5), (2, 0.5), (7, 2.0)])
+def test_bessel_batchnorm_gradients_match_finite_differences(n, eps):
+    """The forward written out in NumPy (variance divided by n - 1), differentiated numerically."""
+    x, gamma, beta, _ = _inputs((n, 3), seed=n)
+    dout = np.random.default_rng(n + 10).normal(size=x.shape)
+
+    def forward(x, gamma, beta):
+        centred = x - x.mean(axis=0)
+        return gamma * centred / np.sqrt((centred ** 2).sum(axis=0) / (n - 1) + eps) + beta
+
+    dx, dgamma, dbeta = references.bessel_batchnorm_gradients(x, gamma, beta, eps, dout)
+    np.testing.assert_allclose(dx, numerical_gradient(lambda v: forward(v, gamma, beta), x.copy(), dout),
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dgamma, numerical_gradient(lambda v: forward(x, v, beta), gamma.copy(), dout),
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dbeta, dout.sum(axis=0), rtol=1e-12)
+    # Not torch's training-mode batch norm, which divides by n: the gradients differ.
+    assert not np.allclose(dx, references.torch_batchnorm_gradients(x, gamma, beta, eps, dout)[0])
+
+
+def test_bn_mlp_forward_is_the_network_written_with_torch_functions():
+    params, x, y = _bn_mlp_inputs(seed=1)
+    t = references.bn_mlp_forward(params, x, y, eps=1e-3)
+    p = {name: torch.tensor(value) for name, value in params.items()}
+    pre = torch.tensor(x) @ p["W1"] + p["b1"]
+    hpreact = p["bngain"] * (pre - pre.mean(0)) / torch.sqrt(pre.var(0, unbiased=True) + 1e-3) + p["bnbias"]
+    logits = torch.tanh(hpreact) @ p["W2"] + p["b2"]
+    torch.testing.assert_close(t["logits"], logits, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(t["loss"], F.cross_entropy(logits, torch.tensor(y)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dloss", [1.0, -0.7])
+def test_bn_mlp_gradients_match_finite_differences(dloss):
+    """Each parameter's gradient against central differences of the loss (h = 1e-6), times dloss;
+    the intermediates' against the chain rule written out where it is one line."""
+    params, x, y = _bn_mlp_inputs(seed=2)
+    grads = references.bn_mlp_gradients(params, x, y, eps=1e-5, dloss=dloss)
+
+    def loss(ps):
+        return float(references.bn_mlp_forward(ps, x, y, eps=1e-5)["loss"])
+
+    for name in ("W1", "bngain", "bnbias", "W2", "b2"):
+        numerical = np.zeros_like(params[name])
+        for index in np.ndindex(params[name].shape):
+            plus, minus = copy.deepcopy(params), copy.deepcopy(params)
+            plus[name][index] += 1e-6
+            minus[name][index] -= 1e-6
+            numerical[index] = dloss * (loss(plus) - loss(minus)) / 2e-6
+        np.testing.assert_allclose(grads[name], numerical, rtol=1e-5, atol=1e-8, err_msg=name)
+    np.testing.assert_allclose(grads["b1"], 0.0, atol=1e-12)  # batch norm cancels the bias before it
+    t = references.bn_mlp_forward(params, x, y)
+    onehot = np.eye(3)[y]
+    np.testing.assert_allclose(grads["logits"], dloss * (t["probs"].detach().numpy() - onehot) / len(y),
+                               rtol=1e-10, atol=1e-12)
+    assert set(grads) == set(t) - {"loss"}
