@@ -9,7 +9,7 @@ import torch
 from normlab import nn as nl
 from normlab.grading_helpers import (assert_choice, assert_choices, assert_close, assert_equivalent,
                                      assert_expression, assert_no_torch_calls, assert_shape, checked_call,
-                                     describe_mismatch, hint_if,
+                                     assert_gradients_close, describe_mismatch, gradient_table, hint_if,
                                      substitute)
 
 
@@ -163,3 +163,19 @@ def test_forbidden_functions_by_name_and_rounding_changes_in_place():
 
     message = fails_with(checked_call, nudge, np.array([0.1, 0.2]))
     assert "v[0] was 0.1 and is now 0.10000000000000002" in message
+
+
+def test_gradient_table_and_assert_gradients_close():
+    expected = {"a": np.array([1.0, 2.0]), "b": np.array([[3.0]])}
+    got = {"a": np.array([1.0, 2.0 + 1e-12]), "b": np.array([[3.0]])}
+    table = gradient_table(got, expected, ["a", "b"]).splitlines()
+    assert table[1].split()[:3] == ["a", "False", "True"] and table[2].split()[:3] == ["b", "True", "True"]
+    assert_gradients_close(got, expected, ["a", "b"])
+    message = fails_with(assert_gradients_close, {"a": got["a"], "b": np.array([[4.0]])}, expected, ["a", "b"])
+    assert message.splitlines()[0] == "gradients: db should be 3 but is 4"
+    assert "b" in message.splitlines()[-1] and "False" in message.splitlines()[-1]
+    assert fails_with(assert_gradients_close, {"a": got["a"]}, expected, ["a", "b"]).startswith(
+        "gradients: no gradient for 'b'")
+    assert "shape (2,), should be (1, 1)" in fails_with(assert_gradients_close, {"a": got["a"], "b": got["a"]},
+                                                         expected, ["a", "b"])
+    assert "should be a dict" in fails_with(assert_gradients_close, [1.0], expected, ["a"])

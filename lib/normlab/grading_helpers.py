@@ -30,6 +30,8 @@ __all__ = [
     "assert_no_torch_calls",
     "checked_call",
     "hint_if",
+    "gradient_table",
+    "assert_gradients_close",
 ]
 
 
@@ -349,3 +351,39 @@ def checked_call(function, *args, may_change=(), **kwargs):
             raise AssertionError(f"{name} modified its argument {argument} in place ({changed}): "
                                  "compute new arrays (x = x - mu, not x -= mu) and leave the caller's as they were")
     return result
+
+
+def gradient_table(got: dict, expected: dict, names) -> str:
+    """Karpathy's ``cmp`` for a dict of gradients, one line per name: whether ``got[name]``
+    equals ``expected[name]`` exactly (every entry), approximately (``np.allclose``) and the
+    largest difference ``max |got - expected|``; "missing" or the wrong shape where it is not comparable."""
+    lines = [f"{'gradient':<16} {'exact':<6} {'approximate':<12} max difference"]
+    for name in names:
+        if name not in got:
+            lines.append(f"{name:<16} missing")
+            continue
+        try:
+            a, b = _as_array(got[name], name), np.asarray(expected[name], dtype=np.float64)
+        except AssertionError as error:
+            lines.append(f"{name:<16} {error}")
+            continue
+        if a.shape != b.shape:
+            lines.append(f"{name:<16} shape {a.shape}, should be {b.shape}")
+            continue
+        exact, approximate = bool(np.array_equal(a, b)), bool(np.allclose(a, b))
+        lines.append(f"{name:<16} {str(exact):<6} {str(approximate):<12} {float(np.max(np.abs(a - b))):.3g}")
+    return "\n".join(lines)
+
+
+def assert_gradients_close(got, expected: dict, names, what: str = "gradients", rtol: float = 1e-6,
+                           atol: float = 1e-8) -> None:
+    """Raise AssertionError unless `got` is a dict whose entry for every name in `names` is
+    close to `expected`'s (as `assert_close`): the message names the first gradient that is
+    missing or differs, how, and shows `gradient_table` of all of them."""
+    if not isinstance(got, dict):
+        raise AssertionError(f"{what} should be a dict name -> gradient, got {type(got).__name__}")
+    for name in names:
+        message = ("no gradient for " + repr(name) if name not in got
+                   else describe_mismatch(got[name], expected[name], f"d{name}", rtol, atol))
+        if message:
+            raise AssertionError(f"{what}: {message}\n{gradient_table(got, expected, names)}")
