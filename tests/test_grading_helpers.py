@@ -172,7 +172,7 @@ def test_gradient_table_and_assert_gradients_close():
     assert table[1].split()[:3] == ["a", "False", "True"] and table[2].split()[:3] == ["b", "True", "True"]
     assert_gradients_close(got, expected, ["a", "b"])
     message = fails_with(assert_gradients_close, {"a": got["a"], "b": np.array([[4.0]])}, expected, ["a", "b"])
-    assert message.splitlines()[0] == "gradients: db should be 3 but is 4"
+    assert message.splitlines()[0] == "gradients: db[0, 0] should be 3 but is 4"
     assert "b" in message.splitlines()[-1] and "False" in message.splitlines()[-1]
     assert fails_with(assert_gradients_close, {"a": got["a"]}, expected, ["a", "b"]).startswith(
         "gradients: no gradient for 'b'")
