@@ -207,7 +207,8 @@ def test_the_build_releases_every_assignment_unless_lectures_are_selected(tmp_pa
     root = Path(__file__).resolve().parents[1]
     assert assignments_step in STEPS
     tasks = assignments_step(BuildOptions(root=root, out=tmp_path))
-    assert [task.name for task in tasks] == ["assignments/ps1", "assignments/ps2", "assignments/ps3", "assignments/ps4"]
+    assert [task.name for task in tasks] == ["assignments/ps1", "assignments/ps2", "assignments/ps3", "assignments/ps4",
+                                            "assignments/ps5"]
     assert assignments_step(BuildOptions(root=root, out=tmp_path, numbers=[1])) == []
 
 
