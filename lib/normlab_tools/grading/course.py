@@ -150,7 +150,26 @@ def imported_modules(notebook) -> list[str]:
                 names += [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 names.append(node.module)
+                # `from normlab import data` imports the submodule normlab.data too
+                names += [f"{node.module}.{alias.name}" for alias in node.names
+                          if _is_submodule(f"{node.module}.{alias.name}")]
     return names
+
+
+def _is_submodule(name: str) -> bool:
+    """Whether `name` is a module, found on the file system without importing anything."""
+    from importlib.machinery import PathFinder
+
+    locations = None
+    parts = name.split(".")
+    for depth in range(1, len(parts) + 1):
+        if depth > 1 and locations is None:  # the parent is a module, not a package
+            return False
+        spec = PathFinder.find_spec(".".join(parts[:depth]), locations)
+        if spec is None:
+            return False
+        locations = spec.submodule_search_locations
+    return True
 
 
 def quiet_nbgrader() -> None:

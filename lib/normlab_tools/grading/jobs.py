@@ -90,9 +90,11 @@ class WorkerConfig:
 _STATE: dict = {}
 
 
-def worker_setup(config: WorkerConfig) -> dict:
-    """Start this worker's kernel template; return its ready event (what it preloaded)."""
+def worker_setup(config: WorkerConfig, warm_up: bool = False) -> dict:
+    """Start this worker's kernel template; return its ready event (what it preloaded).
+    With `warm_up`, import the grader meanwhile (see `_warm_up`)."""
     import tempfile
+    import threading
 
     # Without a sandbox the kernels' scratch folders and ipc sockets are on this machine:
     # a short temporary path (a socket path has at most 107 characters).
@@ -101,10 +103,71 @@ def worker_setup(config: WorkerConfig) -> dict:
         bubblewrap.TemplateSettings(sandbox=config.sandbox, preload=config.preload, limits=config.limits,
                                     uid=config.uid),
         forbidden=config.forbidden, work_dir=Path(kernels_dir or config.work_dir))
+    warmer = threading.Thread(target=_warm_up, args=(config,), daemon=True) if warm_up else None
+    if warmer is not None:
+        warmer.start()
     ready = template.start()
+    if warmer is not None:
+        warmer.join()
     client.use_template(template)
     _STATE.update(config=config, template=template, kernels_dir=kernels_dir)
+    _scratch_gradebooks(Path(config.work_dir) / "jobs")
     return ready
+
+
+def _warm_up(config: WorkerConfig) -> None:
+    """Import, while the template imports torch & co. in its own process, what the first
+    student would otherwise wait for: nbgrader's API, converters and gradebook, nbconvert's
+    HTML exporter, the executor, and the teaching library's modules the test cells call
+    (`execute.helper_digests` fingerprints their functions here; they import torch) --
+    two seconds of CPU. Best effort: what fails here fails, and is reported, when grading."""
+    import sys
+
+    try:
+        import nbformat
+        import nbgrader.api  # noqa: F401
+        import nbgrader.apps  # noqa: F401
+        import nbgrader.converters  # noqa: F401
+        import nbgrader.preprocessors  # noqa: F401
+        from sqlalchemy.orm import configure_mappers
+
+        from normlab_tools.grading import execute
+
+        configure_mappers()
+        nbformat.validator.get_validator(version=4, version_minor=5)
+        getattr(sys.modules[__name__], "FeedbackExporter")  # builds it: nbconvert's exporters
+        for path in sorted((Path(config.work_dir) / "template" / "source" / config.assignment).glob("*.ipynb")):
+            execute.helper_digests(execute.helper_bindings(nbformat.read(path, as_version=4).cells))
+    except Exception:  # noqa: BLE001
+        pass
+
+
+_SCRATCH: dict = {}
+
+
+def _scratch_gradebooks(jobs_dir: Path) -> None:
+    """SQLite without fsync for the jobs' gradebooks: they are scratch copies (a job whose
+    worker dies is graded again from a fresh copy; the parent reads the finished file),
+    and nbgrader commits after every graded cell, each commit two fsyncs -- a fifth of a
+    second per submission when other processes write to the disk. The course's gradebook
+    is written by the parent only, with SQLite's defaults."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    _SCRATCH["prefix"] = str(jobs_dir.resolve()) + os.sep
+    if _SCRATCH.get("listening"):
+        return
+    _SCRATCH["listening"] = True
+
+    @event.listens_for(Engine, "connect")
+    def _no_fsync(dbapi_connection, _record) -> None:
+        import sqlite3
+
+        if not isinstance(dbapi_connection, sqlite3.Connection):
+            return
+        databases = dbapi_connection.execute("PRAGMA database_list").fetchall()
+        if any(row[1] == "main" and (row[2] or "").startswith(_SCRATCH["prefix"]) for row in databases):
+            dbapi_connection.execute("PRAGMA synchronous = OFF")
 
 
 def worker_teardown() -> None:
@@ -302,7 +365,7 @@ def worker_main(fd: int, config_dict: dict) -> None:
     limits = bubblewrap.Limits(**config_dict.pop("limits"))
     config = WorkerConfig(limits=limits, **config_dict)
     try:
-        ready = worker_setup(config)
+        ready = worker_setup(config, warm_up=True)
         connection.send(("ready", ready))
     except Exception as error:  # noqa: BLE001
         connection.send(("setup-failed", f"{type(error).__name__}: {error}"))
