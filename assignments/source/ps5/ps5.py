@@ -163,9 +163,9 @@ def dx_of(dout, x, gamma, eps=1e-5, unbiased=True):
 def check_properties(dx, x, unbiased, what):
     """dx sums to 0 over the batch and is orthogonal to xhat, per feature."""
     xhat = (x - x.mean(0)) / x.var(0, unbiased=unbiased).sqrt()
-    assert_close(dx.sum(0), np.zeros(x.shape[1]), f"{what}: dx summed over the batch", atol=1e-10)
+    assert_close(dx.sum(0), np.zeros(x.shape[1]), f"{what}: dx.sum(0)", atol=1e-10)
     # Only the last term's factor breaks this one alone: name it.
-    assert_close((dx * xhat).sum(0), np.zeros(x.shape[1]), f"{what}: the sum of dx * xhat over the batch",
+    assert_close((dx * xhat).sum(0), np.zeros(x.shape[1]), f"{what}: (dx * xhat).sum(0)",
                  atol=1e-10, hint=f"the last term's factor: {'n / (n - 1) with' if unbiased else '1 without'} "
                                   "Bessel's correction")
 
