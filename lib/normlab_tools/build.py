@@ -45,17 +45,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import jupytext
 import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-from nbconvert import HTMLExporter
-from nbconvert.preprocessors import TagRemovePreprocessor
 from tqdm import tqdm
 
 from normlab_tools.commands.arguments import CELL_TIMEOUT
 from normlab_tools.errors import UserError
-from normlab_tools.kernels import InterpreterKernelManager
+
+# jupytext, nbclient, nbconvert and the kernel manager are imported where they are used:
+# a build with nothing to do (every task's quick check passes) never needs them.
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # lib/normlab/build.py -> the project
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -69,6 +66,8 @@ class NotebookSourceError(ValueError):
 
 def read_source(path: Path) -> nbformat.NotebookNode:
     """Read a Jupytext percent-format notebook, or raise NotebookSourceError saying why not."""
+    import jupytext
+
     try:
         text = Path(path).read_text(encoding="utf-8")
         notebook = jupytext.reads(text, fmt="py:percent")
@@ -107,6 +106,10 @@ def execute_notebook(path_in, path_out, timeout: int = CELL_TIMEOUT, cwd=None) -
 def execute(notebook: nbformat.NotebookNode, source: Path, cwd: Path, timeout: int = CELL_TIMEOUT
             ) -> tuple[float, str | None]:
     """Run `notebook` (read from `source`) in place in folder `cwd`; (seconds, error) as execute_notebook."""
+    from nbclient import NotebookClient
+
+    from normlab_tools.kernels import InterpreterKernelManager
+
     running = {"cell": None}
     client = NotebookClient(
         notebook,
@@ -133,6 +136,8 @@ def _cell_lines(path: Path, cell_count: int) -> list[int] | None:
 
 def _describe(error: Exception, cell_index: int | None, cell_lines: list[int] | None, timeout: int) -> str:
     """One line saying where and what went wrong, then the details (ANSI colours removed)."""
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
     if cell_index is None:
         where = "kernel"
     else:
@@ -152,6 +157,9 @@ def _describe(error: Exception, cell_index: int | None, cell_lines: list[int] | 
 def export_html(notebook_path: Path, html_path: Path) -> None:
     """Write an HTML page of a saved notebook (lab template, markdown images embedded;
     the code of cells tagged remove-input left out, their output kept)."""
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
     notebook = nbformat.read(notebook_path, as_version=4)
     exporter = HTMLExporter(embed_images=True)
     exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={REMOVE_INPUT_TAG}), enabled=True)

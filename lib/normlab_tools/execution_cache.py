@@ -35,7 +35,6 @@ import sys
 from pathlib import Path
 
 import nbformat
-from jupyter_cache.cache.main import JupyterCacheBase
 
 INPUTS_KEY = "normlab_execution_inputs"  # notebook metadata, hashed with the code cells
 FILES_KEY = "normlab_input_files"        # notebook metadata, not hashed: input files by absolute path
@@ -43,33 +42,38 @@ CACHE_FOLDER = ".jupyter_cache"          # under the build's output folder
 DATA_FILE_LIMIT = 2000                   # files hashed per folder a notebook names
 
 
-class ExecutionCache(JupyterCacheBase):
-    """jupyter-cache keyed on the code cells, the kernelspec and INPUTS_KEY (no cell metadata)."""
+@functools.cache
+def cache_class():
+    """ExecutionCache: jupyter-cache keyed on the code cells, the kernelspec and INPUTS_KEY
+    (no cell metadata). Made on first use: a build with nothing to do never imports it."""
+    from jupyter_cache.base import CacheBundleIn
+    from jupyter_cache.cache.main import JupyterCacheBase
 
-    def create_hashed_notebook(self, nb, nb_metadata=("kernelspec", INPUTS_KEY), cell_metadata=()):
-        return super().create_hashed_notebook(nb, nb_metadata=nb_metadata, cell_metadata=cell_metadata)
+    class ExecutionCache(JupyterCacheBase):
+        def create_hashed_notebook(self, nb, nb_metadata=("kernelspec", INPUTS_KEY), cell_metadata=()):
+            return super().create_hashed_notebook(nb, nb_metadata=nb_metadata, cell_metadata=cell_metadata)
 
-    def executed(self, notebook: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
-        """`notebook` with the outputs of its cached execution merged in, or None (a miss).
-        Its markdown and cell metadata are the current ones; INPUTS_KEY is dropped."""
-        try:
-            _, merged = self.merge_match_into_notebook(notebook, cell_meta=())
-        except KeyError:
-            return None
-        merged.metadata.pop(INPUTS_KEY, None)
-        merged.metadata.pop(FILES_KEY, None)
-        return merged
+        def executed(self, notebook: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
+            """`notebook` with the outputs of its cached execution merged in, or None (a miss).
+            Its markdown and cell metadata are the current ones; INPUTS_KEY is dropped."""
+            try:
+                _, merged = self.merge_match_into_notebook(notebook, cell_meta=())
+            except KeyError:
+                return None
+            merged.metadata.pop(INPUTS_KEY, None)
+            merged.metadata.pop(FILES_KEY, None)
+            return merged
 
-    def store(self, notebook: nbformat.NotebookNode, uri: str) -> None:
-        """Keep a notebook that ran to the end (with INPUTS_KEY in its metadata)."""
-        from jupyter_cache.base import CacheBundleIn
+        def store(self, notebook: nbformat.NotebookNode, uri: str) -> None:
+            """Keep a notebook that ran to the end (with INPUTS_KEY in its metadata)."""
+            self.cache_notebook_bundle(CacheBundleIn(notebook, uri), check_validity=False, overwrite=True)
 
-        self.cache_notebook_bundle(CacheBundleIn(notebook, uri), check_validity=False, overwrite=True)
+    return ExecutionCache
 
 
-def open_cache(out: Path) -> ExecutionCache:
-    """The cache of the build into `out` (created on first use)."""
-    cache = ExecutionCache(str(Path(out) / CACHE_FOLDER))
+def open_cache(out: Path):
+    """The cache (an ExecutionCache) of the build into `out` (created on first use)."""
+    cache = cache_class()(str(Path(out) / CACHE_FOLDER))
     cache.db  # noqa: B018 - creates the database now, not in two processes at once later
     return cache
 

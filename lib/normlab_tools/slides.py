@@ -45,8 +45,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
-from nbconvert import SlidesExporter
-from nbconvert.preprocessors import CoalesceStreamsPreprocessor, TagRemovePreprocessor
 
 from normlab_tools import build
 from normlab_tools.build import BuildOptions, Task
@@ -277,6 +275,8 @@ def lecture_title(notebook: nbformat.NotebookNode, fallback: str) -> str:
 def for_slides(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The notebook without the cells, inputs and outputs its tags remove, and with each
     cell's consecutive printed outputs in one block (as a notebook shows them)."""
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor, TagRemovePreprocessor
+
     remover = TagRemovePreprocessor(remove_cell_tags=REMOVE_CELL_TAGS, remove_input_tags=REMOVE_INPUT_TAGS,
                                     remove_all_outputs_tags=REMOVE_OUTPUT_TAGS)
     notebook, _ = remover.preprocess(notebook, {})
@@ -284,7 +284,10 @@ def for_slides(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return notebook
 
 
-def make_exporter() -> SlidesExporter:
+def make_exporter():
+    """nbconvert's SlidesExporter with this module's template and settings."""
+    from nbconvert import SlidesExporter
+
     exporter = SlidesExporter(
         reveal_url_prefix=REVEAL_PREFIX, reveal_theme="white", reveal_transition="slide",
         reveal_number="c/t", reveal_width=str(SLIDE_WIDTH), reveal_height=str(SLIDE_HEIGHT),
