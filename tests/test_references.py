@@ -201,7 +201,7 @@ def test_bn_mlp_gradients_match_finite_differences(dloss):
     grads = references.bn_mlp_gradients(params, x, y, eps=1e-5, dloss=dloss)
 
     def loss(ps):
-        return float(references.bn_mlp_forward(ps, x, y, eps=1e-5)["loss"])
+        return float(references.bn_mlp_forward(ps, x, y, eps=1e-5)["loss"].detach())
 
     for name in ("W1", "bngain", "bnbias", "W2", "b2"):
         numerical = np.zeros_like(params[name])
