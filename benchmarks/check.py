@@ -5,16 +5,17 @@ Run: python benchmarks/check.py [--assignments ps1,ps2,ps3,ps4] [--repeat 3]
 Per assignment, a correct notebook as a student holds it (the source with its hidden
 tests removed) is checked with the real command, ``normlab check psK.ipynb``, in a fresh
 process each time: once to warm the check's cached course (not counted), then `--repeat`
-times. Prints the fastest and the median wall time, the phases of one in-process check (when
-the kernel template starts and how long it takes to be ready, which overlaps preparing
-the course and importing the grader, and the graded run), the target (6 s on a quiet
-2-core machine) and the machine's load average before and after (other processes share
-the CPU: a busy machine is slower).
+times. Prints the fastest and the median wall time, the phases of one more check in a
+fresh process (when the kernel template starts and how long it takes to be ready, which
+overlaps preparing the course and importing the grader, and the graded run), the target
+(6 s on a quiet 2-core machine) and the machine's load average before and after (other
+processes share the CPU: a busy machine is slower).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -51,34 +52,43 @@ def check_once(path: Path) -> tuple[float, int]:
     return seconds, completed.returncode
 
 
+PHASES = r"""
+import json, sys, time
+start = time.perf_counter()  # the interpreter is up
+from normlab_tools import check
+from normlab_tools.grading import jobs
+
+timed = {}
+
+
+def timing(name, function):
+    def wrapper(*args, **kwargs):
+        began = time.perf_counter()
+        timed.setdefault(name + " starts", began - start)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            timed[name] = time.perf_counter() - began
+    return wrapper
+
+
+jobs.worker_setup, jobs.grade = timing("template", jobs.worker_setup), timing("graded run", jobs.grade)
+check.check_notebook(sys.argv[1], sys.argv[2])
+timed["whole"] = time.perf_counter() - start
+print(json.dumps(timed))
+"""
+
+
 def phases(assignment: str, path: Path) -> dict:
-    """One check in this process, its parts timed from its start: when the kernel template
-    starts (it pre-imports torch and the rest in its own process, while this one prepares
-    the course and imports the grader), how long it takes to be ready, the graded run
-    (nbgrader autograde of the notebook: sanitizing, a kernel forked from the template, the
-    notebook's cells, scoring), and the whole."""
-    from normlab_tools import check
-    from normlab_tools.grading import jobs
-
-    timed, start = {}, time.perf_counter()
-
-    def timing(name, function):
-        def wrapper(*args, **kwargs):
-            began = time.perf_counter()
-            timed.setdefault(f"{name} starts", began - start)
-            try:
-                return function(*args, **kwargs)
-            finally:
-                timed[name] = time.perf_counter() - began
-        return wrapper
-
-    setup, grade = jobs.worker_setup, jobs.grade
-    jobs.worker_setup, jobs.grade = timing("template", setup), timing("graded run", grade)
-    try:
-        timing("whole", check.check_notebook)(assignment, path)
-    finally:
-        jobs.worker_setup, jobs.grade = setup, grade
-    return timed
+    """One check in a fresh process, as the command runs it, its parts timed from the
+    interpreter's start: when the kernel template starts (it pre-imports torch and the
+    rest in its own process, while the check's process prepares the course and imports the
+    grader) and how long it takes to be ready, the graded run (nbgrader autograde of the
+    notebook: sanitizing, a kernel forked from the template, the notebook's cells, scoring),
+    and the whole."""
+    completed = subprocess.run([sys.executable, "-c", PHASES, assignment, str(path)], capture_output=True,
+                               text=True, check=True)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -96,11 +106,11 @@ def main() -> None:
     print(f"normlab check, correct notebooks, {args.repeat} runs each (load average {load_before:.2f} before, "
           f"{os.getloadavg()[0]:.2f} after)")
     print(f"{'assignment':<11}{'fastest s':>10}{'median s':>10}{'/ target':>10}"
-          f"{'template at s':>15}{'template s':>12}{'graded run s':>14}{'in-process s':>14}")
+          f"{'template at s':>15}{'template s':>12}{'graded run s':>14}{'whole s':>9}")
     for assignment, fastest, median, timed in rows:
         print(f"{assignment:<11}{fastest:>10.2f}{median:>10.2f}{median / TARGET_SECONDS:>10.2f}"
               f"{timed.get('template starts', 0):>15.2f}{timed.get('template', 0):>12.2f}"
-              f"{timed.get('graded run', 0):>14.2f}{timed.get('whole', 0):>14.2f}")
+              f"{timed.get('graded run', 0):>14.2f}{timed.get('whole', 0):>9.2f}")
 
 
 if __name__ == "__main__":
