@@ -115,6 +115,7 @@ def execute(notebook: nbformat.NotebookNode, source: Path, cwd: Path, timeout: i
         notebook,
         timeout=timeout,
         kernel_manager_class=InterpreterKernelManager,
+        record_timing=False,  # no run times in cell metadata: a fresh run writes what the cache gives back
         resources={"metadata": {"path": str(cwd)}},
         on_cell_execute=lambda cell, cell_index: running.update(cell=cell_index),
     )
