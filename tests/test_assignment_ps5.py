@@ -18,8 +18,8 @@ import re
 import pytest
 
 from mistakes import ps5 as catalogue
-from support import cell_by_id, copy_notebook, graded, plant, source_notebook
-from test_assignments_ps34 import expected_scores, owners, released
+from support import cell_by_id, graded, plant, source_notebook
+from test_assignments_ps34 import assert_tests_depend_only_on_their_function, expected_scores, owners
 
 AID = "ps5"
 TOTAL_POINTS = 25
@@ -119,31 +119,4 @@ def test_tests_depend_only_on_their_function_and_mistake_catalogue(grading_kerne
     """As test_assignments_ps34's test of the same name: in one grading kernel
     (NBGRADER_EXECUTION set, demonstrations skipped), each solution cell alone answered
     loses exactly the other functions' tests, and every planted mistake loses exactly its `loses`."""
-    source = source_notebook(AID)
-    owner = owners(source)
-    stubs = released(source)
-
-    def lost(notebook, tests=None):
-        cells = []
-        for i, c in enumerate(notebook.cells):
-            gid = c.metadata.get("nbgrader", {}).get("grade_id", f"cell {i}")
-            if c.cell_type != "code" or gid.endswith("_demo"):
-                continue
-            if tests is None or gid not in owner or gid in tests:
-                cells.append((gid, c.source))
-        failed = grading_kernel.failed(cells, reset="names")
-        return {gid for gid in owner if failed.get(gid)}
-
-    failures = []
-    for function in sorted(set(owner.values())):
-        notebook = copy_notebook(stubs)
-        cell_by_id(notebook, function).source = cell_by_id(source, function).source
-        others = {gid for gid, f in owner.items() if f != function}
-        got = lost(notebook)
-        if got != others:
-            failures.append(f"only {function} answered: lost {sorted(got)}, expected all tests but its own")
-    for m in catalogue.MISTAKES:
-        got = lost(plant(source, m), tests={gid for gid, f in owner.items() if f == m.cell})
-        if got != m.loses:
-            failures.append(f"{m.name}: lost {sorted(got)}, expected {sorted(m.loses)}")
-    assert not failures, "\n".join(failures)
+    assert_tests_depend_only_on_their_function(AID, catalogue.MISTAKES, grading_kernel)

@@ -181,6 +181,11 @@ def test_tests_depend_only_on_their_function_and_mistake_catalogue(assignment_id
     2. So each planted mistake in `MISTAKES` needs only its own function's tests: it must
        lose exactly its `loses` cells.
     """
+    assert_tests_depend_only_on_their_function(assignment_id, MISTAKES[assignment_id], grading_kernel)
+
+
+def assert_tests_depend_only_on_their_function(assignment_id, mistakes, grading_kernel):
+    """The body of the test above, for any assignment and its catalogue's `mistakes`."""
     source = source_notebook(assignment_id)
     owner = owners(source)
     stubs = released(source)
@@ -205,7 +210,7 @@ def test_tests_depend_only_on_their_function_and_mistake_catalogue(assignment_id
         got = lost(notebook)
         if got != others:
             failures.append(f"only {function} answered: lost {sorted(got)}, expected all tests but its own")
-    for m in MISTAKES[assignment_id]:
+    for m in mistakes:
         got = lost(plant(source, m), tests={gid for gid, f in owner.items() if f == m.cell})
         if got != m.loses:
             failures.append(f"{m.name}: lost {sorted(got)}, expected {sorted(m.loses)}")

@@ -72,9 +72,10 @@ def index_of(notebook, grade_id):
     return found[0]
 
 
-def solved(release):
-    """The release with every solution cell answered (the source's solution, no markers)."""
-    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source_notebook().cells
+def solved(release, source=None):
+    """The release with every solution cell answered by `source`'s solution (default: the
+    project's ps1 source), without the solution markers."""
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in (source or source_notebook()).cells
                if c.metadata.get("nbgrader", {}).get("solution")}
     notebook = copy(release)
     for cell in notebook.cells:

@@ -30,7 +30,7 @@ import pytest
 
 from normlab_tools.cli import main as normlab_main
 from normlab_tools.grading import course, gradebook, students
-from test_grading import FULL, TIMEOUT, copy, edit
+from test_grading import FULL, TIMEOUT, copy, edit, solved
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTIAL = FULL - 3  # the square root in curvature and a wrong letter for q_identity
@@ -63,20 +63,6 @@ def notebooks(course_dir: Path) -> dict:
     return {name: nbformat.writes(nb) for name, nb in [("correct", correct), ("partial", partial),
                                                        ("one_wrong", one_wrong), ("blank", copy(release)),
                                                        ("wrong", wrong)]}
-
-
-def solved(release, source):
-    """The release with every solution cell answered by the source's solution (as
-    test_grading.solved, from the course's own source)."""
-    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
-               if c.metadata.get("nbgrader", {}).get("solution")}
-    notebook = copy(release)
-    for cell in notebook.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in answers:
-            cell.source = "\n".join(line for line in answers[gid].splitlines()
-                                    if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
-    return notebook
 
 
 def write_zip(path: Path, files: dict, links: dict = ()) -> Path:
