@@ -299,3 +299,22 @@ def test_a_build_of_the_real_lectures_after_they_ran_runs_none_of_them(executed_
     assert {row.name: row.status for row in rows} == {f"course/{source.stem}": "cached" for source in LECTURES}
     # digests, not bytes: pytest's diff of two executed notebooks runs for hours
     assert {path.name: execution_cache.file_digest(path) for path in (out / "course").glob("*.ipynb")} == before
+
+
+def test_workers_that_die_at_once_get_a_row_each_and_the_rest_still_runs(tmp_path):
+    """Two build processes killed together (os._exit in both): each task gets the row
+    'the build process running it died', and the task after them runs in a new pool."""
+    import functools
+
+    def step(options):
+        return [build.Task("dies/a", functools.partial(os._exit, 3), cost=2.0),
+                build.Task("dies/b", functools.partial(os._exit, 3), cost=2.0),
+                build.Task("after/c", functools.partial(print, end=""), after=("dies/a", "dies/b"))]
+
+    (tmp_path / "course").mkdir()
+    rows = build.run_build(BuildOptions(root=tmp_path, out=tmp_path / "out", jobs=2, execute=False), steps=[step],
+                           progress=False)
+
+    assert {row.name: row.error for row in rows} == {"dies/a": "the build process running it died",
+                                                     "dies/b": "the build process running it died",
+                                                     "after/c": None}

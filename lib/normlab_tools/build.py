@@ -513,7 +513,9 @@ def _run_in_processes(tasks: list[Task], names: set[str], jobs: int, results: di
                 continue
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                task = running.pop(future)
+                task = running.pop(future, None)
+                if task is None:  # already recorded when an earlier future of `done` found the pool broken
+                    continue
                 try:
                     results[task.name] = future.result()
                 except BrokenProcessPool:  # the worker died (killed, out of memory): a new pool for the rest
