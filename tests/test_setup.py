@@ -40,3 +40,17 @@ def test_ci_runs_make_test_and_the_readme_shows_both_commands():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make course" in readme and "make test" in readme
+
+
+def test_constraints_pin_every_dependency_at_the_version_installed_here():
+    """tools/constraints.txt (what tools/venv.sh installs with) names an exact version for
+    each dependency of pyproject.toml, and it is the version this venv runs: a dependency
+    added without re-freezing, or a venv that drifted, fails here."""
+    from importlib.metadata import version
+
+    pins = dict(line.split("==") for line in (ROOT / "tools" / "constraints.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    missing = pyproject_dependencies() - set(pins)
+    assert not missing, f"not pinned in tools/constraints.txt: {sorted(missing)} (run tools/freeze_constraints.py)"
+    drifted = {name: (pin, version(name)) for name, pin in pins.items() if version(name) != pin}
+    assert not drifted, f"installed versions differ from the pins (pin, installed): {drifted}"
