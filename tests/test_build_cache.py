@@ -318,3 +318,24 @@ def test_workers_that_die_at_once_get_a_row_each_and_the_rest_still_runs(tmp_pat
     assert {row.name: row.error for row in rows} == {"dies/a": "the build process running it died",
                                                      "dies/b": "the build process running it died",
                                                      "after/c": None}
+
+
+def test_writers_at_once_keep_every_record(tmp_path):
+    """Eight threads storing different executed notebooks into one cache at once (as the
+    test suite's lecture fixture and `-j` builds do): every notebook is found afterwards and
+    no store fails (jupyter-cache's truncation used to delete a record another writer had just
+    added, before its file existed: 'Notebook file does not exist for cache record')."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = execution_cache.open_cache(tmp_path)
+
+    def notebook(i):
+        cell = nbformat.v4.new_code_cell(f"x = {i}", execution_count=1,
+                                         outputs=[nbformat.v4.new_output("stream", text=f"{i}\n")])
+        return nbformat.v4.new_notebook(cells=[cell], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: cache.store(notebook(i), uri=f"nb{i}"), range(80)))
+
+    missing = [i for i in range(80) if cache.executed(notebook(i)) is None]
+    assert not missing, f"stored but not found: {missing}"

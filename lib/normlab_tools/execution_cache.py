@@ -65,8 +65,19 @@ def cache_class():
             return merged
 
         def store(self, notebook: nbformat.NotebookNode, uri: str) -> None:
-            """Keep a notebook that ran to the end (with INPUTS_KEY in its metadata)."""
-            self.cache_notebook_bundle(CacheBundleIn(notebook, uri), check_validity=False, overwrite=True)
+            """Keep a notebook that ran to the end (with INPUTS_KEY in its metadata).
+
+            One writer at a time, threads and build processes alike (a file lock): after each
+            write jupyter-cache truncates the cache by reading its table twice, and a record
+            another writer adds between the two reads is deleted before its file exists."""
+            import fcntl
+
+            with open(Path(self.path) / "store.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    self.cache_notebook_bundle(CacheBundleIn(notebook, uri), check_validity=False, overwrite=True)
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
 
     return ExecutionCache
 
