@@ -228,7 +228,7 @@ def test_a_new_dependency_version_runs_every_notebook(project, tmp_path):
 
     def cli_statuses():
         result = subprocess.run([sys.executable, "-m", "normlab_tools", "build", "--root", str(project), "-j", "1"],
-                                capture_output=True, text=True, env=env, timeout=300)
+                                capture_output=True, text=True, env=env, timeout=900)
         return {line.split()[0]: line.split()[2] for line in result.stdout.splitlines()[1:]
                 if line.startswith("course/")} or result.stdout + result.stderr
 
@@ -258,7 +258,7 @@ def test_j2_runs_notebooks_at_once_and_a_failure_stops_nothing(tmp_path):
     (root / "course" / "03_bad.py").write_text(LECTURES["03_plain.py"].replace("6 * 7", "1 / 0"))
 
     result = subprocess.run([sys.executable, "-m", "normlab_tools", "build", "--root", str(root), "-j", "2"],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=900)
 
     assert result.returncode == 1
     lines = result.stdout.splitlines()
