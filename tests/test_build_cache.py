@@ -220,10 +220,10 @@ def test_the_imports_are_followed_through_the_library(project):
 
 
 def test_a_new_dependency_version_runs_every_notebook(project, tmp_path):
-    build_lectures(project)
+    """Every build here is a fresh `normlab build` process, as a user runs it (the digest of
+    the versions is computed once per process: this test process has imported much else)."""
     site = tmp_path / "site-packages"  # first on the path: another version of tqdm, a dependency
-    (site / "tqdm-99.0.dist-info").mkdir(parents=True)
-    (site / "tqdm-99.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: tqdm\nVersion: 99.0\n")
+    site.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(project / "lib")])}
 
     def cli_statuses():
@@ -232,6 +232,9 @@ def test_a_new_dependency_version_runs_every_notebook(project, tmp_path):
         return {line.split()[0]: line.split()[2] for line in result.stdout.splitlines()[1:]
                 if line.startswith("course/")} or result.stdout + result.stderr
 
+    assert cli_statuses() == {name: "ok" for name in COURSE}
+    (site / "tqdm-99.0.dist-info").mkdir()
+    (site / "tqdm-99.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: tqdm\nVersion: 99.0\n")
     assert cli_statuses() == {name: "ok" for name in COURSE}
 
     # a distribution the project does not need (tqdm back to the installed version) changes nothing
