@@ -342,3 +342,48 @@ def test_writers_at_once_keep_every_record(tmp_path):
 
     missing = [i for i in range(80) if cache.executed(notebook(i)) is None]
     assert not missing, f"stored but not found: {missing}"
+
+
+def test_threads_reading_notebooks_inputs_at_once_all_succeed(tmp_path):
+    """Two threads at different stack depths working out notebooks' inputs at once (the
+    suite's lecture fixture does): CPython 3.11's ast.parse counts its recursion per
+    interpreter, so unguarded parses raised 'AST constructor recursion depth mismatch'.
+    Objects whose finalizers release the GIL make the threads switch mid-parse, as the
+    kernels' clients do during a real build."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from support import ROOT
+
+    modules = sorted((ROOT / "lib" / "normlab").rglob("*.py"))  # code to parse, run where it finds no data
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(path.read_text()) for path in modules])
+    (tmp_path / "nb.py").write_text("")
+
+    class SwitchesThreads:
+        def __init__(self):
+            self.cycle = self  # collected by the garbage collector, at any allocation
+
+        def __del__(self):
+            time.sleep(0)
+
+    def inputs(depth):
+        if depth:
+            return inputs(depth - 1)
+        for _ in range(3):
+            for _ in range(200):
+                SwitchesThreads()
+            execution_cache.with_inputs(notebook, tmp_path / "nb.py", tmp_path, tmp_path)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(inputs, [0, 4, 0, 4]))  # raises the SystemError if any parse failed
+
+
+def test_separators_and_system_files_are_not_data(tmp_path):
+    """'/'.join(...) once named the whole file system as data (every build hashed 2000 files
+    from /); /proc, /sys and /dev entries are the system's state (/proc/self/pagemap never
+    ends). A real data file next to them still counts."""
+    (tmp_path / "table.csv").write_text("a,b\n")
+    code = 'import os\nos.sep == "/"\n"./".join(["a"])\nopen("/proc/self/status")\nopen("/dev/zero")\nopen("table.csv")\n'
+    tree = execution_cache._parse(code)
+
+    assert execution_cache.data_files(tree, [tmp_path]) == {(tmp_path / "table.csv").resolve()}

@@ -11,8 +11,8 @@ everything else the outputs depend on, so a change to any of them is a new key:
   a cell that does not parse counts as importing the whole library;
 - the data it reads: every string constant of its code that names an existing file
   (absolute, or relative to the folder it runs in, its source's folder or the project;
-  a name with a '.' or a '/'), or a folder when the string has a '/' (every file in it); the scikit-learn data sets
-  ship inside scikit-learn, so its version covers them;
+  a name with a '.' or a '/'), or a folder when the string has a '/' (its first DATA_FILE_LIMIT files); never
+  /proc, /sys or /dev; the scikit-learn data sets ship inside scikit-learn, so its version covers them;
 - the folder it runs in (its outputs may print or read relative paths);
 - the dependency versions: the name and version of every distribution the project needs
   (pyproject's dependencies, followed through their own requirements), and Python's.
@@ -32,6 +32,7 @@ import importlib.util
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 
 import nbformat
@@ -40,6 +41,7 @@ INPUTS_KEY = "normlab_execution_inputs"  # notebook metadata, hashed with the co
 FILES_KEY = "normlab_input_files"        # notebook metadata, not hashed: input files by absolute path
 CACHE_FOLDER = ".jupyter_cache"          # under the build's output folder
 DATA_FILE_LIMIT = 2000                   # files hashed per folder a notebook names
+SYSTEM_FOLDERS = (Path("/proc"), Path("/sys"), Path("/dev"))  # their files are the system's state, not data
 
 
 @functools.cache
@@ -107,7 +109,13 @@ def with_inputs(notebook: nbformat.NotebookNode, source: Path, run_dir: Path, ro
     data = sorted(path for path in {path for tree in trees if tree is not None for path in data_files(tree, bases)}
                   if path not in files and not any(path.is_relative_to(home) for home in homes))
     run_dir = Path(run_dir).resolve()
-    digests = {path: file_digest(path) for path in [*files, *data]}
+    digests = {path: file_digest(path) for path in files}
+    for path in data:
+        try:
+            digests[path] = file_digest(path)
+        except OSError:  # named but unreadable (a /proc or /sys entry, no permission): not data it reads
+            continue
+    data = [path for path in data if path in digests]
     notebook.metadata[INPUTS_KEY] = {
         "runs_in": run_dir.relative_to(Path(root).resolve()).as_posix() if run_dir.is_relative_to(
             Path(root).resolve()) else str(run_dir),
@@ -234,7 +242,7 @@ def data_files(tree: ast.AST, bases: list[Path]) -> set[Path]:
         text = node.value
         # a file name has a '.' or a '/' (a name without either, like 'relu', is not looked up)
         if ("." not in text and "/" not in text) or len(text) > 1024 or "\n" in text or "\0" in text \
-                or text.strip() in {"", ".", ".."}:
+                or not text.strip().strip("/."):  # "/", "./", "..": a separator or the folder itself
             continue
         for base in [Path("/")] if os.path.isabs(text) else bases:
             candidate = os.path.join(base, text)
@@ -243,25 +251,44 @@ def data_files(tree: ast.AST, bases: list[Path]) -> set[Path]:
                     found.add(Path(candidate).resolve())
                 elif "/" in text and os.path.isdir(candidate) and Path(candidate).resolve() not in {
                         b.resolve() for b in bases}:
-                    found.update(sorted(p.resolve() for p in Path(candidate).rglob("*") if p.is_file())
-                                 [:DATA_FILE_LIMIT])
+                    found.update(_first_files(Path(candidate), DATA_FILE_LIMIT))
             except OSError:  # a name too long or unreadable: not a file it reads
                 continue
-    return found
+    return {path for path in found if not any(path.is_relative_to(system) for system in SYSTEM_FOLDERS)}
+
+
+_PARSING = threading.Lock()  # CPython 3.11's ast.parse keeps its recursion depth per interpreter, not per
+# thread: two threads parsing at once at different stack depths raise "SystemError: AST constructor recursion
+# depth mismatch" (python/cpython#106905; the suite's lecture fixture builds in two threads)
+
+
+def _first_files(folder: Path, limit: int) -> list[Path]:
+    """The first `limit` files under `folder` in sorted walk order: a folder like /usr is not listed whole."""
+    files = []
+    for directory, subdirectories, names in os.walk(folder):
+        subdirectories.sort()
+        for name in sorted(names):
+            path = Path(directory, name)
+            if path.is_file():
+                files.append(path.resolve())
+                if len(files) == limit:
+                    return files
+    return files
 
 
 def _parse(code: str) -> ast.AST | None:
     """The AST of a cell or module; IPython magics become plain calls first. None: no parse."""
-    try:
-        return ast.parse(code)
-    except SyntaxError:
-        pass
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
+    with _PARSING:
+        try:
+            return ast.parse(code)
+        except SyntaxError:
+            pass
+        try:
+            from IPython.core.inputtransformer2 import TransformerManager
 
-        return ast.parse(TransformerManager().transform_cell(code))
-    except SyntaxError:
-        return None
+            return ast.parse(TransformerManager().transform_cell(code))
+        except SyntaxError:
+            return None
 
 
 def file_digest(path: Path) -> str:
