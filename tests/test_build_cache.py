@@ -387,3 +387,28 @@ def test_separators_and_system_files_are_not_data(tmp_path):
     tree = execution_cache._parse(code)
 
     assert execution_cache.data_files(tree, [tmp_path]) == {(tmp_path / "table.csv").resolve()}
+
+
+def test_a_notebook_stored_again_is_never_missing_for_a_reader(tmp_path):
+    """Two notebooks with the same code (a -j build of two copies) overwrite one record:
+    jupyter-cache deletes it, then inserts it again. A reader in between saw a miss (the
+    build wrote None in CI: "'NoneType' object has no attribute 'metadata'")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = execution_cache.open_cache(tmp_path)
+    cell = nbformat.v4.new_code_cell("x = 1", execution_count=1,
+                                     outputs=[nbformat.v4.new_output("stream", text="1\n")])
+    notebook = nbformat.v4.new_notebook(cells=[cell], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    assert cache.store(notebook, uri="first") is not None
+
+    def store(i):
+        return cache.store(notebook, uri=f"copy{i}")
+
+    def read(i):
+        return cache.executed(notebook)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda i: (store if i % 2 else read)(i), range(120)))
+
+    assert sum(result is None for result in results) == 0
+    assert [cell.outputs[0].text for cell in cache.executed(notebook).cells] == ["1\n"]

@@ -320,8 +320,7 @@ def executed_notebook(source: Path, target: Path, options: BuildOptions, force: 
             return True, stamp["error"]
     seconds, error = execute(notebook, source, run_dir, options.timeout)
     if error is None:
-        cache.store(notebook, uri=str(source))
-        notebook = cache.executed(notebook)
+        notebook = cache.store(notebook, uri=str(source))
     notebook.metadata.pop(execution_cache.INPUTS_KEY, None)
     notebook.metadata.pop(execution_cache.FILES_KEY, None)
     write_if_changed(target, nbformat.writes(notebook))

@@ -25,6 +25,7 @@ Contents, never modification times: a `touch` re-runs nothing, a revert hits the
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
@@ -48,6 +49,8 @@ SYSTEM_FOLDERS = (Path("/proc"), Path("/sys"), Path("/dev"))  # their files are 
 def cache_class():
     """ExecutionCache: jupyter-cache keyed on the code cells, the kernelspec and INPUTS_KEY
     (no cell metadata). Made on first use: a build with nothing to do never imports it."""
+    import fcntl
+
     from jupyter_cache.base import CacheBundleIn
     from jupyter_cache.cache.main import JupyterCacheBase
 
@@ -58,6 +61,23 @@ def cache_class():
         def executed(self, notebook: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
             """`notebook` with the outputs of its cached execution merged in, or None (a miss).
             Its markdown and cell metadata are the current ones; INPUTS_KEY is dropped."""
+            with self._locked(fcntl.LOCK_SH):
+                return self._merged(notebook)
+
+        def store(self, notebook: nbformat.NotebookNode, uri: str) -> nbformat.NotebookNode:
+            """Keep a notebook that ran to the end (with INPUTS_KEY in its metadata); returns
+            it as `executed` will from now on.
+
+            One writer at a time, and no reader while one writes (a file lock, threads and build
+            processes alike): after each write jupyter-cache truncates the cache by reading its
+            table twice, so a record another writer added in between was deleted before its file
+            existed; and two notebooks with the same code overwrite one record, which another
+            process read as missing between the delete and the insert."""
+            with self._locked(fcntl.LOCK_EX):
+                self.cache_notebook_bundle(CacheBundleIn(notebook, uri), check_validity=False, overwrite=True)
+                return self._merged(notebook)
+
+        def _merged(self, notebook):
             try:
                 _, merged = self.merge_match_into_notebook(notebook, cell_meta=())
             except KeyError:
@@ -66,18 +86,12 @@ def cache_class():
             merged.metadata.pop(FILES_KEY, None)
             return merged
 
-        def store(self, notebook: nbformat.NotebookNode, uri: str) -> None:
-            """Keep a notebook that ran to the end (with INPUTS_KEY in its metadata).
-
-            One writer at a time, threads and build processes alike (a file lock): after each
-            write jupyter-cache truncates the cache by reading its table twice, and a record
-            another writer adds between the two reads is deleted before its file exists."""
-            import fcntl
-
-            with open(Path(self.path) / "store.lock", "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+        @contextlib.contextmanager
+        def _locked(self, kind):
+            with open(Path(self.path) / "store.lock", "a") as lock:  # flock: one per open file, so per thread too
+                fcntl.flock(lock, kind)
                 try:
-                    self.cache_notebook_bundle(CacheBundleIn(notebook, uri), check_validity=False, overwrite=True)
+                    yield
                 finally:
                     fcntl.flock(lock, fcntl.LOCK_UN)
 
