@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: course test test-fast venv chromium slides-assets bubblewrap clean
+.PHONY: course test test-fast venv chromium slides-assets bubblewrap postgresql clean
 
 venv:
 	@tools/venv.sh "$(PYTHON)" "$(VENV)"
@@ -15,7 +15,7 @@ course: venv slides-assets
 	$(BIN)/normlab build
 
 ## make test: run the whole test suite (CI runs exactly this)
-test: venv chromium slides-assets bubblewrap
+test: venv chromium slides-assets bubblewrap postgresql
 	$(BIN)/python -m pytest
 
 ## make test-fast: skip the slow end-to-end tests (developers, locally)
@@ -36,6 +36,11 @@ chromium:
 ## (tests/test_grading.py), when missing
 bubblewrap:
 	@command -v bwrap >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y bubblewrap; }
+
+## Debian's PostgreSQL server binaries, for the shared-gradebook tests (the tests start a
+## private server on a Unix socket and stop it; nothing is started here)
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql; }
 
 clean:
 	rm -rf build .pytest_cache

@@ -20,8 +20,8 @@ def conda_dependencies():
     names = set()
     text = (ROOT / "environment.yml").read_text()
     for line in text.split("\ndependencies:\n", 1)[1].splitlines():
-        match = re.match(r"^  - ([A-Za-z0-9_.-]+)", line)
-        if match and match.group(1) not in {"python", "pip"}:
+        match = re.match(r"^  - ([A-Za-z0-9_.-]+)", line) or re.match(r"^      - ([A-Za-z0-9_.-]+)", line)  # or pip's
+        if match and match.group(1) not in {"python", "pip", "-e"}:
             names.add(CONDA_NAMES.get(match.group(1).lower(), match.group(1).lower()))
     return names
 
