@@ -216,12 +216,12 @@ def _report(assignment_id: str, path: Path, result: dict, job_dir: Path, noteboo
 
     from normlab_tools.assignments import COURSE_ID
     from normlab_tools.grading import report, verdicts
-    from normlab_tools.grading.course import db_url
+    from normlab_tools.grading.course import scratch_db_url
 
     checked = CheckReport(assignment_id, path)
     if not result.get("ok"):
         raise UserError(f"the grader could not run {path}: {result.get('error') or 'nbgrader failed'}")
-    with Gradebook(db_url(job_dir), course_id=COURSE_ID) as gradebook:
+    with Gradebook(scratch_db_url(job_dir), course_id=COURSE_ID) as gradebook:
         submission = gradebook.find_submission(assignment_id, STUDENT)
         grades = {g.name: g for nb in submission.notebooks for g in nb.grades}
         scores = {name: float(g.score or 0.0) for name, g in grades.items()}

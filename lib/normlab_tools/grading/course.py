@@ -59,7 +59,14 @@ def course_timeout(course_dir: Path) -> int:
 
 
 def db_url(course_dir: Path) -> str:
+    """The course's gradebook."""
     return f"sqlite:///{course_dir / 'gradebook.db'}"
+
+
+def scratch_db_url(folder: Path) -> str:
+    """A gradebook private to one job or template folder: always SQLite in `folder`,
+    whatever the course's gradebook is (the parent copies its rows into that one)."""
+    return f"sqlite:///{Path(folder) / 'gradebook.db'}"
 
 
 def make_template(course_dir: Path, template: Path, assignment: str) -> None:
@@ -80,7 +87,7 @@ def make_template(course_dir: Path, template: Path, assignment: str) -> None:
     with contextlib.closing(sqlite3.connect(course_dir / "gradebook.db")) as source, \
             contextlib.closing(sqlite3.connect(template / "gradebook.db")) as copy:
         source.backup(copy)
-    with Gradebook(db_url(template), course_id=COURSE_ID) as gradebook:
+    with Gradebook(scratch_db_url(template), course_id=COURSE_ID) as gradebook:
         for model in (Grade, Comment, SubmittedNotebook, SubmittedAssignment):
             gradebook.db.query(model).delete()
         gradebook.db.commit()

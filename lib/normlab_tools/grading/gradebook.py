@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from normlab_tools.grading.course import db_url
+from normlab_tools.grading.course import db_url, scratch_db_url
 
 
 def merge_into_gradebook(course_dir: Path, job_dir: Path, assignment: str, student: str) -> None:
@@ -17,7 +17,7 @@ def merge_into_gradebook(course_dir: Path, job_dir: Path, assignment: str, stude
 
     from normlab_tools.assignments import COURSE_ID
 
-    with Gradebook(db_url(job_dir), course_id=COURSE_ID) as job:
+    with Gradebook(scratch_db_url(job_dir), course_id=COURSE_ID) as job:
         submitted = job.find_submission(assignment, student)
         timestamp = submitted.timestamp
         grades = {(nb.name, g.name): (g.auto_score, g.needs_manual_grade)

@@ -229,10 +229,12 @@ def _api(job_dir: Path, config: WorkerConfig):
     from nbgrader.apps import NbGraderAPI
 
     from normlab_tools.assignments import load_course_config, scripts_on_path
+    from normlab_tools.grading.course import scratch_db_url
 
     scripts_on_path()
     course = load_course_config(job_dir)
     course.CourseDirectory.course_id = config.course_id
+    course.CourseDirectory.db_url = scratch_db_url(job_dir)  # never the course's (it may be a shared server)
     course.Autograde.sanitize_preprocessors = SANITIZE_PREPROCESSORS
     course.Autograde.autograde_preprocessors = AUTOGRADE_PREPROCESSORS
     for section in ("Execute", "SandboxedExecute"):
