@@ -14,7 +14,10 @@ run never leaves a half-written file.
 Each run trains with `normlab.train.fit` (the thesis' training strategy) on one torch
 thread, and additionally evaluates the test set after every epoch, so that the result
 can be read at the epoch of best validation accuracy. Pending runs go to a pool of
-worker processes (forked on Linux, one torch thread each) or run in this process.
+worker processes (forked on Linux, one torch thread each), run in this process, or go to
+an ``executor`` the caller gives (any `concurrent.futures.Executor`, e.g. a Dask
+cluster's): its workers return each record as data and this process writes the file, so
+they need no access to the runs folder.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import as_completed
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -435,12 +439,15 @@ def _cost(job: Job) -> float:
     return c["epochs"] * steps * (4 if c["model"] == "cnn" else 1) * len(c.get("arms") or [0])
 
 
-def run_jobs(jobs, runs_dir, workers=None, progress=True, data_root=None) -> tuple[int, int]:
+def run_jobs(jobs, runs_dir, workers=None, progress=True, data_root=None, executor=None) -> tuple[int, int]:
     """Train every job whose file is missing; return ``(trained, reused)`` run counts.
 
     Jobs with the same key are trained once; the longest start first (so that no long
     run is left alone at the end). ``workers``: processes (default: 2 when there are at least 4 runs to do, else 1;
-    never more than the CPU count); 1 trains in this process.
+    never more than the CPU count); 1 trains in this process. ``executor``: a
+    `concurrent.futures.Executor` to train on instead (``workers`` is then not used):
+    each run is ``train_one(config, data_root)`` there, so ``data_root`` must name the
+    same folder on its workers; the records come back as data and are written here.
     """
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -456,7 +463,9 @@ def run_jobs(jobs, runs_dir, workers=None, progress=True, data_root=None) -> tup
     bar = tqdm(total=len(pending), desc="experiments", unit="run", disable=not progress or not pending)
     args = [(job.config, str(runs_dir), data_root) for job in pending]
     try:
-        if workers == 1:  # in this process; train_one pins one torch thread itself
+        if executor is not None:
+            _train_on(executor, pending, runs_dir, data_root, bar)
+        elif workers == 1:  # in this process; train_one pins one torch thread itself
             for job, arg in zip(pending, args):
                 _run_and_save(arg)
                 bar.set_postfix_str(job.label, refresh=False)
@@ -483,6 +492,26 @@ def run_jobs(jobs, runs_dir, workers=None, progress=True, data_root=None) -> tup
     finally:
         bar.close()
     return len(pending), reused
+
+
+def _train_on(executor, pending, runs_dir, data_root, bar) -> None:
+    """Submit ``train_one`` for every pending job to ``executor`` (longest first) and write
+    each record into ``runs_dir`` as it comes back. If one fails or the caller is
+    interrupted, the runs not yet started are cancelled; the finished ones stay written."""
+    futures = {executor.submit(train_one, job.config, data_root): job for job in pending}
+    try:
+        for future in as_completed(futures):
+            record, job = future.result(), futures[future]
+            if record["key"] != job.key:
+                raise RuntimeError(f"a worker gave {job.label} the key {record['key']} instead of {job.key}: "
+                                   "its normlab (runner.VERSION) is not this one")
+            write_json_atomic(run_path(runs_dir, job.key), record)
+            bar.set_postfix_str(job.label, refresh=False)
+            bar.update()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
 
 
 def with_overrides(settings: Settings, seeds=None, overrides=None) -> Settings:

@@ -408,7 +408,7 @@ def _jsonable(obj):
 
 
 def run_scoreboard(conditions=None, seeds=None, out=None, quick=True, progress=True, workers=None,
-                   data_root=None, overrides=None, plots=True) -> Scoreboard:
+                   data_root=None, overrides=None, plots=True, executor=None) -> Scoreboard:
     """Run (or reuse) every run of ``conditions`` and return the `Scoreboard`.
 
     ``conditions``: names from `CONDITIONS` or `Condition` objects (default: all).
@@ -421,7 +421,10 @@ def run_scoreboard(conditions=None, seeds=None, out=None, quick=True, progress=T
     ``plots``, curves/*.png. Finished runs found in ``out/runs`` are not recomputed.
     ``workers``: processes (default 2 when there are 4+ runs to do; 1 = this process),
     forked on Linux, so scripts and notebooks need no ``__main__`` guard (elsewhere
-    spawned: there a script needs ``if __name__ == "__main__":``).
+    spawned: there a script needs ``if __name__ == "__main__":``). ``executor``: any
+    `concurrent.futures.Executor` to train the runs on instead of ``workers``, e.g. a
+    Dask cluster's ``client.get_executor()``; the records, and so every number, are the
+    same as trained here (see `runner.run_jobs`).
     """
     settings = runner.QUICK if quick else runner.FULL
     if not quick:
@@ -434,7 +437,8 @@ def run_scoreboard(conditions=None, seeds=None, out=None, quick=True, progress=T
     jobs = runner.plan(selected, settings)
     load_start = _load()
     start = time.perf_counter()
-    trained, reused = runner.run_jobs(jobs, out / "runs", workers=workers, progress=progress, data_root=data_root)
+    trained, reused = runner.run_jobs(jobs, out / "runs", workers=workers, progress=progress, data_root=data_root,
+                                      executor=executor)
     elapsed = time.perf_counter() - start
     records = {job.key: runner.load_record(out / "runs", job.key) for job in jobs}
     board = aggregate(jobs, records, settings, selected)

@@ -24,14 +24,29 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR",
                         help="output folder (default build/experiments/quick or build/experiments/full)")
     parser.add_argument("--data-root", metavar="DIR", help="folder holding MNIST/ or cifar-10-batches-py/ (--full)")
-    parser.add_argument("--workers", type=positive_int, metavar="N",
-                        help="worker processes, one torch thread each (default 2 when there are 4+ runs to do)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=positive_int, metavar="N",
+                       help="worker processes, one torch thread each (default 2 when there are 4+ runs to do)")
+    where.add_argument("--scheduler", type=scheduler_address, metavar="ADDRESS",
+                       help="train the runs on the Dask cluster whose scheduler is at ADDRESS (tcp://host:port), "
+                       "or with local:N on N worker processes here; every number is the same as trained locally. "
+                       "The smoothness probes run in this process")
     parser.add_argument("--epochs", type=positive_int, metavar="N", help="override the maximum epochs of every run")
     parser.add_argument("--train-limit", type=positive_int, metavar="N",
                         help="train on only the first N training samples (quick looks, tests)")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG figures")
     parser.add_argument("--list", action="store_true", help="list the conditions and their claims, then exit")
     parser.set_defaults(handler=run)
+
+
+def scheduler_address(text: str) -> str:
+    """A Dask scheduler's address as given, or ``local:N`` with N a whole number > 0."""
+    count = text.removeprefix("local:")
+    if text.startswith("local:") and not (count.isdigit() and int(count) > 0):
+        raise argparse.ArgumentTypeError(f"expected local:N with N worker processes > 0, got {text!r}")
+    if ":" not in text:
+        raise argparse.ArgumentTypeError(f"expected a scheduler address like tcp://host:8786 or local:N, got {text!r}")
+    return text
 
 
 def run(args) -> int:
