@@ -30,12 +30,12 @@ def run(args) -> int:
 
     from traitlets.config import Config
 
-    from normlab_tools.assignments import COURSE_ID
     from normlab_tools.errors import UserError
     from normlab_tools.grading import course, export
 
     course_dir = Path(args.course_dir).resolve()
-    if not (course_dir / "gradebook.db").is_file():
+    url = course.db_url(course_dir)
+    if not course.on_server(url) and not course.sqlite_path(url).is_file():
         raise UserError(f"no gradebook in {course_dir}: pass the course's --course-dir")
     if args.to in ("canvas", "gradescope") and not args.roster:
         raise UserError(f"--to {args.to} needs --roster FILE, the roster CSV exported from the LMS")
@@ -47,9 +47,7 @@ def run(args) -> int:
     config.NormlabExportPlugin.roster = args.roster or ""
     config.CanvasExportPlugin.column = args.column
     course.quiet_nbgrader()
-    from nbgrader.api import Gradebook
-
-    with Gradebook(course.db_url(course_dir), course_id=COURSE_ID) as gradebook:
+    with course.course_gradebook(course_dir) as gradebook:
         export.EXPORTERS[args.to](config=config).export(gradebook)
     print(f"wrote {out}")
     if args.to == "canvas":

@@ -3,7 +3,12 @@
 `prepare_course` makes sure the course can grade the assignment (its source notebooks,
 nbgrader_config.py, the assignment in the gradebook), built from the project's
 assignments/ when missing; `make_template` is the gradebook every job starts from;
-`settings_key` fingerprints the grading settings; `course_lock` keeps two runs apart.
+`settings_key` fingerprints the grading settings; `grading_lock` keeps two runs of one
+assignment apart (and, with a SQLite gradebook, two runs of one course).
+
+The course's gradebook is nbgrader's ``c.CourseDirectory.db_url`` of the course's
+nbgrader_config.py (`db_url`): by default ``COURSE/gradebook.db`` (SQLite), or a
+PostgreSQL server several graders share (`course_gradebook` opens it).
 """
 
 from __future__ import annotations
@@ -18,7 +23,15 @@ from normlab_tools.errors import UserError
 
 
 def prepare_course(course_dir: Path, assignment: str) -> list[str]:
-    """Make sure `course_dir` can grade `assignment`; return its notebook names."""
+    """Make sure `course_dir` can grade `assignment`; return its notebook names. One
+    process at a time per course (`course_step`): two runs may create the gradebook."""
+    with course_step(course_dir):
+        return _prepare_course(course_dir, assignment)
+
+
+def _prepare_course(course_dir: Path, assignment: str) -> list[str]:
+    from nbgrader.api import MissingEntry
+
     from normlab_tools import assignments
 
     source = course_dir / "source" / assignment
@@ -34,9 +47,7 @@ def prepare_course(course_dir: Path, assignment: str) -> list[str]:
         if not project_config.is_file():
             raise UserError(f"{config} is missing")
         shutil.copy2(project_config, config)
-    from nbgrader.api import Gradebook, MissingEntry
-
-    with Gradebook(db_url(course_dir), course_id=assignments.COURSE_ID) as gradebook:
+    with course_gradebook(course_dir) as gradebook:
         try:
             gradebook.find_assignment(assignment)
             known = True
@@ -59,8 +70,66 @@ def course_timeout(course_dir: Path) -> int:
 
 
 def db_url(course_dir: Path) -> str:
-    """The course's gradebook."""
-    return f"sqlite:///{course_dir / 'gradebook.db'}"
+    """The course's gradebook: ``c.CourseDirectory.db_url`` of its nbgrader_config.py,
+    else nbgrader's default, ``COURSE/gradebook.db``."""
+    from normlab_tools.assignments import load_course_config
+
+    configured = load_course_config(course_dir).CourseDirectory.get("db_url")
+    return str(configured) if configured else f"sqlite:///{Path(course_dir).resolve() / 'gradebook.db'}"
+
+
+def on_server(url: str) -> bool:
+    """Whether the gradebook at `url` is a database server (not a SQLite file)."""
+    return not url.startswith("sqlite:")
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a SQLite gradebook's `url`."""
+    from sqlalchemy.engine import make_url
+
+    return Path(make_url(url).database or "")
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be printed: its password masked."""
+    from urllib.parse import unquote
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return unquote(make_url(url).render_as_string(hide_password=True))
+    except ArgumentError:
+        return url.split("@", 1)[-1] if "@" in url else url
+
+
+def unreachable(course_dir: Path, url: str, error: Exception) -> UserError:
+    """The UserError of a course gradebook that cannot be opened."""
+    cause = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return UserError(f"cannot open the course's gradebook {shown_url(url)}: {cause[0] if cause else error}. "
+                     f"Start the database server or fix c.CourseDirectory.db_url in "
+                     f"{Path(course_dir) / 'nbgrader_config.py'}, then run the command again")
+
+
+@contextlib.contextmanager
+def course_gradebook(course_dir: Path):
+    """nbgrader's Gradebook on the course's gradebook (`db_url`); a UserError naming the
+    gradebook when it cannot be reached or fails."""
+    from nbgrader.api import Gradebook
+    from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+
+    from normlab_tools.assignments import COURSE_ID
+
+    url = db_url(course_dir)
+    try:
+        gradebook = Gradebook(url, course_id=COURSE_ID)
+    except (ArgumentError, DBAPIError, ImportError) as error:
+        raise unreachable(course_dir, url, error) from None
+    try:
+        with gradebook:
+            yield gradebook
+    except (OperationalError, InterfaceError) as error:  # the server went away
+        raise unreachable(course_dir, url, error) from None
 
 
 def scratch_db_url(folder: Path) -> str:
@@ -70,9 +139,11 @@ def scratch_db_url(folder: Path) -> str:
 
 
 def make_template(course_dir: Path, template: Path, assignment: str) -> None:
-    """A course directory with the course's gradebook minus every submission: what each
-    job's private course directory is copied from (the assignment's cells, checksums and
-    points are the course's own)."""
+    """A course directory with a SQLite gradebook holding the course's assignment and no
+    submission: what each job's private course directory is copied from (the
+    assignment's cells, checksums, points and kernelspec are the course's own). A SQLite
+    course gradebook is copied whole, minus its submissions; a server's assignment is
+    copied row by row (`_copy_assignment`)."""
     import sqlite3
 
     from nbgrader.api import Comment, Grade, Gradebook, SubmittedAssignment, SubmittedNotebook
@@ -84,7 +155,13 @@ def make_template(course_dir: Path, template: Path, assignment: str) -> None:
     (template / "source").mkdir(parents=True)
     shutil.copy2(course_dir / "nbgrader_config.py", template / "nbgrader_config.py")
     shutil.copytree(course_dir / "source" / assignment, template / "source" / assignment)
-    with contextlib.closing(sqlite3.connect(course_dir / "gradebook.db")) as source, \
+    url = db_url(course_dir)
+    if on_server(url):
+        with course_gradebook(course_dir) as course, \
+                Gradebook(scratch_db_url(template), course_id=COURSE_ID) as copy:
+            _copy_assignment(course, copy, assignment)
+        return
+    with contextlib.closing(sqlite3.connect(sqlite_path(url))) as source, \
             contextlib.closing(sqlite3.connect(template / "gradebook.db")) as copy:
         source.backup(copy)
     with Gradebook(scratch_db_url(template), course_id=COURSE_ID) as gradebook:
@@ -93,6 +170,27 @@ def make_template(course_dir: Path, template: Path, assignment: str) -> None:
         gradebook.db.commit()
     with contextlib.closing(sqlite3.connect(template / "gradebook.db")) as copy:
         copy.execute("VACUUM")  # every job copies this file
+
+
+def _copy_assignment(source, target, assignment: str) -> None:
+    """`assignment`'s rows (its notebooks and their cells, with every column) from one
+    nbgrader Gradebook into another."""
+    from sqlalchemy import inspect
+
+    def columns(row) -> dict:
+        keys = {c.key for c in inspect(type(row)).column_attrs} - {"id", "type", "notebook_id", "assignment_id",
+                                                                   "course_id"}
+        return {key: getattr(row, key) for key in keys - {"name"}}
+
+    record = source.find_assignment(assignment)
+    target.update_or_create_assignment(assignment, **columns(record))
+    for notebook in record.notebooks:
+        target.update_or_create_notebook(notebook.name, assignment, **columns(notebook))
+        for kind, cells in (("grade", notebook.grade_cells), ("solution", notebook.solution_cells),
+                            ("task", notebook.task_cells), ("source", notebook.source_cells)):
+            for cell in cells:
+                getattr(target, f"update_or_create_{kind}_cell")(cell.name, notebook.name, assignment,
+                                                                 **columns(cell))
 
 
 def grade_ids_in_order(course_dir: Path, assignment: str, notebooks: list[str]) -> list[tuple[str, str, float]]:
@@ -128,6 +226,55 @@ def settings_key(course_dir: Path, assignment: str, timeout: int, sandboxed: boo
 
 @contextlib.contextmanager
 def course_lock(path: Path):
+    """One `normlab grade` at a time on the course whose lock file is `path`
+    (COURSE/grading/.lock): a second is refused."""
+    with _file_lock(path, "another `normlab grade` is running on this course"):
+        yield
+
+
+@contextlib.contextmanager
+def grading_lock(course_dir: Path, assignment: str):
+    """One `normlab grade` at a time per assignment of the course, a second refused: a
+    lock file in COURSE/grading/psK/ and, on a PostgreSQL gradebook, a lock in the server
+    (graders on other machines share it). With a SQLite gradebook also one run per course
+    (`course_lock`): a file gradebook is one machine's, written by one run at a time."""
+    from normlab_tools.assignments import COURSE_ID
+
+    course_dir = Path(course_dir)
+    url = db_url(course_dir)
+    with contextlib.ExitStack() as held:
+        held.enter_context(_file_lock(course_dir / "grading" / assignment / ".lock",
+                                      f"another `normlab grade {assignment}` is running on this course"))
+        if not on_server(url):
+            held.enter_context(course_lock(course_dir / "grading" / ".lock"))
+        elif url.startswith("postgresql"):
+            held.enter_context(_server_lock(course_dir, url, f"normlab grade {COURSE_ID} {assignment}",
+                                            f"another `normlab grade {assignment}` is running on the course's "
+                                            f"gradebook {shown_url(url)} (from another course directory)"))
+        yield
+
+
+@contextlib.contextmanager
+def course_step(course_dir: Path):
+    """Wait for, then hold, the course-wide lock of the steps two runs of different
+    assignments must not interleave (creating the course and its gradebook)."""
+    import fcntl
+
+    from normlab_tools.assignments import COURSE_ID
+
+    path = Path(course_dir) / "grading" / ".step.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle, contextlib.ExitStack() as held:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        url = db_url(course_dir)
+        if url.startswith("postgresql"):
+            held.enter_context(_server_lock(course_dir, url, f"normlab course step {COURSE_ID}", wait=True))
+        yield
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, busy: str):
+    """An exclusive lock on the file `path`; UserError `busy` when another process has it."""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,8 +282,36 @@ def course_lock(path: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"another `normlab grade` is running on this course (lock: {path})") from None
+            raise UserError(f"{busy} (lock: {path}); wait for it to finish") from None
         yield
+
+
+@contextlib.contextmanager
+def _server_lock(course_dir: Path, url: str, name: str, busy: str = "", wait: bool = False):
+    """A PostgreSQL advisory lock named `name`, held by one connection for as long as
+    the block runs (the server drops it if this process dies); UserError `busy` when
+    another session holds it, unless `wait`."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    engine = None
+    try:
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        connection = engine.connect()
+    except (ArgumentError, DBAPIError, ImportError) as error:
+        if engine is not None:
+            engine.dispose()
+        raise unreachable(course_dir, url, error) from None
+    try:
+        if wait:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        elif not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():
+            raise UserError(f"{busy}; wait for it to finish")
+        yield
+    finally:
+        connection.close()  # ends the session, and its advisory locks with it
+        engine.dispose()
 
 
 def imported_modules(notebook) -> list[str]:

@@ -1,10 +1,22 @@
-"""The course's gradebook. Only the parent process writes it, one student per transaction."""
+"""The course's gradebook (`course.db_url`: SQLite, or a server several graders share).
+Only the parent process of a run writes it, one student per transaction."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from normlab_tools.grading.course import db_url, scratch_db_url
+from normlab_tools.grading.course import course_gradebook, db_url, on_server, scratch_db_url, sqlite_path
+
+
+def _student(gradebook, student: str) -> None:
+    """Make sure `student` is in the gradebook: the run grading another assignment of a
+    shared gradebook may add them at the same moment (one insert wins, the other finds it)."""
+    from nbgrader.api import InvalidEntry
+
+    try:
+        gradebook.update_or_create_student(student)
+    except InvalidEntry:
+        gradebook.find_student(student)
 
 
 def merge_into_gradebook(course_dir: Path, job_dir: Path, assignment: str, student: str) -> None:
@@ -24,8 +36,8 @@ def merge_into_gradebook(course_dir: Path, job_dir: Path, assignment: str, stude
                   for nb in submitted.notebooks for g in nb.grades}
         comments = {(nb.name, c.name): c.auto_comment for nb in submitted.notebooks for c in nb.comments}
         penalties = {nb.name: nb.late_submission_penalty for nb in submitted.notebooks}
-    with Gradebook(db_url(course_dir), course_id=COURSE_ID) as gradebook:
-        gradebook.update_or_create_student(student)
+    with course_gradebook(course_dir) as gradebook:
+        _student(gradebook, student)
         extra = {"timestamp": timestamp} if timestamp is not None else {}
         submission = gradebook.update_or_create_submission(assignment, student, **extra)
         for notebook in submission.notebooks:
@@ -40,12 +52,8 @@ def merge_into_gradebook(course_dir: Path, job_dir: Path, assignment: str, stude
 def record_zero(course_dir: Path, assignment: str, student: str) -> None:
     """A submission that could not be graded: every test scores 0 (as nbgrader does for
     a missing notebook), nothing left for manual grading."""
-    from nbgrader.api import Gradebook
-
-    from normlab_tools.assignments import COURSE_ID
-
-    with Gradebook(db_url(course_dir), course_id=COURSE_ID) as gradebook:
-        gradebook.update_or_create_student(student)
+    with course_gradebook(course_dir) as gradebook:
+        _student(gradebook, student)
         submission = gradebook.update_or_create_submission(assignment, student)
         for notebook in submission.notebooks:
             for grade in notebook.grades:
@@ -57,12 +65,10 @@ def record_zero(course_dir: Path, assignment: str, student: str) -> None:
 
 def read_scores(course_dir: Path, assignment: str, students: list[str]) -> dict:
     """student -> ({grade_id: score}, needs_manual_grade) from the course's gradebook."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    from normlab_tools.assignments import COURSE_ID
+    from nbgrader.api import MissingEntry
 
     scores = {}
-    with Gradebook(db_url(course_dir), course_id=COURSE_ID) as gradebook:
+    with course_gradebook(course_dir) as gradebook:
         for student in students:
             try:
                 submission = gradebook.find_submission(assignment, student)
@@ -76,11 +82,9 @@ def read_scores(course_dir: Path, assignment: str, students: list[str]) -> dict:
 
 def pending_manual(course_dir: Path, assignment: str, student: str) -> set[str]:
     """The grade_ids of `student`'s cells still waiting for a TA (nbgrader formgrader)."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import MissingEntry
 
-    from normlab_tools.assignments import COURSE_ID
-
-    with Gradebook(db_url(course_dir), course_id=COURSE_ID) as gradebook:
+    with course_gradebook(course_dir) as gradebook:
         try:
             submission = gradebook.find_submission(assignment, student)
         except MissingEntry:
@@ -92,14 +96,19 @@ BACKUPS_KEPT = 5
 
 
 def backup(course_dir: Path, keep: int = BACKUPS_KEPT) -> Path | None:
-    """Copy COURSE/gradebook.db to COURSE/backups/gradebook-<UTC time>.db with SQLite's
-    backup API (consistent even while it is open); keep the newest `keep` copies.
-    Returns the copy, or None when there is no gradebook yet."""
+    """Copy a SQLite course gradebook (COURSE/gradebook.db unless db_url names another
+    file) to COURSE/backups/gradebook-<UTC time>.db with SQLite's backup API (consistent
+    even while it is open); keep the newest `keep` copies. Returns the copy, or None when
+    there is no gradebook yet, or it is a server's: its own backups keep it (a grader's
+    copy of a database other graders write would be neither whole nor theirs to restore)."""
     import contextlib
     import sqlite3
     from datetime import datetime, timezone
 
-    source = Path(course_dir) / "gradebook.db"
+    url = db_url(course_dir)
+    if on_server(url):
+        return None
+    source = sqlite_path(url)
     if not source.is_file():
         return None
     folder = Path(course_dir) / "backups"
