@@ -21,6 +21,10 @@ def add_parser(subparsers) -> None:
                         "outside build/, so make clean keeps it; created from the project's assignments/ if needed)")
     parser.add_argument("--workers", type=int, default=1, help="students graded at once (default 1; "
                         "one per core is a good choice)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="grade on a Dask cluster instead of --workers local processes: the address of a "
+                        "running Dask scheduler (e.g. tcp://host:8786; its workers need this Python environment "
+                        "and bubblewrap, not this machine's files), or local:N to start N Dask workers here")
     parser.add_argument("--timeout", type=int, default=None,
                         help="seconds a cell may run (default: the course's nbgrader_config.py, 60)")
     parser.add_argument("--force", action="store_true", help="regrade every submission, changed or not")

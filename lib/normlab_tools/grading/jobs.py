@@ -86,6 +86,11 @@ class WorkerConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, config: dict) -> WorkerConfig:
+        """The inverse of `to_dict` (what a worker receives)."""
+        return cls(**dict(config, limits=bubblewrap.Limits(**config["limits"])))
+
 
 _STATE: dict = {}
 
@@ -364,8 +369,7 @@ def worker_main(fd: int, config_dict: dict) -> None:
 
     quiet_nbgrader()
     connection = Connection(fd)
-    limits = bubblewrap.Limits(**config_dict.pop("limits"))
-    config = WorkerConfig(limits=limits, **config_dict)
+    config = WorkerConfig.from_dict(config_dict)
     try:
         ready = worker_setup(config, warm_up=True)
         connection.send(("ready", ready))

@@ -26,6 +26,7 @@ The steps (see `normlab_tools.grading` for the design):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -39,12 +40,16 @@ MAX_WORKERS = 32
 
 def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: int = 1,
                 timeout: int | None = None, force: bool = False, sandboxed: bool = True,
-                progress: bool = True, student: str | None = None, due: str | None = None) -> report.Outcome:
+                progress: bool = True, student: str | None = None, due: str | None = None,
+                scheduler: str | None = None) -> report.Outcome:
     """Grade every submission (see the module docstring); `student`: regrade only this one
     (an id as found, or the internal id); `due`: the deadline (ISO 8601) that marks a
-    Gradescope submission late. Raises UserError on bad input."""
+    Gradescope submission late; `scheduler`: grade on a Dask cluster (a scheduler's
+    address, or local:N; see `normlab_tools.grading.distributed`) instead of `workers`
+    local processes. Raises UserError on bad input."""
     from normlab_tools import assignments
     from normlab_tools.grading import intake
+    from normlab_tools.grading.pool import WorkerPool
     from normlab_tools.grading.sandbox import bubblewrap
 
     if not assignments.ASSIGNMENT_ID.fullmatch(assignment):
@@ -55,7 +60,7 @@ def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: i
     assignments.scripts_on_path()  # nbgrader runs `alembic` when it creates a gradebook
     if timeout is not None and timeout <= 0:
         raise UserError("--timeout must be a positive number of seconds")
-    if sandboxed:
+    if sandboxed and scheduler is None:  # on a cluster, the workers' sandboxes are checked
         try:
             bubblewrap.check_sandbox()
         except bubblewrap.SandboxUnavailable as error:
@@ -66,7 +71,13 @@ def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: i
     submissions = Path(submissions).resolve()
     state_dir = course_dir / "grading" / assignment
     work = state_dir / ".work"
-    with course.course_lock(course_dir / "grading" / ".lock"):
+    cluster = None
+    with contextlib.ExitStack() as stack:
+        if scheduler is not None:  # reached, and its workers checked, before anything is graded
+            from normlab_tools.grading.distributed import DaskCluster
+
+            cluster = stack.enter_context(DaskCluster(scheduler, sandboxed))
+        stack.enter_context(course.course_lock(course_dir / "grading" / ".lock"))
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
@@ -108,8 +119,8 @@ def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: i
             course.make_template(course_dir, work / "template", assignment)
             config = _worker_config(course_dir, work, assignment, timeout, sandboxed, submissions, notebooks)
             try:
-                _run_workers(config, runnable, workers, progress, course_dir, assignment, state_dir, columns,
-                             notebooks)
+                pool = WorkerPool(config, min(workers, len(runnable))) if cluster is None else cluster.pool(config)
+                _run_workers(pool, runnable, progress, course_dir, assignment, state_dir, columns, notebooks)
             except KeyboardInterrupt:
                 interrupted = True
         rows = report.rows(course_dir, assignment, [p.student for p in plans], state_dir, columns, registry)
@@ -159,20 +170,19 @@ def _worker_config(course_dir, work, assignment, timeout, sandboxed, submissions
     return config.to_dict()
 
 
-def _run_workers(config: dict, plans: list[planning.Plan], workers: int, progress: bool, course_dir: Path,
-                 assignment: str, state_dir: Path, columns, notebooks: list[str]) -> None:
+def _run_workers(pool, plans: list[planning.Plan], progress: bool, course_dir: Path, assignment: str,
+                 state_dir: Path, columns, notebooks: list[str]) -> None:
+    """Grade `plans` on `pool` (a `pool.WorkerPool` or a `distributed.DaskPool`), recording
+    each result as it comes."""
     from tqdm import tqdm
 
-    from normlab_tools.grading.pool import WorkerPool
-
-    workers = min(workers, len(plans))
     by_student = {p.student: p for p in plans}
     bar = tqdm(total=len(plans), desc=f"grading {assignment}", unit="submission", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
 
     def finished(student: str, result: dict) -> None:
         plan = by_student[student]
-        job_dir = Path(result["job_dir"])
+        job_dir = Path(result["job_dir"]) if result.get("job_dir") else None
         if result.get("ok"):
             gradebook.merge_into_gradebook(course_dir, job_dir, assignment, student)
             _move(job_dir / "autograded" / student / assignment, course_dir / "autograded" / student / assignment)
@@ -188,7 +198,8 @@ def _run_workers(config: dict, plans: list[planning.Plan], workers: int, progres
         status, reason = report.describe(result, plan.notes, lost)
         state.write_state(state_dir, student, {"digest": plan.digest, "status": status, "reason": reason,
                                           "seconds": round(result.get("seconds", 0.0), 2)})
-        shutil.rmtree(job_dir, ignore_errors=True)
+        if job_dir is not None:  # never Path(""): that is the working folder
+            shutil.rmtree(job_dir, ignore_errors=True)
         bar.set_postfix_str(f"{plan.shown or student}: {status}", refresh=False)
         bar.update(1)
 
@@ -196,7 +207,7 @@ def _run_workers(config: dict, plans: list[planning.Plan], workers: int, progres
               "submitted": str(course_dir / "submitted" / p.student / assignment), "notes": p.notes}
              for p in plans]
     try:
-        WorkerPool(config, workers).run(specs, finished)
+        pool.run(specs, finished)
     finally:
         bar.close()
 
@@ -214,7 +225,8 @@ def grade_main(args: argparse.Namespace) -> int:
     try:
         outcome = grade_class(args.assignment, Path(args.submissions), course_dir, workers=args.workers,
                               timeout=args.timeout, force=args.force, sandboxed=not args.no_sandbox,
-                              progress=not args.quiet, student=args.student, due=args.due)
+                              progress=not args.quiet, student=args.student, due=args.due,
+                              scheduler=args.scheduler)
     except KeyboardInterrupt:
         print("normlab grade: interrupted; the grades so far are saved: run the same command again "
               "to grade the rest", file=sys.stderr)
