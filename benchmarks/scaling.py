@@ -47,8 +47,9 @@ HEADROOM = 1.5  # a worker's memory request: its measured peak times this
 # --------------------------------------------------------------------------------------
 
 
-def _process_table() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, CPU ticks) of every process /proc shows."""
+def _process_table() -> dict[int, tuple[int, int, int]]:
+    """pid -> (parent pid, its own CPU ticks, the CPU ticks of the children it has reaped)
+    of every process /proc shows."""
     table = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -58,7 +59,7 @@ def _process_table() -> dict[int, tuple[int, int]]:
                 fields = f.read().rpartition(")")[2].split()
         except OSError:
             continue
-        table[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+        table[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]))
     return table
 
 
@@ -76,12 +77,15 @@ def _memory_kb(pid: int) -> int:
 
 
 class TreeSampler(threading.Thread):
-    """Samples a process tree until stopped: the root's CPU seconds (the last sample) and
-    the peak memory (MB) of the root alone and of its largest child subtree (a worker)."""
+    """Samples a process tree until stopped: the root's own CPU seconds, the whole tree's
+    (the largest sum over its live processes of their own and their reaped children's:
+    the sandboxed kernels, which the grader's rusage never sees, are reaped inside the
+    tree), and the peak memory (MB) of the root alone and of its largest child subtree
+    (a worker)."""
 
     def __init__(self, root: int):
         super().__init__(daemon=True)
-        self.root, self.cpu_seconds, self.root_mb, self.worker_mb = root, 0.0, 0.0, 0.0
+        self.root, self.cpu_seconds, self.tree_cpu_seconds, self.root_mb, self.worker_mb = root, 0.0, 0.0, 0.0, 0.0
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -92,15 +96,19 @@ class TreeSampler(threading.Thread):
                 return
             self.cpu_seconds = table[self.root][1] / ticks
             children = defaultdict(list)
-            for pid, (parent, _) in table.items():
+            for pid, (parent, _, _) in table.items():
                 children[parent].append(pid)
 
-            def subtree_kb(pid):
-                return _memory_kb(pid) + sum(subtree_kb(child) for child in children[pid])
+            def subtree(pid):
+                return [pid] + [p for child in children[pid] for p in subtree(child)]
+
+            # the largest sum seen: a worker's sandbox that outlives its worker at the end leaves the tree
+            self.tree_cpu_seconds = max(self.tree_cpu_seconds,
+                                        sum(table[pid][1] + table[pid][2] for pid in subtree(self.root)) / ticks)
 
             self.root_mb = max(self.root_mb, _memory_kb(self.root) / 1024)
             for worker in children[self.root]:
-                self.worker_mb = max(self.worker_mb, subtree_kb(worker) / 1024)
+                self.worker_mb = max(self.worker_mb, sum(map(_memory_kb, subtree(worker))) / 1024)
 
 
 def grade(template: Path, base: Path, students: dict, assignment: str, workers: int) -> dict:
@@ -124,7 +132,8 @@ def grade(template: Path, base: Path, students: dict, assignment: str, workers: 
     sampler.join()
     if process.returncode != 0:
         raise SystemExit(f"normlab grade failed:\n{stderr[-3000:]}")
-    return {"seconds": seconds, "cpu": sampler.cpu_seconds, "parent_mb": sampler.root_mb,
+    return {"seconds": seconds, "cpu": sampler.cpu_seconds, "tree_cpu": sampler.tree_cpu_seconds,
+            "parent_mb": sampler.root_mb,
             "worker_mb": sampler.worker_mb}
 
 
@@ -150,6 +159,7 @@ def measure(assignment: str, small: int, large: int) -> dict:
         "n_small": small, "n_large": large,
         "wall_small_w1": round(one_small["seconds"], 1), "wall_large_w1": round(one_large["seconds"], 1),
         "wall_large_w2": round(two_large["seconds"], 1),
+        "cpu_small_w1": round(one_small["tree_cpu"], 1), "cpu_large_w1": round(one_large["tree_cpu"], 1),
         "parent_cpu_small": round(one_small["cpu"], 2), "parent_cpu_large": round(one_large["cpu"], 2),
         "worker_mb": round(max(r["worker_mb"] for r in runs.values())),
         "parent_mb": round(max(r["parent_mb"] for r in runs.values())),
@@ -164,18 +174,22 @@ def measure(assignment: str, small: int, large: int) -> dict:
 def plan(m: dict) -> dict:
     """The cluster arithmetic from the measured inputs ``m`` (as `measure` returns them).
 
-    A submission costs one worker ``s`` seconds and the grading process ``p`` seconds of
-    its own (the gradebook merge, serial); a run starts up in ``o`` seconds, the same
-    with any number of workers (they start in parallel). With W workers, N submissions
+    The costs are CPU seconds, which a shared machine's load hardly changes, while wall
+    seconds grow with it; a worker with a core of its own takes about its CPU time. A
+    submission costs one worker ``s`` seconds (the run's CPU less the grading process's
+    own, per extra submission) and the grading process ``p`` seconds (the gradebook
+    merge, serial); a run starts up in ``o`` seconds (the small run's CPU less its
+    submissions' share; counted whole, as if the grader's and the workers' start-ups
+    came one after the other), the same with any number of workers. With W workers, N submissions
     take o + max(ceil(N / W) * s, N * p): the workers' share, unless the one grading
     process is slower. A target wall time T needs the fewest W with ceil(N / W) * s <=
     T - o, and, when N * p > T - o, K = ceil(N * p / (T - o)) grading processes, each
     with its own part of the class.
     """
     extra = m["n_large"] - m["n_small"]
-    s = (m["wall_large_w1"] - m["wall_small_w1"]) / extra
-    o = m["wall_small_w1"] - m["n_small"] * s
     p = (m["parent_cpu_large"] - m["parent_cpu_small"]) / extra
+    s = (m["cpu_large_w1"] - m["cpu_small_w1"]) / extra - p
+    o = m["cpu_small_w1"] - m["n_small"] * (s + p)
     clusters = [{"workers": w, "minutes": (o + max(math.ceil(SUBMISSIONS / w) * s, SUBMISSIONS * p)) / 60,
                  "memory_gb": (w * m["worker_mb"] + m["parent_mb"]) / 1024} for w in CLUSTER_WORKERS]
     targets = []
@@ -185,7 +199,8 @@ def plan(m: dict) -> dict:
         targets.append({"minutes": minutes,
                         "workers": math.ceil(SUBMISSIONS / per_worker) if per_worker else None,
                         "graders": max(1, math.ceil(SUBMISSIONS * p / budget)) if budget > 0 else None})
-    return {"s": s, "o": o, "p": p, "speedup_w2": m["wall_large_w1"] / m["wall_large_w2"],
+    return {"s": s, "o": o, "p": p, "s_wall": (m["wall_large_w1"] - m["wall_small_w1"]) / extra,
+            "speedup_w2": m["wall_large_w1"] / m["wall_large_w2"],
             "core_hours": SUBMISSIONS * s / 3600, "grader_minutes": SUBMISSIONS * p / 60,
             "clusters": clusters, "targets": targets}
 
@@ -200,15 +215,21 @@ MEASURED = [  # (key, what it is, format)
     ("wall_small_w1", "wall seconds, small class, `--workers 1`", "{:.1f}"),
     ("wall_large_w1", "wall seconds, large class, `--workers 1`", "{:.1f}"),
     ("wall_large_w2", "wall seconds, large class, `--workers 2`", "{:.1f}"),
+    ("cpu_small_w1", "CPU seconds of the whole run (grader, worker, sandbox, kernels), small class, "
+     "`--workers 1`", "{:.1f}"),
+    ("cpu_large_w1", "CPU seconds of the whole run, large class, `--workers 1`", "{:.1f}"),
     ("parent_cpu_small", "CPU seconds of the grading process itself, small class, `--workers 1`", "{:.2f}"),
     ("parent_cpu_large", "CPU seconds of the grading process itself, large class, `--workers 1`", "{:.2f}"),
     ("worker_mb", "peak memory of one worker with its sandbox and kernels (PSS, MB)", "{}"),
     ("parent_mb", "peak memory of the grading process (PSS, MB)", "{}"),
 ]
 DERIVED = [
-    ("s", "seconds a submission costs one worker: the large class's extra wall time per extra submission", "{:.2f}"),
-    ("o", "start-up seconds of a grading run: the small class's wall time less its submissions' share", "{:.1f}"),
-    ("p", "seconds a submission costs the grading process (the gradebook merge; serial)", "{:.3f}"),
+    ("s", "CPU seconds a submission costs one worker: the large run's extra CPU per extra submission, less `p`",
+     "{:.2f}"),
+    ("p", "CPU seconds a submission costs the grading process (the gradebook merge; serial)", "{:.3f}"),
+    ("o", "start-up CPU seconds of a grading run: the small run's CPU less its submissions' share", "{:.1f}"),
+    ("s_wall", "wall seconds per extra submission with one worker on this shared machine (for comparison)",
+     "{:.2f}"),
     ("speedup_w2", "`--workers 2` against `--workers 1` on this machine's 2 cores, large class", "{:.2f}"),
     ("core_hours", f"worker core-hours for {SUBMISSIONS:,} submissions: N·s", "{:.1f}"),
     ("grader_minutes", f"minutes of the one grading process for {SUBMISSIONS:,} submissions: N·p", "{:.1f}"),
@@ -295,10 +316,12 @@ Derived (the script's `plan`):
 
 {derived_md}
 
-The two one-worker runs give a line: wall time = `o` + n·`s`. `p` is the part of a
-submission the grading process does itself, beside the workers: copying the student's
-grades into the course's gradebook and writing the reason; it does not shrink with more
-workers. The workers' memory is what a cluster must give each worker; the grading
+The plan counts CPU seconds: the machine is shared, and other sessions' load stretches
+wall times (compare `s_wall` with `s` + `p`) but hardly CPU times, and a cluster's
+worker with a core of its own takes about its CPU time. The two one-worker runs give a
+line: CPU = `o` + n·(`s` + `p`). `p` is the part of a submission the grading process
+does itself, beside the workers: copying the student's grades into the course's
+gradebook and writing the reason; it does not shrink with more workers. The workers' memory is what a cluster must give each worker; the grading
 process runs wherever the course's gradebook is.
 
 ## The arithmetic
@@ -308,7 +331,7 @@ time is `o + max(ceil(N / W)·s, N·p)`: the workers' share, or the one grading 
 if that is slower. Assumptions: every submission costs `s` (a correct {assignment} costs
 more than a blank one; the classes mix them in equal thirds); the workers start in
 parallel in `o`; a cluster's workers are as fast as this machine's cores; the scheduler's
-own cost per task (milliseconds) and the transfer of a notebook and its results (tens of
+own cost per task (milliseconds), waits that are not CPU time, and the transfer of a notebook and its results (tens of
 kilobytes) are left out; the time a batch system or Kubernetes takes to give the workers
 (queue wait, image pull) is not measured here and comes on top.
 
