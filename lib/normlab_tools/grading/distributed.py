@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import re
 import shutil
@@ -34,6 +35,7 @@ import tarfile
 import tempfile
 import threading
 import uuid
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -206,8 +208,11 @@ class DaskCluster:
             if not count or not 1 <= int(count[1]) <= MAX_LOCAL_WORKERS:
                 raise UserError(f"--scheduler {self.address}: local:N starts N Dask workers on this machine, "
                                 f"N between 1 and {MAX_LOCAL_WORKERS}")
-            self.local_cluster = LocalCluster(n_workers=int(count[1]), threads_per_worker=1, processes=True,
-                                              host="127.0.0.1", dashboard_address=None)
+            with warnings.catch_warnings():  # its HTTP server moving off a busy port 8787: not our business
+                warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+                self.local_cluster = LocalCluster(n_workers=int(count[1]), threads_per_worker=1, processes=True,
+                                                  host="127.0.0.1", dashboard_address=None,
+                                                  silence_logs=logging.ERROR)  # its workers' routine warnings
             self.client = Client(self.local_cluster)
             return
         try:
