@@ -1,0 +1,289 @@
+"""`normlab grade --scheduler`: a class graded on a real Dask cluster.
+
+The cluster is real processes on loopback, started by the tests: a ``dask scheduler``
+and two ``dask worker`` processes (nannies, so a killed worker comes back). A small
+hostile class (tests/test_grading.py's kinds: crashing, looping, flooding, tampering,
+spying kernels and broken files) is graded once with local workers (``--workers 2``)
+and once on the cluster; both must give every student the same scores, statuses and
+reasons (the course folder's path aside), the ones tests/test_grading.py expects. A run
+whose worker is killed with SIGKILL while it grades must end with the same grades.csv;
+``local:2`` grades like the rest. An unreachable scheduler, or a worker without
+bubblewrap, is refused before anything is graded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from distributed import Client
+
+from normlab_tools.grading import report, run
+from test_grading import TIMEOUT, grade, hostile_class, read_csv, release, write_class  # noqa: F401 (release: fixture)
+
+DASK = Path(sys.executable).parent / "dask"
+CLASS = ["correct", "partial", "blank", "invalid", "sleeper", "osexit", "segfault", "killer", "flood", "deleter",
+         "patcher", "spy", "dbreader", "vandal", "caller"]
+SMALL_CLASS = ["correct", "partial", "blank"]  # for local:2
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Cluster:
+    """A ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1; `stop` ends them all."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        self.processes: list[subprocess.Popen] = []
+        self._start("scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port", self.address.rsplit(":", 1)[1],
+                                  "--no-dashboard"])
+
+    def add_worker(self, name: str, env: dict | None = None) -> None:
+        self._start(name, [DASK, "worker", self.address, "--name", name, "--nworkers", "1", "--nthreads", "1",
+                           "--host", "127.0.0.1", "--no-dashboard", "--local-directory", self.base / name], env)
+
+    def _start(self, name: str, command: list, env: dict | None = None) -> None:
+        with open(self.base / f"{name}.log", "wb") as log:  # each process group is ours to stop
+            self.processes.append(subprocess.Popen([str(part) for part in command], stdin=subprocess.DEVNULL,
+                                                   stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                   start_new_session=True))
+
+    def workers(self, count: int) -> dict:
+        """Wait for `count` workers; name -> address."""
+        with Client(self.address, timeout=60) as client:
+            client.wait_for_workers(count, timeout=120)
+            return {w["name"]: address for address, w in client.scheduler_info(n_workers=-1)["workers"].items()}
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in reversed(self.processes):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A scheduler and two workers, for the module."""
+    started = Cluster(tmp_path_factory.mktemp("dask"))
+    try:
+        for name in ("worker-a", "worker-b"):
+            started.add_worker(name)
+        started.workers(2)
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def the_class(release, tmp_path_factory):
+    """(base folder, submissions) of the hostile class, written once. Every run grades it
+    into base/course, then moves that folder aside: the spying students look for the
+    course being graded, and the reasons name it."""
+    base = tmp_path_factory.mktemp("dask-class")
+    write_class(list(expected(release, base).values()), base / "submissions")
+    return base, base / "submissions"
+
+
+def expected(release, base: Path) -> dict:
+    return {s.name: s for s in hostile_class(release, base / "course", base / "submissions") if s.name in CLASS}
+
+
+def graded_aside(base: Path, name: str, grade_it) -> Path:
+    """Run grade_it(course) on base/course, then move the course to base/name."""
+    grade_it(base / "course")
+    (base / "course").rename(base / name)
+    return base / name
+
+
+def rows(course: Path) -> dict:
+    return read_csv(course / "grading" / "ps1" / "grades.csv")
+
+
+def cell_scores(course: Path) -> dict:
+    """(student, grade_id) -> score in the course's gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id="normlab") as gradebook:
+        return {(s.student.id, g.name): g.score for s in gradebook.find_assignment("ps1").submissions
+                for nb in s.notebooks for g in nb.grades}
+
+
+@pytest.fixture(scope="module")
+def local_run(the_class):
+    """The class graded with two local workers: (course, summary)."""
+    base, submissions = the_class
+    outcome = []
+    course = graded_aside(base, "local", lambda course: outcome.append(
+        run.grade_class("ps1", submissions, course, workers=2, timeout=TIMEOUT, progress=False)))
+    return course, report.summary(outcome[0], "ps1")
+
+
+@pytest.fixture(scope="module")
+def dask_run(local_run, the_class, cluster):
+    """The class graded on the cluster, after `local_run`: (course, summary)."""
+    base, submissions = the_class
+    outcome = []
+    course = graded_aside(base, "dask", lambda course: outcome.append(
+        run.grade_class("ps1", submissions, course, timeout=TIMEOUT, progress=False, scheduler=cluster.address)))
+    return course, report.summary(outcome[0], "ps1")
+
+
+def wrong_rows(course: Path, release, base: Path) -> list[str]:
+    """Students whose grades.csv row is not what tests/test_grading.py expects."""
+    wrong = []
+    for name, student in expected(release, base).items():
+        row = rows(course)[name]
+        if (float(row["total"]), row["status"]) != (student.score, student.status) \
+                or not re.fullmatch(student.reason, row["reason"]):
+            wrong.append(f"{name}: got {row['total']} {row['status']} {row['reason']!r}, expected "
+                         f"{student.score:g} {student.status} {student.reason!r}")
+    return wrong
+
+
+@pytest.mark.slow
+def test_the_cluster_grades_like_local_workers(local_run, dask_run, the_class, release):
+    (local, local_summary), (dask, dask_summary) = local_run, dask_run
+    base, _ = the_class
+    assert not wrong_rows(local, release, base), "\n".join(wrong_rows(local, release, base))
+    assert not wrong_rows(dask, release, base), "\n".join(wrong_rows(dask, release, base))
+    assert rows(dask) == rows(local)
+    assert cell_scores(dask) == cell_scores(local) and len(cell_scores(dask)) == 12 * len(CLASS)
+    assert dask_summary == local_summary
+    for name in CLASS:  # the files the workers sent back, in place
+        assert (dask / "feedback" / name / "ps1" / "ps1.html").stat().st_size > 0, name
+        assert (dask / "autograded" / name / "ps1").is_dir() == (local / "autograded" / name / "ps1").is_dir()
+    for course in (local, dask):
+        page = (course / "feedback" / "partial" / "ps1" / "ps1.html").read_text()
+        assert "Score: 22.0 / 25.0" in page or "Score: 22 / 25" in page, page[:2000]
+    assert not (dask / "grading" / "ps1" / ".work").exists()
+
+
+@pytest.mark.slow
+def test_the_workers_end_each_run_with_nothing_left(dask_run, cluster):
+    """The plugin's teardown stopped each worker's template and removed its WORK folder."""
+    with Client(cluster.address, timeout=30) as client:
+        left = client.run(lambda dask_worker: sorted(p.name for p in Path(dask_worker.local_directory).iterdir()
+                                                     if p.name.startswith("normlab-")))
+        plugins = client.run(lambda dask_worker: [n for n in dask_worker.plugins if n.startswith("normlab-")])
+    assert set(map(tuple, left.values())) == {()} and set(map(tuple, plugins.values())) == {()}
+    for worker in ("worker-a", "worker-b"):
+        assert not list((cluster.base / worker).rglob("normlab-grading-*"))
+
+
+def executing(client: Client) -> dict:
+    """worker address -> (pid, keys of the tasks it runs now)."""
+    return client.run(lambda dask_worker: (os.getpid(), sorted(str(t.key) for t in dask_worker.state.executing)))
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_ends_with_the_uninterrupted_grades(dask_run, the_class, cluster):
+    """SIGKILL a worker process while it grades a student: the scheduler gives its tasks
+    to the other worker (and to the nanny's new worker), the grades are those of the
+    uninterrupted run."""
+    dask, _ = dask_run
+    base, submissions = the_class
+    course = base / "course"
+    command = [sys.executable, "-m", "normlab_tools", "grade", "ps1", str(submissions), "--course-dir", str(course),
+               "--timeout", str(TIMEOUT), "--scheduler", cluster.address, "--quiet"]
+    grader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        killed = None
+        deadline = time.monotonic() + 300
+        with Client(cluster.address, timeout=30) as client:
+            while killed is None:
+                assert grader.poll() is None, grader.communicate()[1][-3000:]
+                assert time.monotonic() < deadline, "the run never had a task running after its first grade"
+                if list((course / "grading" / "ps1" / "state").glob("*.json")):
+                    busy = [(pid, keys) for pid, keys in executing(client).values() if keys]
+                    if busy:
+                        pid, killed = busy[0]
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.2)
+        out, err = grader.communicate(timeout=900)
+    finally:
+        if grader.poll() is None:
+            grader.kill()
+            grader.communicate()
+    course.rename(base / "killed")
+    assert grader.returncode == 0, err[-3000:]
+    assert killed and killed[0].startswith("grade-"), killed
+    assert rows(base / "killed") == rows(dask)
+    assert cell_scores(base / "killed") == cell_scores(dask)
+    assert "15 submissions" in out
+    cluster.workers(2)  # the nanny replaced the worker
+
+
+@pytest.mark.slow
+def test_local_n_starts_a_cluster_for_the_run(local_run, release, tmp_path, capsys):
+    local, _ = local_run
+    students = [s for s in hostile_class(release, tmp_path / "course", tmp_path / "submissions")
+                if s.name in SMALL_CLASS]
+    write_class(students, tmp_path / "submissions")
+    code, out, err = grade(capsys, "ps1", tmp_path / "submissions", "--course-dir", tmp_path / "course",
+                           "--timeout", TIMEOUT, "--scheduler", "local:2")
+    assert code == 0, err
+    assert "grading ps1" in err  # the progress bar
+    assert rows(tmp_path / "course") == {name: row for name, row in rows(local).items() if name in SMALL_CLASS}
+    assert "3 submissions: 3 graded, 0 failed, 0 flagged" in out
+
+
+def test_an_unreachable_scheduler_is_refused_at_once(tmp_path, capsys):
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    (tmp_path / "submissions" / "alice").mkdir(parents=True)
+    start = time.monotonic()
+    code, _, err = grade(capsys, "ps1", tmp_path / "submissions", "--course-dir", tmp_path / "course",
+                         "--scheduler", address)
+    assert code == 2
+    assert f"cannot reach the Dask scheduler at {address}" in err
+    assert "Start one with `dask scheduler` or use --scheduler local:N" in err
+    assert time.monotonic() - start < 30
+    assert not (tmp_path / "course").exists()  # nothing graded, nothing written
+
+
+def test_a_bad_local_cluster_size_is_refused(tmp_path, capsys):
+    for wrong in ("local:0", "local:two", "local:99"):
+        code, _, err = grade(capsys, "ps1", tmp_path, "--course-dir", tmp_path / "course", "--scheduler", wrong)
+        assert code == 2 and "local:N starts N Dask workers on this machine" in err, err
+    assert not (tmp_path / "course").exists()
+
+
+@pytest.mark.slow
+def test_workers_without_bubblewrap_are_named_before_anything_is_graded(tmp_path, release, capsys):
+    """One worker finds no bwrap on its PATH (as on a machine without bubblewrap): refused,
+    naming that worker only."""
+    assert shutil.which("bwrap", path=str(DASK.parent)) is None
+    cluster = Cluster(tmp_path)
+    try:
+        cluster.add_worker("sandboxed")
+        cluster.add_worker("unsandboxed", env=dict(os.environ, PATH=str(DASK.parent)))
+        addresses = cluster.workers(2)
+        students = [s for s in hostile_class(release, tmp_path / "course", tmp_path / "submissions")
+                    if s.name in SMALL_CLASS]
+        write_class(students, tmp_path / "submissions")
+        code, _, err = grade(capsys, "ps1", tmp_path / "submissions", "--course-dir", tmp_path / "course",
+                             "--scheduler", cluster.address)
+    finally:
+        cluster.stop()
+    assert code == 2
+    assert (f"1 of 2 Dask workers cannot build a sandbox ({addresses['unsandboxed']}: bubblewrap (bwrap) is not "
+            "installed") in err, err
+    assert addresses["sandboxed"] not in err and "--no-sandbox" in err
+    assert not (tmp_path / "course").exists()
