@@ -184,7 +184,7 @@ def plan(m: dict) -> dict:
     take o + max(ceil(N / W) * s, N * p): the workers' share, unless the one grading
     process is slower. A target wall time T needs the fewest W with ceil(N / W) * s <=
     T - o, and, when N * p > T - o, K = ceil(N * p / (T - o)) grading processes, each
-    with its own part of the class.
+    with its own part of the class (and its own gradebook).
     """
     extra = m["n_large"] - m["n_small"]
     p = (m["parent_cpu_large"] - m["parent_cpu_small"]) / extra
@@ -341,8 +341,11 @@ Wall time and memory by cluster size:
 
 Workers needed for a target wall time (the fewest W with `ceil(N / W)·s <= T - o`), and
 the grading processes needed so that the serial part `N·p` fits too (`ceil(N·p / (T -
-o))`; more than one means splitting the class into that many parts, each graded by its
-own `normlab grade` against the one gradebook):
+o))`). `normlab grade` runs one grading process per assignment and gradebook (a second
+run of the same assignment is refused), so a target that needs more than one is out of
+reach with one gradebook, whose floor is `o + N·p` (the last rows of the table above);
+splitting the class among that many course directories, each with its own gradebook,
+would reach it:
 
 {targets_md}
 
@@ -415,8 +418,8 @@ course directory's `submitted/<student>/{assignment}/`: the layout `normlab grad
 instructor's server or a job next to it, with the cluster's scheduler address; its
 feedback pages go back through `nbgrader release_feedback {assignment}` and the Assignments
 tab. The course's gradebook is nbgrader's database (`c.CourseDirectory.db_url`): SQLite in
-the course directory for one grading process; a database server if the class is split
-among several (the table above says when it has to be).
+the course directory, or a PostgreSQL server when several TAs grade one course
+(`docs/grading.md`); either way one grading run per assignment at a time.
 """
 
 
