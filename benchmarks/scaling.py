@@ -318,7 +318,9 @@ Derived (the script's `plan`):
 
 The plan counts CPU seconds: the machine is shared, and other sessions' load stretches
 wall times (compare `s_wall` with `s` + `p`) but hardly CPU times, and a cluster's
-worker with a core of its own takes about its CPU time. The two one-worker runs give a
+worker with a core of its own takes about its CPU time. The load also changes from one
+run to the next, so the wall-time ratio `speedup_w2` says as much about the load as about
+the second worker. The two one-worker runs give a
 line: CPU = `o` + n·(`s` + `p`). `p` is the part of a submission the grading process
 does itself, beside the workers: copying the student's grades into the course's
 gradebook and writing the reason; it does not shrink with more workers. The workers' memory is what a cluster must give each worker; the grading
