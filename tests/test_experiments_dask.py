@@ -25,7 +25,7 @@ import pytest
 from normlab.experiments import runner
 from normlab.experiments.scoreboard import run_scoreboard
 from normlab_tools import cli
-from normlab_tools.experiments import CONNECT_SECONDS
+from normlab_tools.dask_cluster import CONNECT_SECONDS
 from test_determinism import without_timings
 
 GRID = ["--conditions", "baseline", "norms_batch_size", "--seeds", "2", "--epochs", "2", "--train-limit", "96"]
@@ -119,7 +119,7 @@ def test_an_unreachable_scheduler_is_a_clear_message_before_anything_runs(tmp_pa
     seconds = time.perf_counter() - start
     assert code == 2
     captured = capsys.readouterr()
-    assert f"no Dask scheduler answers at {address} within {CONNECT_SECONDS} s" in captured.err
+    assert f"cannot reach the Dask scheduler at {address} within {CONNECT_SECONDS} s" in captured.err
     assert "dask scheduler" in captured.err and "Traceback" not in captured.err
     assert "mode:" not in captured.out  # nothing started
     assert not (tmp_path / "runs").exists()

@@ -6,44 +6,22 @@ import json
 import os
 import textwrap
 import time
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from normlab.experiments.conditions import CONDITIONS, SMOOTHNESS_SETTINGS
 from normlab_tools.errors import UserError
 
 SMOOTHNESS = "smoothness"
-CONNECT_SECONDS = 5  # how long --scheduler waits for its scheduler to answer
-WORKERS_SECONDS = 30  # how long it then waits for the first worker
 
 
 @contextmanager
 def dask_executor(address: str):
-    """A `concurrent.futures` executor on a Dask cluster, closed on exit: the scheduler at
-    ``address`` (``tcp://host:port``), or for ``local:N`` a cluster of N worker processes
-    on this machine, one thread each. A scheduler that does not answer within
-    `CONNECT_SECONDS`, or has no worker within `WORKERS_SECONDS`, is a `UserError`."""
-    from distributed import Client, LocalCluster
+    """A `concurrent.futures` executor on the Dask cluster of `address` (see
+    `normlab_tools.dask_cluster.dask_client`), closed on exit."""
+    from normlab_tools.dask_cluster import dask_client
 
-    with ExitStack() as stack:
-        if address.startswith("local:"):
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=int(address.removeprefix("local:")), threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=None))
-            client = stack.enter_context(Client(cluster))
-        else:
-            try:
-                client = stack.enter_context(Client(address, timeout=CONNECT_SECONDS))
-            except (OSError, TimeoutError, ValueError) as error:
-                raise UserError(
-                    f"no Dask scheduler answers at {address} within {CONNECT_SECONDS} s ({error}); start one "
-                    f"with `dask scheduler` and its workers with `dask worker {address}`, check the address "
-                    "and port it printed, or train on this machine with --scheduler local:N") from None
-            try:
-                client.wait_for_workers(1, timeout=WORKERS_SECONDS)
-            except TimeoutError:
-                raise UserError(f"the Dask scheduler at {address} has no workers after {WORKERS_SECONDS} s; "
-                                f"start some with `dask worker {address}`") from None
+    with dask_client(address) as client:
         workers = client.scheduler_info()["workers"]
         print(f"training on the Dask cluster {address}: {len(workers)} worker(s) with "
               f"{sum(w['nthreads'] for w in workers.values())} thread(s) connected")

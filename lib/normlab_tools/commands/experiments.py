@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from normlab_tools.commands.arguments import positive_int
+from normlab_tools.dask_cluster import scheduler_address
 
 
 def add_parser(subparsers) -> None:
@@ -37,16 +38,6 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG figures")
     parser.add_argument("--list", action="store_true", help="list the conditions and their claims, then exit")
     parser.set_defaults(handler=run)
-
-
-def scheduler_address(text: str) -> str:
-    """A Dask scheduler's address as given, or ``local:N`` with N a whole number > 0."""
-    count = text.removeprefix("local:")
-    if text.startswith("local:") and not (count.isdigit() and int(count) > 0):
-        raise argparse.ArgumentTypeError(f"expected local:N with N worker processes > 0, got {text!r}")
-    if ":" not in text:
-        raise argparse.ArgumentTypeError(f"expected a scheduler address like tcp://host:8786 or local:N, got {text!r}")
-    return text
 
 
 def run(args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from normlab_tools.commands.arguments import COURSE_DIR
+from normlab_tools.dask_cluster import scheduler_address
 
 
 def add_parser(subparsers) -> None:
@@ -21,7 +22,7 @@ def add_parser(subparsers) -> None:
                         "outside build/, so make clean keeps it; created from the project's assignments/ if needed)")
     parser.add_argument("--workers", type=int, default=1, help="students graded at once (default 1; "
                         "one per core is a good choice)")
-    parser.add_argument("--scheduler", metavar="ADDRESS",
+    parser.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_address,
                         help="grade on a Dask cluster instead of --workers local processes: the address of a "
                         "running Dask scheduler (e.g. tcp://host:8786; its workers need this Python environment "
                         "and bubblewrap, not this machine's files), or local:N to start N Dask workers here")

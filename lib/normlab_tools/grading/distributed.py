@@ -26,26 +26,22 @@ One grading run at a time per cluster: a worker's kernel template belongs to one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
-import logging
 import os
-import re
 import shutil
 import tarfile
 import tempfile
 import threading
 import uuid
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 from distributed import WorkerPlugin
 
+from normlab_tools.dask_cluster import dask_client
 from normlab_tools.errors import UserError
 
-CONNECT_TIMEOUT = 5  # seconds to reach the scheduler
-WORKERS_TIMEOUT = 30  # seconds to wait for the scheduler's first worker
-MAX_LOCAL_WORKERS = 32
 RESULT_FOLDERS = ("gradebook.db", "autograded", "feedback")  # what a job sends back
 
 
@@ -177,11 +173,11 @@ class DaskCluster:
         self.address = address
         self.sandboxed = sandboxed
         self.client = None
-        self.local_cluster = None
+        self._connection = contextlib.ExitStack()
 
     def __enter__(self) -> DaskCluster:
         try:
-            self._connect()
+            self.client = self._connection.enter_context(dask_client(self.address))
             self._check_workers()
         except BaseException:
             self.close()
@@ -192,42 +188,13 @@ class DaskCluster:
         self.close()
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.local_cluster is not None:
-            self.local_cluster.close()
+        self._connection.close()
 
     def pool(self, config: dict) -> DaskPool:
         return DaskPool(self.client, config)
 
-    def _connect(self) -> None:
-        from distributed import Client, LocalCluster
-
-        if self.address.startswith("local:"):
-            count = re.fullmatch(r"local:(\d+)", self.address)
-            if not count or not 1 <= int(count[1]) <= MAX_LOCAL_WORKERS:
-                raise UserError(f"--scheduler {self.address}: local:N starts N Dask workers on this machine, "
-                                f"N between 1 and {MAX_LOCAL_WORKERS}")
-            with warnings.catch_warnings():  # its HTTP server moving off a busy port 8787: not our business
-                warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
-                self.local_cluster = LocalCluster(n_workers=int(count[1]), threads_per_worker=1, processes=True,
-                                                  host="127.0.0.1", dashboard_address=None,
-                                                  silence_logs=logging.ERROR)  # its workers' routine warnings
-            self.client = Client(self.local_cluster)
-            return
-        try:
-            self.client = Client(self.address, timeout=CONNECT_TIMEOUT)
-        except (OSError, ValueError, TypeError) as error:
-            raise UserError(f"cannot reach the Dask scheduler at {self.address}: {error}. Start one with "
-                            "`dask scheduler` or use --scheduler local:N") from None
-
     def _check_workers(self) -> None:
-        """At least one worker; each can run normlab's grader and build a sandbox."""
-        try:
-            self.client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
-        except TimeoutError:
-            raise UserError(f"the Dask scheduler at {self.address} has no workers; start some with "
-                            f"`dask worker {self.address}`") from None
+        """Each worker can run normlab's grader and build a sandbox."""
         try:
             problems = self.client.run(_sandbox_problem) if self.sandboxed else {}
         except Exception as error:  # noqa: BLE001 (a worker without normlab: cannot unpickle the function)
