@@ -77,7 +77,7 @@ def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: i
             from normlab_tools.grading.distributed import DaskCluster
 
             cluster = stack.enter_context(DaskCluster(scheduler, sandboxed))
-        stack.enter_context(course.course_lock(course_dir / "grading" / ".lock"))
+        stack.enter_context(course.grading_lock(course_dir, assignment))
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
@@ -85,7 +85,8 @@ def grade_class(assignment: str, submissions: Path, course_dir: Path, workers: i
         notebooks = course.prepare_course(course_dir, assignment)
         timeout = timeout or course.course_timeout(course_dir)
         found = intake.read_submissions(submissions, work / "intake", deadline)
-        students.update_registry(course_dir, [s.info for s in found.submissions if s.info])
+        with course.course_step(course_dir):  # students.json is the whole course's; other assignments may be grading
+            students.update_registry(course_dir, [s.info for s in found.submissions if s.info])
         registry = students.read_registry(course_dir)
         _write_skipped(state_dir, found.skipped)
         key = course.settings_key(course_dir, assignment, timeout, sandboxed)
