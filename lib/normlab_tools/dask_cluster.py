@@ -21,7 +21,7 @@ def scheduler_address(text: str) -> str:
     if text.startswith("local:") and not (count and 1 <= int(count[1]) <= MAX_LOCAL_WORKERS):
         raise argparse.ArgumentTypeError(f"local:N starts N Dask workers on this machine, N between 1 and "
                                          f"{MAX_LOCAL_WORKERS}; got {text!r}")
-    if not text.startswith("local:") and not re.fullmatch(r"([a-z]+://)?[^\s:/]+:\d+", text):
+    if not text.startswith("local:") and not re.fullmatch(r"([a-z]+://)?\S+:\d+", text):
         raise argparse.ArgumentTypeError(f"expected a scheduler address like tcp://host:8786 or local:N, got {text!r}")
     return text
 
@@ -34,7 +34,10 @@ def dask_client(address: str):
     WORKERS_SECONDS, is a UserError saying what to start."""
     from distributed import Client, LocalCluster
 
-    address = scheduler_address(address) if address.startswith("local:") else address
+    try:
+        scheduler_address(address)
+    except argparse.ArgumentTypeError as error:  # a caller other than the command line
+        raise UserError(f"--scheduler: {error}") from None
     with contextlib.ExitStack() as stack:
         if address.startswith("local:"):
             with warnings.catch_warnings():  # its HTTP server moving off a busy port 8787: not our business
