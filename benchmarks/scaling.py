@@ -333,8 +333,8 @@ time is `o + max(ceil(N / W)·s, N·p)`: the workers' share, or the one grading 
 if that is slower. Assumptions: every submission costs `s` (a correct {assignment} costs
 more than a blank one; the classes mix them in equal thirds); the workers start in
 parallel in `o`; a cluster's workers are as fast as this machine's cores; the scheduler's
-own cost per task (milliseconds), waits that are not CPU time, and the transfer of a notebook and its results (tens of
-kilobytes) are left out; the time a batch system or Kubernetes takes to give the workers
+own cost per task (milliseconds), waits that are not CPU time, and the transfer of a notebook and its results (under a
+megabyte a student: the job gradebook, the autograded notebook, the feedback page) are left out; the time a batch system or Kubernetes takes to give the workers
 (queue wait, image pull) is not measured here and comes on top.
 
 Wall time and memory by cluster size:
