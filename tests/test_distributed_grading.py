@@ -269,6 +269,9 @@ def test_a_bad_local_cluster_size_is_refused(tmp_path, capsys):
             grade(capsys, "ps1", tmp_path, "--course-dir", tmp_path / "course", "--scheduler", wrong)
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and "local:N starts N Dask workers on this machine" in err, err
+    with pytest.raises(SystemExit) as exit_info:  # students are graded here or on the cluster, not both
+        grade(capsys, "ps1", tmp_path, "--course-dir", tmp_path / "course", "--scheduler", "local:2", "--workers", "2")
+    assert exit_info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
     assert not (tmp_path / "course").exists()
 
 

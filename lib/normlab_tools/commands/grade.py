@@ -20,9 +20,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--course-dir", default=str(COURSE_DIR),
                         help=f"the nbgrader course directory (default: {COURSE_DIR}, or $NORMLAB_COURSE_DIR; "
                         "outside build/, so make clean keeps it; created from the project's assignments/ if needed)")
-    parser.add_argument("--workers", type=int, default=1, help="students graded at once (default 1; "
+    where = parser.add_mutually_exclusive_group()  # students graded here, or on a cluster
+    where.add_argument("--workers", type=int, default=1, help="students graded at once (default 1; "
                         "one per core is a good choice)")
-    parser.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_address,
+    where.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_address,
                         help="grade on a Dask cluster instead of --workers local processes: the address of a "
                         "running Dask scheduler (e.g. tcp://host:8786; its workers need this Python environment "
                         "and bubblewrap, not this machine's files), or local:N to start N Dask workers here")
