@@ -261,19 +261,25 @@ def data_files(tree: ast.AST, bases: list[Path]) -> set[Path]:
         for base in [Path("/")] if os.path.isabs(text) else bases:
             candidate = os.path.join(base, text)
             try:
+                resolved = Path(candidate).resolve()
+                if _is_system(resolved):
+                    continue
                 if os.path.isfile(candidate):
-                    found.add(Path(candidate).resolve())
-                elif "/" in text and os.path.isdir(candidate) and Path(candidate).resolve() not in {
-                        b.resolve() for b in bases}:
-                    found.update(_first_files(Path(candidate), DATA_FILE_LIMIT))
+                    found.add(resolved)
+                elif "/" in text and os.path.isdir(candidate) and resolved not in {b.resolve() for b in bases}:
+                    found.update(_first_files(resolved, DATA_FILE_LIMIT))
             except OSError:  # a name too long or unreadable: not a file it reads
                 continue
-    return {path for path in found if not any(path.is_relative_to(system) for system in SYSTEM_FOLDERS)}
+    return found
 
 
 _PARSING = threading.Lock()  # CPython 3.11's ast.parse keeps its recursion depth per interpreter, not per
 # thread: two threads parsing at once at different stack depths raise "SystemError: AST constructor recursion
 # depth mismatch" (python/cpython#106905; the suite's lecture fixture builds in two threads)
+
+
+def _is_system(path: Path) -> bool:
+    return any(path.is_relative_to(system) for system in SYSTEM_FOLDERS)
 
 
 def _first_files(folder: Path, limit: int) -> list[Path]:
@@ -282,9 +288,9 @@ def _first_files(folder: Path, limit: int) -> list[Path]:
     for directory, subdirectories, names in os.walk(folder):
         subdirectories.sort()
         for name in sorted(names):
-            path = Path(directory, name)
-            if path.is_file():
-                files.append(path.resolve())
+            path = Path(directory, name).resolve()
+            if path.is_file() and not _is_system(path):  # a link out of the folder may point anywhere
+                files.append(path)
                 if len(files) == limit:
                     return files
     return files
