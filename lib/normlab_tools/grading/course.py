@@ -14,6 +14,7 @@ PostgreSQL server several graders share (`course_gradebook` opens it).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import shutil
@@ -72,10 +73,23 @@ def course_timeout(course_dir: Path) -> int:
 def db_url(course_dir: Path) -> str:
     """The course's gradebook: ``c.CourseDirectory.db_url`` of its nbgrader_config.py,
     else nbgrader's default, ``COURSE/gradebook.db``."""
+    course_dir = Path(course_dir).resolve()
+    try:
+        stat = (course_dir / "nbgrader_config.py").stat()
+        version = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        version = None
+    return _db_url(course_dir, version)
+
+
+@functools.lru_cache(maxsize=64)
+def _db_url(course_dir: Path, config_version) -> str:
+    """`db_url` for one version of the config file: it is read once per version, not for
+    each of a run's several gradebook accesses per student."""
     from normlab_tools.assignments import load_course_config
 
     configured = load_course_config(course_dir).CourseDirectory.get("db_url")
-    return str(configured) if configured else f"sqlite:///{Path(course_dir).resolve() / 'gradebook.db'}"
+    return str(configured) if configured else f"sqlite:///{course_dir / 'gradebook.db'}"
 
 
 def on_server(url: str) -> bool:
