@@ -31,11 +31,7 @@ from normlab_tools.grading import report, run
 from test_grading import TIMEOUT, grade, hostile_class, read_csv, release, write_class  # noqa: F401 (release: fixture)
 
 DASK = Path(sys.executable).parent / "dask"
-# Not "flood" (3000 prints of 1 MB): on the Dask workers its kernel sometimes (3 of about 12
-# runs, 2026-12-07; never in about 10 local ones) hits its memory limit (MemoryError, or exit
-# code 126) before the executor counts 8 MB of output, and the student keeps the later tests'
-# points. An open discrepancy between the two ways of grading, not asserted here.
-CLASS = ["correct", "partial", "blank", "invalid", "sleeper", "osexit", "segfault", "killer", "deleter",
+CLASS = ["correct", "partial", "blank", "invalid", "sleeper", "osexit", "segfault", "flood", "killer", "deleter",
          "patcher", "spy", "dbreader", "vandal", "caller"]
 SMALL_CLASS = ["correct", "partial", "blank"]  # for local:2
 

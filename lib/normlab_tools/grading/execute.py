@@ -8,8 +8,10 @@ nbgrader's). It runs on a `SandboxKernelManager` kernel and adds:
   limit) no longer fails the whole submission: the cell that killed it gets an error
   output, every later test cell gets "not run" (0 points), earlier tests keep theirs;
 - **a kernel that ignores the interrupt** after a timeout is killed the same way;
-- **output limit**: a kernel sending more than `Limits.output` bytes of outputs is
-  killed; what it sent beyond the limit is dropped;
+- **output limit**: a kernel making more than `Limits.output` bytes of outputs stops
+  there (it counts them itself, `kernel_template.limit_outputs`, so a flood stops at the
+  same byte however fast the grader reads); the executor counts what arrives the same
+  way and kills a kernel that passes the limit anyway;
 - **test-helper integrity**: before each test cell a silent probe checks, inside the
   kernel, that the helpers the tests call -- every name the locked cells import from the
   teaching library and a test cell uses (`helper_bindings`), and every public function
@@ -40,6 +42,7 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Integer, default
 
 from normlab_tools.grading.events import Kind, record
+from normlab_tools.grading.sandbox.kernel_template import output_size
 
 INTEGRITY_ERROR = "GradingIntegrityError"
 NOT_RUN_ERROR = "NotRunError"
@@ -274,7 +277,10 @@ class SandboxedExecute(ConfiguredExecute):
         try:
             cell = self.execute_cell(cell, index, store_history=True)
         except DeadKernelError:
-            died = True
+            if (self._exit_event() or {}).get("reason") == "output":  # it stopped itself
+                self._output_over = index
+            else:
+                died = True
         except CellTimeoutError:  # no answer even after the interrupt
             stuck = True
         if self._output_over is not None:
@@ -350,23 +356,24 @@ class SandboxedExecute(ConfiguredExecute):
         if process is not None:
             process.kill()
 
-    def _death_reason(self, name: str) -> str:
+    def _exit_event(self) -> dict | None:
+        """The kernel template's account of how the dead kernel ended (None: not known)."""
         process = getattr(getattr(self.km, "provisioner", None), "process", None)
-        event = None
-        if process is not None:
-            try:
-                process.wait(timeout=5)
-            except Exception:  # noqa: BLE001 (still running: report what we know)
-                pass
-            event = process.template.exit_event(process.job) if hasattr(process, "template") else None
-        return describe_exit(event, name)
+        if process is None:
+            return None
+        try:
+            process.wait(timeout=5)
+        except Exception:  # noqa: BLE001 (still running: report what we know)
+            pass
+        return process.template.exit_event(process.job) if hasattr(process, "template") else None
+
+    def _death_reason(self, name: str) -> str:
+        return describe_exit(self._exit_event(), name)
 
     # --- outputs -----------------------------------------------------------------------------
 
     def output(self, outs, msg, display_id, cell_index):
-        content = msg.get("content", {})
-        size = len(json.dumps(content.get("data") or content.get("text") or content.get("traceback") or ""))
-        self._output_bytes += size
+        self._output_bytes += output_size(msg.get("msg_type") or msg["header"]["msg_type"], msg.get("content", {}))
         if self._output_bytes > self.output_limit:
             if self._output_over is None:
                 self._output_over = cell_index
@@ -387,6 +394,8 @@ def describe_exit(event: dict | None, name: str) -> str:
         return f"{where}: over the process limit (killed)"
     if reason == "cores":
         return f"{where}: kept more than one CPU core busy (killed)"
+    if reason == "output":
+        return f"{where}: over the output limit"
     if reason == "template":
         return f"{where}: the grader's kernel template stopped"
     if status >= 128:

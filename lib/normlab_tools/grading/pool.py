@@ -69,12 +69,11 @@ class WorkerPool:
         self.size = workers
 
     def _config_for(self, index: int) -> dict:
-        from normlab_tools.grading.sandbox.bubblewrap import UID_BASE
+        from normlab_tools.grading.sandbox.bubblewrap import kernel_uid
 
         config = dict(self.config)
-        if config.get("sandbox") and os.geteuid() == 0:
-            # a uid of its own per worker: RLIMIT_NPROC then counts only that kernel's processes
-            config["uid"] = UID_BASE + 64 * os.getpid() + index
+        if config.get("sandbox"):
+            config["uid"] = kernel_uid(index)
         return config
 
     def run(self, specs: list[dict], finished) -> None:

@@ -47,7 +47,7 @@ SANDBOX_SCRATCH = "/scratch"  # the kernel's home and working folder (a private 
 SANDBOX_SOCKETS = "/run/kernel"  # its ZeroMQ ipc sockets (a private tmpfs)
 TEMPLATE_HOME = "/run/template"  # the template's own writable folder, hidden from kernels
 SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"]
-UID_BASE = 2_000_000  # kernels run as UID_BASE + 64 * (grader pid) + worker when root
+UID_BASE = 2_000_000  # see kernel_uid
 GiB = 1 << 30
 MiB = 1 << 20
 
@@ -67,13 +67,20 @@ class Limits:
     file_size: int = 64 * MiB  # RLIMIT_FSIZE: largest file a kernel may write
     scratch: int = 256 * MiB  # size of the private tmpfs (home, cwd, TMPDIR, /dev/shm)
     open_files: int = 256
-    output: int = 8 * MiB  # notebook outputs a kernel may send (checked by the executor)
+    output: int = 8 * MiB  # notebook outputs a kernel may send (counted in the kernel and by the executor)
 
     def as_request(self, rlimit_nproc: bool) -> dict:
         return {"cpu": self.cpu_seconds, "data": self.data, "fsize": self.file_size,
                 "nofile": self.open_files, "nproc": self.threads if rlimit_nproc else None,
                 "memory": self.memory, "processes": self.processes, "cores": self.cores,
-                "scratch": self.scratch}
+                "scratch": self.scratch, "output": self.output}
+
+
+def kernel_uid(slot: int) -> int | None:
+    """The uid of a worker's kernels when grading as root (None otherwise): one of its own
+    per worker, so that RLIMIT_NPROC counts only that worker's kernel. A process has 64
+    slots: a local pool's workers take 0-31 of their grader's pid, a Dask worker 63 of its own."""
+    return UID_BASE + 64 * os.getpid() + slot if os.geteuid() == 0 else None
 
 
 class SandboxUnavailable(RuntimeError):

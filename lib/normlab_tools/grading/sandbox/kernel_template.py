@@ -16,7 +16,8 @@ Protocol: one JSON object per line on stdin (requests) and stdout (events).
     -> {"op": "kill", "job": ID}                     (the job's whole process tree)
     <- {"event": "ready", "preloaded": [...], "failed": {...}}
     <- {"event": "started", "job": ID, "pid": PID}   (PID in this process's pid namespace)
-    <- {"event": "exit", "job": ID, "status": N, "reason": "memory"|"processes"|null,
+    <- {"event": "exit", "job": ID, "status": N,
+        "reason": "memory"|"processes"|"cores"|"output"|null,
         "error": "..."}                              (N: exit code, 128 + signal if killed)
 
 Each job is three processes:
@@ -29,7 +30,9 @@ Each job is three processes:
                               kernel kills every process of the namespace (fork bombs,
                               daemons: nothing outlives the job).
     K  (the kernel)           sets rlimits (CPU, data size, processes, file size, open
-                              files, no core), drops every capability, runs IPKernelApp.
+                              files, no core), drops every capability, runs IPKernelApp;
+                              counts its outputs and exits with OUTPUT_LIMIT_STATUS at
+                              the output limit (`limit_outputs`).
 
 The template also watches the job: the number of its processes, their private memory
 together (a fork bomb multiplies per-process rlimits) and the CPU cores they keep busy;
@@ -59,6 +62,8 @@ PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 1, 4, 24, 4
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 WATCH_INTERVAL = 0.2  # seconds between two looks at a job's memory and process count
+OUTPUT_LIMIT_STATUS = 86  # the kernel's exit status when its outputs pass limits["output"]
+OUTPUT_MESSAGES = {"display_data", "update_display_data", "execute_result", "error"}  # besides streams
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -211,9 +216,55 @@ def _job_kernel(request: dict, error_fd: int) -> None:
     app = IPKernelApp.instance()
     app.initialize(["-f", connection_file, "--HistoryManager.hist_file=:memory:",
                     "--IPKernelApp.log_level=CRITICAL"])
+    if limits.get("output") is not None:
+        limit_outputs(app.session, limits["output"])
     os.close(error_fd)
     app.start()
     os._exit(0)
+
+
+def output_size(msg_type: str, content: dict) -> int:
+    """What one output counts against the output limit: a stream's characters, else the
+    JSON of its data (display, result) or traceback (error). The grader counts the same."""
+    if msg_type == "stream":
+        return len(content.get("text") or "")
+    return len(json.dumps(content.get("data") or content.get("traceback") or ""))
+
+
+def limit_outputs(session, limit: int) -> None:
+    """Count the kernel's outputs where they are made -- each write to stdout or stderr
+    (Python's or, through ipykernel's pipe, the C library's), each other output as it is
+    sent -- and exit with OUTPUT_LIMIT_STATUS at the write that passes `limit` bytes.
+
+    ipykernel sends stream text in flushes whose size depends on how fast the grader
+    reads; counted there, a flood of prints could fill the kernel's memory (or pass the
+    grader's message size limit) first, and be graded differently from run to run."""
+    import threading
+
+    lock, used = threading.Lock(), [0]
+
+    def spend(size: int) -> None:
+        with lock:
+            used[0] += size
+            over = used[0] > limit
+        if over:
+            os._exit(OUTPUT_LIMIT_STATUS)
+
+    for stream in (sys.stdout, sys.stderr):
+        def write(text, _write=stream.write):
+            spend(len(text) if isinstance(text, str) else 0)
+            return _write(text)
+        stream.write = write
+
+    def send(socket, msg_or_type, content=None, *args, _send=session.send, **kwargs):
+        if isinstance(msg_or_type, dict):
+            msg_type, body = msg_or_type.get("header", {}).get("msg_type"), msg_or_type.get("content")
+        else:
+            msg_type, body = msg_or_type, content
+        if msg_type in OUTPUT_MESSAGES:
+            spend(output_size(msg_type, body or {}))
+        return _send(socket, msg_or_type, content, *args, **kwargs)
+    session.send = send
 
 
 def _status_bytes(field: str) -> int:
@@ -460,6 +511,8 @@ def _reap(jobs: dict, by_id: dict) -> None:
             error = ""
         os.close(job.error_fd)
         reason = job.reason if job.reason != "killed" else None
+        if reason is None and _exit_code(status) == OUTPUT_LIMIT_STATUS:
+            reason = "output"
         _emit({"event": "exit", "job": job.id, "status": _exit_code(status), "reason": reason,
                "error": error})
 
