@@ -27,7 +27,7 @@ import pytest
 from distributed import Client
 
 from normlab_tools.dask_cluster import CONNECT_SECONDS
-from normlab_tools.grading import report, run
+from normlab_tools.grading import distributed, report, run
 from test_grading import TIMEOUT, grade, hostile_class, read_csv, release, write_class  # noqa: F401 (release: fixture)
 
 DASK = Path(sys.executable).parent / "dask"
@@ -45,12 +45,13 @@ def free_port() -> int:
 class Cluster:
     """A ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1; `stop` ends them all."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, scheduler_env: dict | None = None):
         self.base = base
+        base.mkdir(parents=True, exist_ok=True)
         self.address = f"tcp://127.0.0.1:{free_port()}"
         self.processes: list[subprocess.Popen] = []
         self._start("scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port", self.address.rsplit(":", 1)[1],
-                                  "--no-dashboard"])
+                                  "--no-dashboard"], scheduler_env)
 
     def add_worker(self, name: str, env: dict | None = None) -> None:
         self._start(name, [DASK, "worker", self.address, "--name", name, "--nworkers", "1", "--nthreads", "1",
@@ -233,17 +234,85 @@ def test_a_worker_killed_mid_run_ends_with_the_uninterrupted_grades(dask_run, th
 
 
 @pytest.mark.slow
-def test_local_n_starts_a_cluster_for_the_run(local_run, release, tmp_path, capsys):
+def test_local_n_starts_a_cluster_for_the_run(local_run, release, tmp_path, capsys, monkeypatch):
+    """local:2, with a window of 2 tasks on the cluster (one per worker thread) for a class of 3."""
     local, _ = local_run
     students = [s for s in hostile_class(release, tmp_path / "course", tmp_path / "submissions")
                 if s.name in SMALL_CLASS]
     write_class(students, tmp_path / "submissions")
+    monkeypatch.setattr(distributed, "MIN_WINDOW", 1)
+    monkeypatch.setattr(distributed, "TASKS_PER_THREAD", 1)
+    on_cluster = []  # tasks the client held as each result came in
+    received = distributed.DaskPool._received
+
+    def counted(pool, future, student, job_dir):
+        on_cluster.append(len(pool.client.futures))
+        return received(pool, future, student, job_dir)
+    monkeypatch.setattr(distributed.DaskPool, "_received", counted)
     code, out, err = grade(capsys, "ps1", tmp_path / "submissions", "--course-dir", tmp_path / "course",
                            "--timeout", TIMEOUT, "--scheduler", "local:2")
     assert code == 0, err
     assert "grading ps1" in err  # the progress bar
     assert rows(tmp_path / "course") == {name: row for name, row in rows(local).items() if name in SMALL_CLASS}
     assert "3 submissions: 3 graded, 0 failed, 0 flagged" in out
+    assert len(on_cluster) == 3 and max(on_cluster) == 2, on_cluster
+
+
+@pytest.mark.slow
+def test_a_student_whose_workers_keep_dying_gets_0_with_why_and_the_others_their_grades(local_run, release,
+                                                                                       tmp_path, capsys):
+    """With ``distributed.scheduler.allowed-failures`` 0, one worker killed while it grades
+    is one death too many: each student it held fails with 0 and a reason saying so (none
+    is dropped), every other student gets the grade of the local run, and regrading a
+    failed student alone (``--student``) gives it the local run's grade."""
+    local, _ = local_run
+    local_rows = {name: row for name, row in rows(local).items() if name in SMALL_CLASS}
+    students = [s for s in hostile_class(release, tmp_path / "course", tmp_path / "submissions")
+                if s.name in SMALL_CLASS]
+    write_class(students, tmp_path / "submissions")
+    cluster = Cluster(tmp_path / "dask", scheduler_env=dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0"))
+    try:
+        for name in ("worker-a", "worker-b"):
+            cluster.add_worker(name)
+        cluster.workers(2)
+        command = [sys.executable, "-m", "normlab_tools", "grade", "ps1", str(tmp_path / "submissions"),
+                   "--course-dir", str(tmp_path / "course"), "--timeout", str(TIMEOUT), "--scheduler",
+                   cluster.address, "--quiet"]
+        grader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            killed, deadline = None, time.monotonic() + 300
+            with Client(cluster.address, timeout=30) as client:
+                while killed is None:
+                    assert grader.poll() is None, grader.communicate()[1][-3000:]
+                    assert time.monotonic() < deadline, "no task ever ran"
+                    busy = [(pid, keys) for pid, keys in executing(client).values() if keys]
+                    if busy:
+                        pid, killed = busy[0]
+                        os.kill(pid, signal.SIGKILL)
+                    time.sleep(0.1)
+            out, err = grader.communicate(timeout=900)
+        finally:
+            if grader.poll() is None:
+                grader.kill()
+                grader.communicate()
+        assert grader.returncode == 0, err[-3000:]
+        victim = killed[0].split("-")[1]
+        after = rows(tmp_path / "course")
+        failed = {name for name, row in after.items() if row["status"] == "failed"}
+        assert victim in failed and set(after) == set(SMALL_CLASS)
+        for name in failed:
+            assert (after[name]["total"], after[name]["reason"]) == (
+                "0", "grading failed: every Dask worker that graded it died (distributed.scheduler.allowed-failures)")
+        assert {name: after[name] for name in after if name not in failed} == \
+            {name: local_rows[name] for name in after if name not in failed}
+        assert f"3 submissions: {3 - len(failed)} graded, {len(failed)} failed" in out
+        for name in failed:
+            code, _, err = grade(capsys, "ps1", tmp_path / "submissions", "--course-dir", tmp_path / "course",
+                                 "--timeout", TIMEOUT, "--scheduler", cluster.address, "--student", name)
+            assert code == 0, err
+        assert rows(tmp_path / "course") == local_rows
+    finally:
+        cluster.stop()
 
 
 def test_an_unreachable_scheduler_is_refused_at_once(tmp_path, capsys):

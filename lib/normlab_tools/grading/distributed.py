@@ -15,7 +15,9 @@ this process (the client) and the workers:
   grades it (`jobs.grade`) and returns the result with the job folder's gradebook.db,
   autograded/ and feedback/ as bytes (`pack`); `DaskPool` unpacks them into the local
   WORK/jobs/<student>/ and calls ``finished`` as `pool.WorkerPool` does: this process
-  stays the only writer of the gradebook;
+  stays the only writer of the gradebook. It keeps a window of tasks on the cluster
+  (`MIN_WINDOW`, `TASKS_PER_THREAD`) and submits the next as one finishes: the scheduler
+  holds a task's submission until it runs, and need not hold a whole class of them;
 - a worker that dies mid-job: the scheduler gives its tasks to other workers, and the
   student is graded again from scratch; a student whose tasks keep killing workers
   (``distributed.scheduler.allowed-failures``, 3 by default) gets 0 with that reason.
@@ -34,6 +36,7 @@ import tarfile
 import tempfile
 import threading
 import uuid
+from collections import deque
 from dataclasses import asdict
 from pathlib import Path
 
@@ -43,6 +46,8 @@ from normlab_tools.dask_cluster import dask_client
 from normlab_tools.errors import UserError
 
 RESULT_FOLDERS = ("gradebook.db", "autograded", "feedback")  # what a job sends back
+MIN_WINDOW, TASKS_PER_THREAD = 16, 4  # tasks on the cluster at once: the larger of 16 and 4 per worker thread
+DASK_SLOT = 63  # a Dask worker's kernel uid slot (bubblewrap.kernel_uid); local pools use 0-31
 
 
 # --- folders as bytes --------------------------------------------------------------------------
@@ -114,13 +119,14 @@ class GradingPlugin(WorkerPlugin):
         Dask removes when a worker that died before its teardown is replaced."""
         from normlab_tools.grading import jobs
         from normlab_tools.grading.course import quiet_nbgrader
+        from normlab_tools.grading.sandbox.bubblewrap import kernel_uid
 
         self.work = Path(tempfile.mkdtemp(prefix="normlab-grading-", dir=local_directory))
         try:
             quiet_nbgrader()
             unpack(self.template, self.work / "template")
             config = dict(self.config, work_dir=str(self.work), forbidden=[*self.config["forbidden"], str(self.work)],
-                          uid=_kernel_uid() if self.config["sandbox"] else None)
+                          uid=kernel_uid(DASK_SLOT) if self.config["sandbox"] else None)
             jobs.worker_setup(jobs.WorkerConfig.from_dict(config), warm_up=True)
         except Exception as error:  # noqa: BLE001 (reported to the client, and by every task here)
             self.error = f"{type(error).__name__}: {error}"
@@ -129,15 +135,6 @@ class GradingPlugin(WorkerPlugin):
         self._stop.wait()
         jobs.worker_teardown()
         shutil.rmtree(self.work, ignore_errors=True)
-
-
-def _kernel_uid() -> int | None:
-    """The kernels' uid when grading as root: one per worker process, never a local
-    pool's (those take slots 0-31 of their grader's pid; a Dask worker takes slot 63 of
-    its own pid's)."""
-    from normlab_tools.grading.sandbox.bubblewrap import UID_BASE
-
-    return UID_BASE + 64 * os.getpid() + 63 if os.geteuid() == 0 else None
 
 
 def _grade_on_worker(plugin_name: str, spec: dict, submitted: bytes) -> dict:
@@ -228,16 +225,26 @@ class DaskPool:
         except Exception as error:  # noqa: BLE001 (raised on a worker)
             self.client.unregister_worker_plugin(plugin_name)
             raise UserError(f"a Dask worker {error}") from None
-        futures = {}
-        try:
-            for spec in specs:
+        pending, futures, done = deque(specs), {}, as_completed()
+
+        def submit_more() -> None:
+            """Keep a window of tasks on the cluster, not the whole class: the scheduler holds
+            each task's submission until it runs."""
+            window = max(MIN_WINDOW, TASKS_PER_THREAD * sum(self.client.nthreads().values()))
+            while pending and len(futures) < window:
+                spec = pending.popleft()
                 future = self.client.submit(_grade_on_worker, plugin_name, spec, pack(Path(spec["submitted"])),
                                             key=f"grade-{spec['student']}-{run_id}", pure=False)
                 futures[future] = spec["student"]
-            for future in as_completed(list(futures)):
+                done.add(future)
+
+        try:
+            submit_more()
+            for future in done:
                 student = futures.pop(future)
                 result = self._received(future, student, work / "jobs" / student)
                 future.release()
+                submit_more()  # before this student's record: the workers need not wait for it
                 finished(student, result)
         finally:
             if self.client.status == "running":  # not after the scheduler is lost
