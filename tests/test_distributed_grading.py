@@ -28,7 +28,7 @@ from distributed import Client
 
 from normlab_tools.dask_cluster import CONNECT_SECONDS
 from normlab_tools.grading import distributed, report, run
-from test_grading import TIMEOUT, grade, hostile_class, read_csv, release, write_class  # noqa: F401 (release: fixture)
+from test_grading import TIMEOUT, Student, grade, hostile_class, read_csv, release, write_class  # noqa: F401 (release: fixture)
 
 DASK = Path(sys.executable).parent / "dask"
 CLASS = ["correct", "partial", "blank", "invalid", "sleeper", "osexit", "segfault", "flood", "killer", "deleter",
@@ -311,6 +311,52 @@ def test_a_student_whose_workers_keep_dying_gets_0_with_why_and_the_others_their
                                  "--timeout", TIMEOUT, "--scheduler", cluster.address, "--student", name)
             assert code == 0, err
         assert rows(tmp_path / "course") == local_rows
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.slow
+def test_a_worker_without_bubblewrap_joining_mid_run_is_given_no_student(release, tmp_path):
+    """One sandboxed worker grades eight correct notebooks; a worker without bwrap joins
+    after the first grade. It cannot start a kernel template, so it never offers the
+    grading slot: every student is graded (25 points) by the sandboxed worker."""
+    correct = next(s for s in hostile_class(release, tmp_path / "course", tmp_path / "submissions")
+                   if s.name == "correct")
+    names = [f"student{i}" for i in range(8)]
+    write_class([Student(name, correct.content, correct.score, correct.status, correct.reason) for name in names],
+                tmp_path / "submissions")
+    cluster = Cluster(tmp_path / "dask")
+    try:
+        cluster.add_worker("sandboxed")
+        addresses = cluster.workers(1)
+        command = [sys.executable, "-m", "normlab_tools", "grade", "ps1", str(tmp_path / "submissions"),
+                   "--course-dir", str(tmp_path / "course"), "--timeout", str(TIMEOUT), "--scheduler",
+                   cluster.address, "--quiet"]
+        grader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not list((tmp_path / "course" / "grading" / "ps1" / "state").glob("*.json")):
+                assert grader.poll() is None, grader.communicate()[1][-3000:]
+                assert time.monotonic() < deadline, "no student was ever graded"
+                time.sleep(0.2)
+            cluster.add_worker("unsandboxed", env=dict(os.environ, PATH=str(DASK.parent)))
+            addresses = cluster.workers(2)
+            with Client(cluster.address, timeout=30) as client:
+                slots = {w["name"]: w["resources"].get(distributed.SLOT)
+                         for w in client.scheduler_info(n_workers=-1)["workers"].values()}
+            out, err = grader.communicate(timeout=900)
+        finally:
+            if grader.poll() is None:
+                grader.kill()
+                grader.communicate()
+        assert grader.returncode == 0, err[-3000:]
+        assert slots == {"sandboxed": 1, "unsandboxed": None}
+        after = rows(tmp_path / "course")
+        assert {name: (row["total"], row["status"]) for name, row in after.items()} == \
+            {name: ("25", "graded") for name in names}
+        assert "8 submissions: 8 graded, 0 failed" in out
+        log = (cluster.base / "unsandboxed.log").read_text()
+        assert "bubblewrap (bwrap) is not installed" in log and addresses["unsandboxed"] in log
     finally:
         cluster.stop()
 

@@ -10,7 +10,9 @@ this process (the client) and the workers:
 - `GradingPlugin`, a worker plugin, gives every worker (those present and those joining
   later, such as a dead worker's replacement) the template course folder as bytes and
   starts its kernel template (`jobs.worker_setup`) in a WORK folder inside the worker's
-  local directory; its teardown stops the template and removes the folder;
+  local directory, then offers one `SLOT` (a Dask resource every task needs): a worker
+  joining mid-run that cannot start a template (no bubblewrap) is given no student; the
+  teardown withdraws the slot, stops the template and removes the folder;
 - each student is one task: the submission travels to the worker as bytes, the worker
   grades it (`jobs.grade`) and returns the result with the job folder's gradebook.db,
   autograded/ and feedback/ as bytes (`pack`); `DaskPool` unpacks them into the local
@@ -47,7 +49,8 @@ from normlab_tools.errors import UserError
 
 RESULT_FOLDERS = ("gradebook.db", "autograded", "feedback")  # what a job sends back
 MIN_WINDOW, TASKS_PER_THREAD = 16, 4  # tasks on the cluster at once: the larger of 16 and 4 per worker thread
-DASK_SLOT = 63  # a Dask worker's kernel uid slot (bubblewrap.kernel_uid); local pools use 0-31
+SLOT = "normlab-grading"  # the Dask resource a worker offers, once, while its kernel template runs
+UID_SLOT = 63  # a Dask worker's slot of kernel uids (bubblewrap.kernel_uid); local pools use 0-31
 
 
 # --- folders as bytes --------------------------------------------------------------------------
@@ -108,8 +111,10 @@ class GradingPlugin(WorkerPlugin):
             await asyncio.sleep(0.05)
         if self.error:
             raise RuntimeError(f"could not start its kernel template: {self.error}")
+        await worker.set_resources(**{SLOT: 1})
 
     async def teardown(self, worker) -> None:
+        await worker.set_resources(**{SLOT: 0})
         self._stop.set()
         while self._keeper.is_alive():
             await asyncio.sleep(0.05)
@@ -126,7 +131,7 @@ class GradingPlugin(WorkerPlugin):
             quiet_nbgrader()
             unpack(self.template, self.work / "template")
             config = dict(self.config, work_dir=str(self.work), forbidden=[*self.config["forbidden"], str(self.work)],
-                          uid=kernel_uid(DASK_SLOT) if self.config["sandbox"] else None)
+                          uid=kernel_uid(UID_SLOT) if self.config["sandbox"] else None)
             jobs.worker_setup(jobs.WorkerConfig.from_dict(config), warm_up=True)
         except Exception as error:  # noqa: BLE001 (reported to the client, and by every task here)
             self.error = f"{type(error).__name__}: {error}"
@@ -234,7 +239,8 @@ class DaskPool:
             while pending and len(futures) < window:
                 spec = pending.popleft()
                 future = self.client.submit(_grade_on_worker, plugin_name, spec, pack(Path(spec["submitted"])),
-                                            key=f"grade-{spec['student']}-{run_id}", pure=False)
+                                            key=f"grade-{spec['student']}-{run_id}", pure=False,
+                                            resources={SLOT: 1})
                 futures[future] = spec["student"]
                 done.add(future)
 
