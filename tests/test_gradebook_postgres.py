@@ -127,6 +127,35 @@ def normlab(capsys, *argv) -> tuple[int, str, str]:
 # --- fast -----------------------------------------------------------------------------------------
 
 
+def test_a_runs_kept_gradebook_ends_its_transaction_after_each_use(tmp_path, db_url, postgres):
+    """A run keeps one Gradebook (`course.keep_gradebook`: one engine, its queries compiled
+    once). Between two uses it must leave no transaction open on the server (another
+    grader's writes would wait on its locks) and keep no row from before: the next use
+    sees what another grader wrote meanwhile."""
+    import psycopg
+
+    folder = course_on(tmp_path / "course", db_url)
+    with course.keep_gradebook(folder):
+        with course.course_gradebook(folder) as first:
+            first.add_student("ann")
+        with course.course_gradebook(folder) as second:
+            assert second is first
+            ann = second.find_student("ann")  # still referenced after this use
+            assert ann.first_name is None
+        database = db_url.split("?")[0].rsplit("/", 1)[1]
+        with psycopg.connect(host=str(postgres.sockets), port=postgres.port, user="postgres", dbname=database,
+                             autocommit=True) as other:
+            states = other.execute("SELECT state FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                                   (database,)).fetchall()
+            assert states and ("idle in transaction",) not in states, states
+            other.execute("UPDATE student SET first_name = 'Ann' WHERE id = 'ann'")
+        with course.course_gradebook(folder) as third:
+            assert third.find_student("ann").first_name == "Ann"
+    assert not course._KEPT
+    with course.course_gradebook(folder) as fresh:  # outside a run: a Gradebook of its own
+        assert fresh is not first
+
+
 def test_the_course_config_names_the_gradebook(tmp_path, postgres):
     default = tmp_path / "default"
     default.mkdir()

@@ -125,25 +125,56 @@ def unreachable(course_dir: Path, url: str, error: Exception) -> UserError:
                      f"{Path(course_dir) / 'nbgrader_config.py'}, then run the command again")
 
 
+_KEPT: dict = {}  # db_url -> the Gradebook a run keeps open (`keep_gradebook`)
+
+
+def _open_gradebook(course_dir: Path, url: str):
+    from nbgrader.api import Gradebook
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    from normlab_tools.assignments import COURSE_ID
+
+    try:
+        return Gradebook(url, course_id=COURSE_ID)
+    except (ArgumentError, DBAPIError, ImportError) as error:
+        raise unreachable(course_dir, url, error) from None
+
+
+@contextlib.contextmanager
+def keep_gradebook(course_dir: Path):
+    """Within it, `course_gradebook` lends one Gradebook on the course's gradebook instead
+    of opening one per use. SQLAlchemy compiles a query once per engine, and each
+    Gradebook has its own: a run that opened a few per student compiled every query
+    again for each."""
+    url = db_url(course_dir)
+    if url in _KEPT:
+        yield
+        return
+    _KEPT[url] = _open_gradebook(course_dir, url)
+    try:
+        yield
+    finally:
+        _KEPT.pop(url).close()
+
+
 @contextlib.contextmanager
 def course_gradebook(course_dir: Path):
     """nbgrader's Gradebook on the course's gradebook (`db_url`); a UserError naming the
     gradebook when it cannot be reached or fails."""
-    from nbgrader.api import Gradebook
-    from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
-
-    from normlab_tools.assignments import COURSE_ID
+    from sqlalchemy.exc import InterfaceError, OperationalError
 
     url = db_url(course_dir)
+    kept = _KEPT.get(url)
+    gradebook = kept or _open_gradebook(course_dir, url)
     try:
-        gradebook = Gradebook(url, course_id=COURSE_ID)
-    except (ArgumentError, DBAPIError, ImportError) as error:
-        raise unreachable(course_dir, url, error) from None
-    try:
-        with gradebook:
-            yield gradebook
+        yield gradebook
     except (OperationalError, InterfaceError) as error:  # the server went away
         raise unreachable(course_dir, url, error) from None
+    finally:
+        if kept is None:
+            gradebook.close()
+        else:  # end the session (what was not committed is rolled back); keep the engine
+            gradebook.db.remove()
 
 
 def scratch_db_url(folder: Path) -> str:

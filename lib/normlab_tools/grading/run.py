@@ -208,7 +208,8 @@ def _run_workers(pool, plans: list[planning.Plan], progress: bool, course_dir: P
               "submitted": str(course_dir / "submitted" / p.student / assignment), "notes": p.notes}
              for p in plans]
     try:
-        pool.run(specs, finished)
+        with course.keep_gradebook(course_dir):
+            pool.run(specs, finished)
     finally:
         bar.close()
 
