@@ -165,7 +165,7 @@ def course_gradebook(course_dir: Path):
 
     url = db_url(course_dir)
     kept = _KEPT.get(url)
-    gradebook = kept or _open_gradebook(course_dir, url)
+    gradebook = kept if kept is not None else _open_gradebook(course_dir, url)
     try:
         yield gradebook
     except (OperationalError, InterfaceError) as error:  # the server went away
