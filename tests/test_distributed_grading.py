@@ -33,7 +33,7 @@ from test_grading import TIMEOUT, Student, grade, hostile_class, read_csv, relea
 DASK = Path(sys.executable).parent / "dask"
 CLASS = ["correct", "partial", "blank", "invalid", "sleeper", "osexit", "segfault", "flood", "killer", "deleter",
          "patcher", "spy", "dbreader", "vandal", "caller"]
-SMALL_CLASS = ["correct", "partial", "blank"]  # for local:2
+SMALL_CLASS = ["correct", "partial", "blank"]  # for the tests that start a cluster of their own, and local:2
 
 
 def free_port() -> int:
@@ -195,6 +195,56 @@ def executing(client: Client) -> dict:
     return client.run(lambda dask_worker: (os.getpid(), sorted(str(t.key) for t in dask_worker.state.executing)))
 
 
+def kill_a_busy_worker(client: Client):
+    """SIGKILL a worker process that is running a task; the keys it ran (None: none was busy)."""
+    busy = [(pid, keys) for pid, keys in executing(client).values() if keys]
+    if not busy:
+        return None
+    pid, keys = busy[0]
+    os.kill(pid, signal.SIGKILL)
+    return keys
+
+
+def graded_any(course: Path) -> bool:
+    return bool(list((course / "grading" / "ps1" / "state").glob("*.json")))
+
+
+def grade_meanwhile(submissions: Path, course: Path, address: str, act, waiting_for: str):
+    """Run ``normlab grade ps1`` on the cluster at `address` in another process; while it
+    runs, call act() every 0.1 s until it returns something; once the run has ended
+    well, return (that, the run's stdout)."""
+    command = [sys.executable, "-m", "normlab_tools", "grade", "ps1", str(submissions), "--course-dir", str(course),
+               "--timeout", str(TIMEOUT), "--scheduler", address, "--quiet"]
+    grader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while (done := act()) is None:
+            assert grader.poll() is None, grader.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, waiting_for
+            time.sleep(0.1)
+        out, err = grader.communicate(timeout=900)
+    finally:
+        if grader.poll() is None:
+            grader.kill()
+            grader.communicate()
+    assert grader.returncode == 0, err[-3000:]
+    return done, out
+
+
+def without_bwrap() -> dict:
+    """The environment of a worker on a machine without bubblewrap: only the venv's bin on PATH."""
+    return dict(os.environ, PATH=str(DASK.parent))
+
+
+def write_small_class(release, folder: Path) -> None:
+    write_class([s for s in hostile_class(release, folder / "course", folder / "submissions")
+                 if s.name in SMALL_CLASS], folder / "submissions")
+
+
+def small_rows(course: Path) -> dict:
+    return {name: row for name, row in rows(course).items() if name in SMALL_CLASS}
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_ends_with_the_uninterrupted_grades(dask_run, the_class, cluster):
     """SIGKILL a worker process while it grades a student: the scheduler gives its tasks
@@ -203,29 +253,11 @@ def test_a_worker_killed_mid_run_ends_with_the_uninterrupted_grades(dask_run, th
     dask, _ = dask_run
     base, submissions = the_class
     course = base / "course"
-    command = [sys.executable, "-m", "normlab_tools", "grade", "ps1", str(submissions), "--course-dir", str(course),
-               "--timeout", str(TIMEOUT), "--scheduler", cluster.address, "--quiet"]
-    grader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        killed = None
-        deadline = time.monotonic() + 300
-        with Client(cluster.address, timeout=30) as client:
-            while killed is None:
-                assert grader.poll() is None, grader.communicate()[1][-3000:]
-                assert time.monotonic() < deadline, "the run never had a task running after its first grade"
-                if list((course / "grading" / "ps1" / "state").glob("*.json")):
-                    busy = [(pid, keys) for pid, keys in executing(client).values() if keys]
-                    if busy:
-                        pid, killed = busy[0]
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.2)
-        out, err = grader.communicate(timeout=900)
-    finally:
-        if grader.poll() is None:
-            grader.kill()
-            grader.communicate()
+    with Client(cluster.address, timeout=30) as client:
+        killed, out = grade_meanwhile(submissions, course, cluster.address,
+                                      lambda: kill_a_busy_worker(client) if graded_any(course) else None,
+                                      "the run never had a task running after its first grade")
     course.rename(base / "killed")
-    assert grader.returncode == 0, err[-3000:]
     assert killed and killed[0].startswith("grade-"), killed
     assert rows(base / "killed") == rows(dask)
     assert cell_scores(base / "killed") == cell_scores(dask)
@@ -237,9 +269,7 @@ def test_a_worker_killed_mid_run_ends_with_the_uninterrupted_grades(dask_run, th
 def test_local_n_starts_a_cluster_for_the_run(local_run, release, tmp_path, capsys, monkeypatch):
     """local:2, with a window of 2 tasks on the cluster (one per worker thread) for a class of 3."""
     local, _ = local_run
-    students = [s for s in hostile_class(release, tmp_path / "course", tmp_path / "submissions")
-                if s.name in SMALL_CLASS]
-    write_class(students, tmp_path / "submissions")
+    write_small_class(release, tmp_path)
     monkeypatch.setattr(distributed, "MIN_WINDOW", 1)
     monkeypatch.setattr(distributed, "TASKS_PER_THREAD", 1)
     on_cluster = []  # tasks the client held as each result came in
@@ -253,7 +283,7 @@ def test_local_n_starts_a_cluster_for_the_run(local_run, release, tmp_path, caps
                            "--timeout", TIMEOUT, "--scheduler", "local:2")
     assert code == 0, err
     assert "grading ps1" in err  # the progress bar
-    assert rows(tmp_path / "course") == {name: row for name, row in rows(local).items() if name in SMALL_CLASS}
+    assert rows(tmp_path / "course") == small_rows(local)
     assert "3 submissions: 3 graded, 0 failed, 0 flagged" in out
     assert len(on_cluster) == 3 and max(on_cluster) == 2, on_cluster
 
@@ -266,36 +296,16 @@ def test_a_student_whose_workers_keep_dying_gets_0_with_why_and_the_others_their
     is dropped), every other student gets the grade of the local run, and regrading a
     failed student alone (``--student``) gives it the local run's grade."""
     local, _ = local_run
-    local_rows = {name: row for name, row in rows(local).items() if name in SMALL_CLASS}
-    students = [s for s in hostile_class(release, tmp_path / "course", tmp_path / "submissions")
-                if s.name in SMALL_CLASS]
-    write_class(students, tmp_path / "submissions")
+    local_rows = small_rows(local)
+    write_small_class(release, tmp_path)
     cluster = Cluster(tmp_path / "dask", scheduler_env=dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0"))
     try:
         for name in ("worker-a", "worker-b"):
             cluster.add_worker(name)
         cluster.workers(2)
-        command = [sys.executable, "-m", "normlab_tools", "grade", "ps1", str(tmp_path / "submissions"),
-                   "--course-dir", str(tmp_path / "course"), "--timeout", str(TIMEOUT), "--scheduler",
-                   cluster.address, "--quiet"]
-        grader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            killed, deadline = None, time.monotonic() + 300
-            with Client(cluster.address, timeout=30) as client:
-                while killed is None:
-                    assert grader.poll() is None, grader.communicate()[1][-3000:]
-                    assert time.monotonic() < deadline, "no task ever ran"
-                    busy = [(pid, keys) for pid, keys in executing(client).values() if keys]
-                    if busy:
-                        pid, killed = busy[0]
-                        os.kill(pid, signal.SIGKILL)
-                    time.sleep(0.1)
-            out, err = grader.communicate(timeout=900)
-        finally:
-            if grader.poll() is None:
-                grader.kill()
-                grader.communicate()
-        assert grader.returncode == 0, err[-3000:]
+        with Client(cluster.address, timeout=30) as client:
+            killed, out = grade_meanwhile(tmp_path / "submissions", tmp_path / "course", cluster.address,
+                                          lambda: kill_a_busy_worker(client), "no task ever ran")
         victim = killed[0].split("-")[1]
         after = rows(tmp_path / "course")
         failed = {name for name, row in after.items() if row["status"] == "failed"}
@@ -328,28 +338,20 @@ def test_a_worker_without_bubblewrap_joining_mid_run_is_given_no_student(release
     cluster = Cluster(tmp_path / "dask")
     try:
         cluster.add_worker("sandboxed")
-        addresses = cluster.workers(1)
-        command = [sys.executable, "-m", "normlab_tools", "grade", "ps1", str(tmp_path / "submissions"),
-                   "--course-dir", str(tmp_path / "course"), "--timeout", str(TIMEOUT), "--scheduler",
-                   cluster.address, "--quiet"]
-        grader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 300
-            while not list((tmp_path / "course" / "grading" / "ps1" / "state").glob("*.json")):
-                assert grader.poll() is None, grader.communicate()[1][-3000:]
-                assert time.monotonic() < deadline, "no student was ever graded"
-                time.sleep(0.2)
-            cluster.add_worker("unsandboxed", env=dict(os.environ, PATH=str(DASK.parent)))
-            addresses = cluster.workers(2)
+        cluster.workers(1)
+
+        def add_an_unsandboxed_worker():
+            """After the first grade: the worker joins; the grading slot of each worker."""
+            if not graded_any(tmp_path / "course"):
+                return None
+            cluster.add_worker("unsandboxed", env=without_bwrap())
+            cluster.workers(2)
             with Client(cluster.address, timeout=30) as client:
-                slots = {w["name"]: w["resources"].get(distributed.SLOT)
-                         for w in client.scheduler_info(n_workers=-1)["workers"].values()}
-            out, err = grader.communicate(timeout=900)
-        finally:
-            if grader.poll() is None:
-                grader.kill()
-                grader.communicate()
-        assert grader.returncode == 0, err[-3000:]
+                return {w["name"]: w["resources"].get(distributed.SLOT)
+                        for w in client.scheduler_info(n_workers=-1)["workers"].values()}
+        slots, out = grade_meanwhile(tmp_path / "submissions", tmp_path / "course", cluster.address,
+                                     add_an_unsandboxed_worker, "no student was ever graded")
+        addresses = cluster.workers(2)
         assert slots == {"sandboxed": 1, "unsandboxed": None}
         after = rows(tmp_path / "course")
         assert {name: (row["total"], row["status"]) for name, row in after.items()} == \
@@ -394,11 +396,9 @@ def test_workers_without_bubblewrap_are_named_before_anything_is_graded(tmp_path
     cluster = Cluster(tmp_path)
     try:
         cluster.add_worker("sandboxed")
-        cluster.add_worker("unsandboxed", env=dict(os.environ, PATH=str(DASK.parent)))
+        cluster.add_worker("unsandboxed", env=without_bwrap())
         addresses = cluster.workers(2)
-        students = [s for s in hostile_class(release, tmp_path / "course", tmp_path / "submissions")
-                    if s.name in SMALL_CLASS]
-        write_class(students, tmp_path / "submissions")
+        write_small_class(release, tmp_path)
         code, _, err = grade(capsys, "ps1", tmp_path / "submissions", "--course-dir", tmp_path / "course",
                              "--scheduler", cluster.address)
     finally:
