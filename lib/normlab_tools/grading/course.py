@@ -270,19 +270,11 @@ def settings_key(course_dir: Path, assignment: str, timeout: int, sandboxed: boo
 
 
 @contextlib.contextmanager
-def course_lock(path: Path):
-    """One `normlab grade` at a time on the course whose lock file is `path`
-    (COURSE/grading/.lock): a second is refused."""
-    with _file_lock(path, "another `normlab grade` is running on this course"):
-        yield
-
-
-@contextlib.contextmanager
 def grading_lock(course_dir: Path, assignment: str):
     """One `normlab grade` at a time per assignment of the course, a second refused: a
     lock file in COURSE/grading/psK/ and, on a PostgreSQL gradebook, a lock in the server
     (graders on other machines share it). With a SQLite gradebook also one run per course
-    (`course_lock`): a file gradebook is one machine's, written by one run at a time."""
+    (COURSE/grading/.lock): a file gradebook is one machine's, written by one run at a time."""
     from normlab_tools.assignments import COURSE_ID
 
     course_dir = Path(course_dir)
@@ -291,7 +283,8 @@ def grading_lock(course_dir: Path, assignment: str):
         held.enter_context(_file_lock(course_dir / "grading" / assignment / ".lock",
                                       f"another `normlab grade {assignment}` is running on this course"))
         if not on_server(url):
-            held.enter_context(course_lock(course_dir / "grading" / ".lock"))
+            held.enter_context(_file_lock(course_dir / "grading" / ".lock",
+                                          "another `normlab grade` is running on this course"))
         elif url.startswith("postgresql"):
             held.enter_context(_server_lock(course_dir, url, f"normlab grade {COURSE_ID} {assignment}",
                                             f"another `normlab grade {assignment}` is running on the course's "
